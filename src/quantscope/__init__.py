@@ -1,0 +1,54 @@
+"""quantscope: post-training quantization and analysis of trained models, run by ONNX Runtime."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from quantscope.config import MethodConfig, NodeSelector, StaticInt8, config_from_dict
+from quantscope.data import Batch, Dataset
+from quantscope.errors import (
+    ConfigError,
+    DataError,
+    DataMismatchError,
+    EmptyDatasetError,
+    ModelError,
+    NonFiniteDataError,
+    OutputError,
+    QuantscopeError,
+    RuntimeFailure,
+    SelectorError,
+    UnsupportedModelError,
+)
+from quantscope.io import Model, load, save
+from quantscope.plan import NodeDecision, QuantPlan
+from quantscope.quantize import QuantizedModel, quantize
+from quantscope.specs import TensorSpec
+
+__all__ = [
+    "Batch",
+    "ConfigError",
+    "DataError",
+    "DataMismatchError",
+    "Dataset",
+    "EmptyDatasetError",
+    "MethodConfig",
+    "Model",
+    "ModelError",
+    "NodeDecision",
+    "NodeSelector",
+    "NonFiniteDataError",
+    "OutputError",
+    "QuantPlan",
+    "QuantizedModel",
+    "QuantscopeError",
+    "RuntimeFailure",
+    "SelectorError",
+    "StaticInt8",
+    "TensorSpec",
+    "UnsupportedModelError",
+    "__version__",
+    "config_from_dict",
+    "load",
+    "quantize",
+    "save",
+]

@@ -1,0 +1,1 @@
+"""Post-training analysis: running models over data, fidelity, latency."""

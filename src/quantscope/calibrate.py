@@ -1,0 +1,106 @@
+"""One streaming pass over calibration data, feeding an observer per tensor.
+
+Only running statistics are kept (exact min/max and fixed-size histograms), so memory does
+not grow with the number of samples; every calibrator (min-max, percentile, entropy, MSE)
+reads its range from the same statistics afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from quantscope.data import Dataset
+from quantscope.errors import EmptyDatasetError, NonFiniteDataError
+from quantscope.io import Model
+from quantscope.numerics.observers import TensorObserver, compute_range
+from quantscope.runtime import make_session, run, with_outputs
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int | None], None]
+"""Called as ``progress(samples_done, samples_total_or_None)`` after each batch."""
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    """Running statistics per tensor name, from one pass over ``num_samples`` samples."""
+
+    observers: Mapping[str, TensorObserver]
+    num_samples: int
+    skipped: Mapping[str, str] = field(default_factory=dict)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.observers
+
+    def range(self, name: str, method: str, **params: float) -> tuple[float, float]:
+        return compute_range(method, self.observers[name], **params)
+
+    def absmax(self, name: str) -> float:
+        obs = self.observers[name]
+        return float(max(abs(obs.min), abs(obs.max)))
+
+
+def collect(
+    model: Model,
+    dataset: Dataset,
+    tensors: Iterable[str],
+    *,
+    batch_size: int = 16,
+    num_samples: int | None = None,
+    seed: int = 0,
+    bins: int = 2048,
+    progress: Progress | None = None,
+) -> TensorStats:
+    """Run ``model`` over ``dataset`` once and observe the named float tensors.
+
+    Graph inputs are observed from the feeds; intermediate tensors are exposed as extra
+    outputs of a copy of the model. Raises :class:`NonFiniteDataError` for NaN/inf in the
+    data and :class:`EmptyDatasetError` when there is nothing to calibrate on.
+    """
+    names = list(dict.fromkeys(tensors))
+    data = dataset.bind(model.inputs)
+    if num_samples is not None:
+        data = data.take(num_samples, seed=seed)
+    input_names = {spec.name for spec in model.inputs}
+    exposed = with_outputs(model, [n for n in names if n not in input_names])
+    output_names = [v.name for v in exposed.ir.graph.outputs]
+    wanted = [n for n in output_names if n in names]
+    skipped = {n: "no element type known; not observable" for n in names if n not in input_names and n not in wanted}
+    session = make_session(exposed, optimization="basic")
+    observers: dict[str, TensorObserver] = {n: TensorObserver(bins=bins) for n in names if n not in skipped}
+    total = len(data) if _has_len(data) else None
+    done = 0
+    for batch in data.batches(batch_size, require_finite=True):
+        feeds = batch.inputs
+        for name in input_names & observers.keys():
+            observers[name].update(feeds[name])
+        results = run(session, feeds, wanted)
+        for name, array in zip(wanted, results, strict=True):
+            observers[name].update(array)
+        done += _batch_len(feeds)
+        if progress is not None:
+            progress(done, total)
+    if done == 0:
+        raise EmptyDatasetError("the calibration dataset is empty; give at least one sample")
+    for name, obs in observers.items():
+        if obs.nonfinite:
+            raise NonFiniteDataError(
+                f"tensor {name!r} produced {obs.nonfinite} NaN/inf value(s) during calibration although "
+                "the inputs were finite; the float model itself overflows on this data"
+            )
+    logger.info("calibrated %d tensors on %d samples", len(observers), done)
+    return TensorStats(observers=observers, num_samples=done, skipped=skipped)
+
+
+def _has_len(obj: object) -> bool:
+    try:
+        return len(obj) is not None  # type: ignore[arg-type]
+    except TypeError:
+        return False
+
+
+def _batch_len(feeds: Mapping[str, object]) -> int:
+    first = next(iter(feeds.values()))
+    return int(first.shape[0])  # type: ignore[attr-defined]

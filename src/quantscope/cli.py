@@ -1,0 +1,235 @@
+"""The ``quantscope`` command: a thin shell over the public API, and the only place that prints.
+
+Exit codes: 0 ok, 2 usage or config error, 3 model/data/runtime/output error,
+4 a quality gate failed, 1 internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from quantscope import __version__
+from quantscope.errors import QuantscopeError
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+class _Group(click.Group):
+    """Turns quantscope errors into one clear line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QuantscopeError as exc:
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+        except Exception as exc:  # an internal error: show it plainly, exit 1
+            logging.getLogger("quantscope").debug("internal error", exc_info=True)
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            err_console.print("run with --verbose for the traceback, and please report it")
+            if ctx.obj and ctx.obj.get("verbose"):
+                raise
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="quantscope")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens, and show tracebacks of internal errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Post-training quantization and analysis of trained models, executed by ONNX Runtime."""
+    ctx.obj = {"verbose": verbose}
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A rich progress bar on a terminal; silent otherwise."""
+    enabled = err_console.is_terminal
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=not enabled,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+@main.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def inspect(model_path: Path, as_json: bool) -> None:
+    """Inputs, outputs, opset, operators, parameters, size, and which nodes can be quantized."""
+    from quantscope.inspect import inspect_model
+
+    info = inspect_model(model_path)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    console.print(f"[bold]{model_path}[/]  opset {info['opset']}  size {_fmt_bytes(info['file_bytes'])}  "
+                  f"parameters {info['parameters']:,}  producer {info['producer'] or '?'}")
+    io = Table(title="inputs / outputs", show_edge=False)
+    io.add_column("kind")
+    io.add_column("name")
+    io.add_column("dtype")
+    io.add_column("shape")
+    for kind in ("inputs", "outputs"):
+        for spec in info[kind]:
+            shape = "?" if spec["shape"] is None else "[" + ", ".join("?" if d is None else str(d) for d in spec["shape"]) + "]"
+            io.add_row(kind[:-1], spec["name"], spec["dtype"], shape)
+    console.print(io)
+    ops = Table(title="operators", show_edge=False)
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    ops.add_column("static-int8", justify="right")
+    for op, count in info["ops"].items():
+        q = info["quantizable_by_op"].get(op, 0)
+        ops.add_row(op, str(count), f"{q}/{count}" if q else "-")
+    console.print(ops)
+    s = info["quantizable"]
+    console.print(f"static-int8 would quantize {s['quantized']} node(s), fuse {s['fused']}, keep {s['float']} in float.")
+    for reason, n in list(s["float_reasons"].items())[:8]:
+        console.print(f"  float x{n}: {reason}", highlight=False)
+
+
+METHOD_OPTIONS = ("calibration", "percentile", "num_samples", "batch_size", "activation_dtype", "seed")
+
+
+@main.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("-m", "--method", default="static-int8", show_default=True, help="Quantization method.")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path), required=True, help="Output .onnx path.")
+@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data (.npz or a folder of .npz).")
+@click.option("--calibration", type=click.Choice(["minmax", "percentile", "entropy", "mse"]), help="Calibrator.")
+@click.option("--percentile", type=float, help="Percentile for --calibration percentile (default 99.99).")
+@click.option("--num-samples", type=int, help="Calibration samples to use (seeded subset).")
+@click.option("--batch-size", type=int, help="Calibration batch size.")
+@click.option("--activation-dtype", type=click.Choice(["uint8", "int8"]), help="Activation type (uint8 is fast on x86).")
+@click.option("--per-tensor", is_flag=True, help="One weight scale per tensor instead of per channel.")
+@click.option("--reduce-range", is_flag=True, help="7-bit weights (avoids int16 saturation on AVX2 without VNNI).")
+@click.option("--integer-io", is_flag=True, help="Quantized model inputs/outputs (for integer-only hardware).")
+@click.option("--exclude-name", multiple=True, help="Leave this node in float (repeatable).")
+@click.option("--exclude-regex", multiple=True, help="Leave nodes whose name matches in float (repeatable).")
+@click.option("--exclude-op", multiple=True, help="Leave every node of this op type in float (repeatable).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="JSON config (same schema as the sidecar's 'config').")
+@click.option("--seed", type=int, help="Seed for the calibration subset.")
+def quantize(model_path: Path, method: str, output: Path, calib: Path | None, config_file: Path | None, **opts: Any) -> None:
+    """Quantize MODEL_PATH and write the quantized model plus a sidecar JSON (config, plan, versions)."""
+    import quantscope as qs
+    from quantscope.config import config_class, config_from_dict
+    from quantscope.errors import ConfigError
+    from quantscope.io import check_output_path
+
+    model = qs.load(model_path)
+    check_output_path(output, model.path)
+    cfg: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            cfg = json.loads(config_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+    cfg.setdefault("method", method)
+    if cfg["method"] != method and method != "static-int8":
+        raise ConfigError(f"--method {method} disagrees with the config file's method {cfg['method']!r}")
+    for key in METHOD_OPTIONS:
+        if opts.get(key) is not None:
+            cfg[key] = opts[key]
+    if opts["per_tensor"]:
+        cfg["per_channel"] = False
+    for flag in ("reduce_range", "integer_io"):
+        if opts[flag]:
+            cfg[flag] = True
+    exclude = {"names": list(opts["exclude_name"]), "patterns": list(opts["exclude_regex"]), "op_types": list(opts["exclude_op"])}
+    if any(exclude.values()):
+        cfg["exclude"] = exclude
+    config_class(cfg["method"])
+    config = config_from_dict(cfg)
+    data = None
+    if calib is not None:
+        data = qs.Dataset.from_folder(calib) if calib.is_dir() else qs.Dataset.from_npz(calib)
+    elif config.needs_calibration:
+        raise ConfigError(f"{config.method} needs calibration data: add --calib calib.npz")
+    start = time.perf_counter()
+    with progress_bar("calibrating") as update:
+        q = qs.quantize(model, config, data, progress=update)
+    written = q.save(output)
+    elapsed = time.perf_counter() - start
+    summary = q.plan.summary()
+    console.print(
+        f"[green]wrote[/] {written} ({_fmt_bytes(written.stat().st_size)}, "
+        f"from {_fmt_bytes(model_path.stat().st_size)}) in {elapsed:.1f} s"
+    )
+    console.print(
+        f"{config.method}: quantized {summary['quantized']} node(s) "
+        f"({', '.join(f'{k} {v}' for k, v in summary['quantized_by_op'].items())}), "
+        f"fused {summary['fused']}, float {summary['float']}", highlight=False,
+    )
+    for reason, n in list(summary["float_reasons"].items())[:6]:
+        console.print(f"  float x{n}: {reason}", highlight=False)
+    for w in q.plan.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    from quantscope.quantize import sidecar_path
+
+    console.print(f"plan and config: {sidecar_path(written)}")
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("quantscope-demo"), show_default=True,
+              help="Where to write the quantized models and the summary.")
+def demo(out_dir: Path) -> None:
+    """Quantize the bundled example (a digits CNN) and compare it with the float model."""
+    from quantscope.demo import run_demo
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with progress_bar("working") as update:
+        result = run_demo(out_dir, progress=update)
+    table = Table(title="bundled example: digits CNN, 400 evaluation images", show_edge=False)
+    for col, justify in (("variant", "left"), ("accuracy", "right"), ("agreement", "right"), ("size", "right"),
+                         ("latency b1", "right"), ("latency b32", "right"), ("quantize time", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in result["variants"]:
+        table.add_row(
+            row["name"], f"{row['accuracy']:.1%}", f"{row['agreement']:.1%}", _fmt_bytes(row["size"]),
+            f"{row['latency_b1_ms']:.2f} ms", f"{row['latency_b32_ms']:.1f} ms",
+            f"{row['quantize_seconds']:.1f} s" if row["quantize_seconds"] is not None else "-",
+        )
+    console.print(table)
+    console.print(f"integer kernels ONNX Runtime runs in the int8 model: {result['integer_kernels']}", highlight=False)
+    console.print(f"models and summary.json written to {out_dir}/")
+
+
+if __name__ == "__main__":
+    main()

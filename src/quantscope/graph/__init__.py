@@ -1,0 +1,1 @@
+"""Graph queries and the prepare/finalize passes shared by every method."""

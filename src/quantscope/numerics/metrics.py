@@ -1,0 +1,96 @@
+"""Error metrics between a reference output and a quantized one.
+
+All functions are pure, accumulate in float64, and require both arrays to have the same
+shape (no silent broadcasting: comparing the wrong tensors should fail loudly).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from quantscope.errors import ConfigError
+
+__all__ = [
+    "cosine_similarity",
+    "max_abs_error",
+    "mean_abs_error",
+    "sqnr_db",
+    "top1_agreement",
+]
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(a)
+    y = np.asarray(b)
+    for name, arr in (("first", x), ("second", y)):
+        if arr.dtype.kind not in "fiub":
+            raise ConfigError(f"{name} array must be real numeric, got dtype {arr.dtype}")
+    if x.shape != y.shape:
+        raise ConfigError(f"arrays to compare differ in shape: {x.shape} vs {y.shape}")
+    return x.astype(np.float64, copy=False), y.astype(np.float64, copy=False)
+
+
+def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio ``10 * log10(sum(ref**2) / sum((ref - test)**2))``.
+
+    ``inf`` when the arrays are identical (including both empty), ``-inf`` when the
+    reference is all zero but the test is not.
+    """
+    ref, tst = _pair(reference, test)
+    noise = float(np.sum(np.square(ref - tst)))
+    signal = float(np.sum(np.square(ref)))
+    if math.isnan(noise) or math.isnan(signal):
+        return math.nan
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Cosine similarity of ``a`` and ``b`` along ``axis``, one value per remaining index.
+
+    Two zero vectors are identical (1.0); a zero vector against a non-zero one is 0.0.
+    Results are clipped to ``[-1, 1]`` against rounding.
+    """
+    x, y = _pair(a, b)
+    if x.ndim == 0:
+        raise ConfigError("cosine similarity needs at least 1-D arrays")
+    if not -x.ndim <= axis < x.ndim:
+        raise ConfigError(f"axis {axis} is out of range for {x.ndim}-D arrays")
+    dot = np.sum(x * y, axis=axis)
+    na = np.sqrt(np.sum(x * x, axis=axis))
+    nb = np.sqrt(np.sum(y * y, axis=axis))
+    denom = na * nb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(denom > 0, dot / np.where(denom > 0, denom, 1.0), 0.0)
+    cos = np.where((na == 0) & (nb == 0), 1.0, cos)
+    return np.clip(cos, -1.0, 1.0)
+
+
+def top1_agreement(a_logits: np.ndarray, b_logits: np.ndarray) -> float:
+    """Fraction of rows whose argmax over the last axis is the same in both arrays."""
+    x, y = _pair(a_logits, b_logits)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ConfigError("logits need a non-empty last (class) axis")
+    if x.size == 0:
+        raise ConfigError("no rows to compare")
+    same = np.argmax(x, axis=-1) == np.argmax(y, axis=-1)
+    return float(np.mean(same))
+
+
+def max_abs_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest ``|a - b|`` (0.0 for empty arrays)."""
+    x, y = _pair(a, b)
+    return float(np.max(np.abs(x - y), initial=0.0))
+
+
+def mean_abs_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean ``|a - b|`` (0.0 for empty arrays)."""
+    x, y = _pair(a, b)
+    if x.size == 0:
+        return 0.0
+    return float(np.mean(np.abs(x - y)))

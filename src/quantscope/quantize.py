@@ -1,0 +1,151 @@
+"""The one entry point for quantization: ``quantize(model, config, data)``.
+
+It dispatches on the config's type through the method registry, runs calibration when the
+method needs it, and returns a :class:`QuantizedModel` (nothing is written unless asked).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from quantscope.calibrate import Progress, TensorStats, collect
+from quantscope.config import MethodConfig
+from quantscope.data import Dataset
+from quantscope.errors import ConfigError, ModelError
+from quantscope.io import Model, atomic_write_text, check_output_path, fingerprint_file, save
+from quantscope.methods import method_for
+from quantscope.plan import QuantPlan
+from quantscope.runtime import make_session
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_SCHEMA = "quantscope.sidecar/1"
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedModel:
+    """A quantized model in memory, with the config and plan that made it."""
+
+    model: Model
+    config: MethodConfig
+    plan: QuantPlan
+    source_fingerprint: str
+    source_path: Path | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    def sidecar(self, output_fingerprint: str | None = None) -> dict[str, Any]:
+        return {
+            "schema": SIDECAR_SCHEMA,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": self.config.to_dict(),
+            "plan": self.plan.to_dict(),
+            "calibration": self.calibration,
+            "source": {
+                "path": str(self.source_path) if self.source_path else None,
+                "fingerprint": self.source_fingerprint,
+            },
+            "output_fingerprint": output_fingerprint,
+            "versions": library_versions(),
+        }
+
+    def save(self, path: str | os.PathLike[str], *, sidecar: bool = True) -> Path:
+        """Write the model (atomically), check ONNX Runtime loads it, then write the sidecar JSON.
+
+        The sidecar goes to ``<name>.quantscope.json`` beside the model.
+        """
+        out = check_output_path(path, self.source_path)
+        written = save(self.model, out)
+        try:
+            make_session(written, optimization="basic")
+        except Exception:
+            written.unlink(missing_ok=True)
+            raise
+        if sidecar:
+            atomic_write_text(sidecar_path(written), json.dumps(self.sidecar(fingerprint_file(written)), indent=2))
+        return written
+
+
+def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
+    p = Path(model_path)
+    return p.with_name(p.stem + ".quantscope.json")
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import onnx
+    import onnx_ir
+    import onnxruntime
+
+    from quantscope import __version__
+
+    return {
+        "quantscope": __version__,
+        "onnx": onnx.__version__,
+        "onnx_ir": onnx_ir.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def quantize(
+    model: Model,
+    config: MethodConfig,
+    data: Dataset | None = None,
+    *,
+    progress: Progress | None = None,
+) -> QuantizedModel:
+    """Quantize ``model`` with the method ``config`` names; ``data`` calibrates when needed.
+
+    The input model is not modified. Raises :class:`ConfigError` when calibration data is
+    required but missing, and the method's own errors (see :mod:`quantscope.errors`).
+    """
+    if not isinstance(model, Model):
+        raise ModelError(f"quantize() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
+    if not isinstance(config, MethodConfig):
+        raise ConfigError(f"quantize() takes a method config such as StaticInt8(...), not {type(config).__name__}")
+    method = method_for(config)
+    if config.needs_calibration and data is None:
+        raise ConfigError(
+            f"{config.method} needs calibration data: pass a Dataset (from the CLI: --calib calib.npz)"
+        )
+    if data is not None:
+        data.bind(model.inputs)  # fail on mismatched names/shapes/dtypes before any work
+    prepared = method.prepare(model, config)
+    stats: TensorStats | None = None
+    calibration: dict[str, Any] = {}
+    if config.needs_calibration:
+        assert data is not None
+        names = method.tensors_to_observe(prepared, config)
+        stats = collect(
+            prepared, data, names,
+            batch_size=getattr(config, "batch_size", 16),
+            num_samples=getattr(config, "num_samples", None),
+            seed=getattr(config, "seed", 0),
+            bins=getattr(config, "bins", 2048),
+            progress=progress,
+        )
+        calibration = {
+            "samples": stats.num_samples,
+            "method": getattr(config, "calibration", None),
+            "tensors": len(stats.observers),
+        }
+    plan = method.plan(prepared, config, stats)
+    quantized = method.apply(prepared, config, plan)
+    # the result must load in ONNX Runtime before we call it a success
+    make_session(quantized, optimization="basic")
+    return QuantizedModel(
+        model=quantized,
+        config=config,
+        plan=plan,
+        source_fingerprint=model.fingerprint,
+        source_path=model.path,
+        calibration=calibration,
+    )

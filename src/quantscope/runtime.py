@@ -1,0 +1,110 @@
+"""ONNX Runtime sessions: options, intermediate outputs, the optimized graph."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+
+from quantscope.errors import RuntimeFailure
+from quantscope.io import Model
+
+logger = logging.getLogger(__name__)
+
+Optimization = Literal["none", "basic", "extended", "all"]
+_LEVELS = {
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def session_options(
+    *, threads: int | None = None, optimization: Optimization = "all", optimized_model_path: str | None = None
+) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = _LEVELS[optimization]
+    opts.log_severity_level = 3
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    if optimized_model_path is not None:
+        opts.optimized_model_filepath = optimized_model_path
+    return opts
+
+
+def make_session(
+    model: Model | bytes | str | os.PathLike[str],
+    *,
+    threads: int | None = None,
+    optimization: Optimization = "all",
+    optimized_model_path: str | None = None,
+) -> ort.InferenceSession:
+    """A CPU session; failures become :class:`RuntimeFailure` with ONNX Runtime's reason."""
+    source: bytes | str
+    source = model.serialize() if isinstance(model, Model) else model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(
+            source,
+            sess_options=session_options(
+                threads=threads, optimization=optimization, optimized_model_path=optimized_model_path
+            ),
+            providers=["CPUExecutionProvider"],
+        )
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeFailure(f"ONNX Runtime cannot load the model: {first}") from exc
+
+
+def run(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
+    try:
+        return session.run(list(outputs) if outputs is not None else None, dict(feeds))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeFailure(f"ONNX Runtime failed to run the model: {first}") from exc
+
+
+def with_outputs(model: Model, names: Iterable[str]) -> Model:
+    """A copy of ``model`` whose graph also outputs the named intermediate tensors.
+
+    Tensors without a known element type are skipped (ONNX Runtime needs one).
+    """
+    clone = model.ir.clone()
+    graph = clone.graph
+    existing = {v.name for v in graph.outputs}
+    by_name: dict[str, ir.Value] = {}
+    for node in graph:
+        for out in node.outputs:
+            if out.name:
+                by_name[out.name] = out
+    for inp in graph.inputs:
+        if inp.name:
+            by_name[inp.name] = inp
+    for name in names:
+        v = by_name.get(name)
+        if v is None or name in existing or v.dtype is None or v.is_graph_input():
+            continue
+        graph.outputs.append(v)
+        existing.add(name)
+    return Model(ir=clone, path=None, fingerprint=model.fingerprint)
+
+
+def optimized_op_types(model: Model, *, optimization: Optimization = "all") -> dict[str, int]:
+    """Operator histogram of the graph ONNX Runtime actually executes after its optimizer."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "optimized.onnx"
+        make_session(model, optimization=optimization, optimized_model_path=str(out))
+        proto = onnx.load(str(out), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in proto.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
