@@ -45,23 +45,6 @@ UNRELATED = (
 )
 
 
-@pytest.fixture(scope="session")
-def realmodels_cache_dir() -> Path:
-    path = realmodels.default_cache_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
-def minilm_onnx(realmodels_cache_dir: Path) -> Path:
-    return realmodels.minilm_model(realmodels_cache_dir)
-
-
-@pytest.fixture(scope="session")
-def minilm_tokenizer_json(realmodels_cache_dir: Path) -> Path:
-    return realmodels.minilm_tokenizer(realmodels_cache_dir)
-
-
 def _embed(model: Path, tokenizer_json: Path, sentences: list[str]) -> np.ndarray:
     inputs = realmodels.minilm_dataset(sentences, tokenizer_json)
     return realmodels.minilm_embed(model, inputs)

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -109,7 +110,7 @@ def inspect(model_path: Path, as_json: bool) -> None:
     for kind in ("inputs", "outputs"):
         for spec in info[kind]:
             shape = "?" if spec["shape"] is None else "[" + ", ".join("?" if d is None else str(d) for d in spec["shape"]) + "]"
-            io.add_row(kind[:-1], spec["name"], spec["dtype"], shape)
+            io.add_row(kind[:-1], escape(spec["name"]), spec["dtype"], escape(shape))
     console.print(io)
     ops = Table(title="operators", show_edge=False)
     ops.add_column("op")
@@ -139,7 +140,8 @@ METHOD_OPTIONS = ("calibration", "percentile", "num_samples", "batch_size", "act
 @click.option("--batch-size", type=int, help="Calibration batch size.")
 @click.option("--activation-dtype", type=click.Choice(["uint8", "int8"]), help="Activation type (uint8 is fast on x86).")
 @click.option("--per-tensor", is_flag=True, help="One weight scale per tensor instead of per channel.")
-@click.option("--reduce-range", is_flag=True, help="7-bit weights (avoids int16 saturation on AVX2 without VNNI).")
+@click.option("--reduce-range/--full-range", default=None,
+              help="7-bit weights (avoid int16 saturation on x86 without VNNI); default: decided from this CPU.")
 @click.option("--integer-io", is_flag=True, help="Quantized model inputs/outputs (for integer-only hardware).")
 @click.option("--exclude-name", multiple=True, help="Leave this node in float (repeatable).")
 @click.option("--exclude-regex", multiple=True, help="Leave nodes whose name matches in float (repeatable).")
@@ -169,9 +171,10 @@ def quantize(model_path: Path, method: str, output: Path, calib: Path | None, co
             cfg[key] = opts[key]
     if opts["per_tensor"]:
         cfg["per_channel"] = False
-    for flag in ("reduce_range", "integer_io"):
-        if opts[flag]:
-            cfg[flag] = True
+    if opts["reduce_range"] is not None:
+        cfg["reduce_range"] = opts["reduce_range"]
+    if opts["integer_io"]:
+        cfg["integer_io"] = True
     exclude = {"names": list(opts["exclude_name"]), "patterns": list(opts["exclude_regex"]), "op_types": list(opts["exclude_op"])}
     if any(exclude.values()):
         cfg["exclude"] = exclude

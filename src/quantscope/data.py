@@ -66,8 +66,6 @@ _CONVERTIBLE: Final = frozenset(
 # What numpy and zipfile raise on a missing, truncated or corrupt .npy/.npz file.
 _READ_ERRORS: Final = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError)
 
-_KINDS: Final = ("inputs", "labels", "meta")
-
 
 @dataclass(frozen=True, eq=False)
 class Batch:
@@ -437,6 +435,7 @@ def _iterable_chunks(
                     "every element needs the same keys"
                 )
             count += 1
+            state["produced"] = True
             if batched:
 
                 def describe(row: int, i: int = index) -> str:
@@ -457,8 +456,6 @@ def _iterable_chunks(
             "the data callable returned an exhausted iterator on a second pass; "
             "it must return a fresh iterator on every call (e.g. lambda: iter(my_list))"
         )
-    if count:
-        state["produced"] = True
 
 
 # ---------------------------------------------------------------------------
@@ -592,6 +589,11 @@ def _map_step(fn: Callable[[dict[str, np.ndarray]], Mapping[str, Any]]) -> _Step
     return _Step(apply, None)
 
 
+def _same_dtype(a: np.dtype, b: np.dtype) -> bool:
+    """Equal dtypes; text of different widths counts as the same (it widens on joining)."""
+    return a == b or (a.kind == b.kind and a.kind in "US")
+
+
 def _gather(pieces: list[_Piece], kind: str, ctx: _Ctx) -> Any:
     """The rows of ``pieces`` for one kind, concatenated (a view when there is one piece)."""
     single = kind == "labels"
@@ -612,7 +614,7 @@ def _gather(pieces: list[_Piece], kind: str, ctx: _Ctx) -> Any:
                 )
             for key, arr in part.items():
                 ref = first[key]
-                if arr.shape[1:] != ref.shape[1:] or arr.dtype != ref.dtype:
+                if arr.shape[1:] != ref.shape[1:] or not _same_dtype(arr.dtype, ref.dtype):
                     label = "labels" if single else f"{kind} {key!r}"
                     raise DataMismatchError(
                         f"{label}: {ctx.where(row)} is {arr.dtype.name}{_fmt_shape(arr.shape[1:])} "
@@ -939,6 +941,7 @@ class Dataset:
         return min(n, self._limit)
 
     def __len__(self) -> int:
+        """Number of samples; TypeError when unknown (see :attr:`num_samples`)."""
         n = self.num_samples
         if n is None:
             raise TypeError(

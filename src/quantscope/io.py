@@ -236,13 +236,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save(model: Model, path: str | os.PathLike[str], *, check: bool = True) -> Path:
+def save(model: Model, path: str | os.PathLike[str], *, check: bool = True, value_info: bool = True) -> Path:
     """Save atomically. Models over ~1.8 GB get one external data file ``<name>.data``.
 
     The file is validated with the ONNX checker before it replaces anything at ``path``.
+    ``value_info=False`` leaves out the inferred types of intermediate tensors (runtimes
+    infer them again), which keeps small quantized models small.
     """
     out = check_output_path(path, model.path)
     proto = ir.to_proto(model.ir)
+    if not value_info:
+        del proto.graph.value_info[:]
     external = proto.ByteSize() > _EXTERNAL_THRESHOLD
     try:
         if not external:

@@ -61,7 +61,7 @@ class QuantizedModel:
         The sidecar goes to ``<name>.quantscope.json`` beside the model.
         """
         out = check_output_path(path, self.source_path)
-        written = save(self.model, out)
+        written = save(self.model, out, value_info=False)
         try:
             make_session(written, optimization="basic")
         except Exception:

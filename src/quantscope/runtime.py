@@ -108,3 +108,25 @@ def optimized_op_types(model: Model, *, optimization: Optimization = "all") -> d
     for node in proto.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
+
+
+def cpu_flags() -> frozenset[str]:
+    """CPU feature flags of this machine (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def int16_saturation_risk() -> bool:
+    """True on x86 CPUs whose int8 dot products go through int16 (AVX2/AVX-512 without VNNI)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    flags = cpu_flags()
+    return not ({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)

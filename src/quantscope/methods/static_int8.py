@@ -56,6 +56,7 @@ from quantscope.numerics.affine import (
     weight_qparams,
 )
 from quantscope.plan import NodeDecision, QuantPlan, TensorQuant, WeightQuant
+from quantscope.runtime import int16_saturation_risk
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,18 @@ class _Planner:
     def _danger(self, value: ir.Value) -> str | None:
         if self.stats is None:
             return None
+        # tensors behind data-movement ops share their source's parameters: check the source
+        hops = 0
+        while (value.name or "") not in self.stats and hops < 16:
+            producer = value.producer()
+            if producer is None or producer.op_type not in SHARED_SCALE_OPS or producer.inputs[0] is None:
+                break
+            value = producer.inputs[0]
+            hops += 1
         name = value.name or ""
         if name not in self.stats:
+            if name in self.points and self.points[name].source != "calibrated":
+                return None  # shares its producer's parameters, or has a fixed range
             producer = value.producer()
             if producer is not None and producer.op_type in FIXED_RANGE_PRODUCERS:
                 return None
@@ -328,13 +339,10 @@ class StaticInt8Method:
         return prepared
 
     def tensors_to_observe(self, model: Model, config: MethodConfig) -> list[str]:
-        names: list[str] = []
-        for node in model.ir.graph:
-            if node.op_type in COMPUTE_OPS | RESIDUAL_OPS | OWN_SCALE_OPS | SHARED_SCALE_OPS | FUSABLE_ACTIVATIONS:
-                for v in [*node.inputs, *node.outputs]:
-                    if v is not None and is_float_activation(v) and v.name:
-                        names.append(v.name)
-        return list(dict.fromkeys(names))
+        """The activations a plan could quantize: found by planning without statistics."""
+        assert isinstance(config, StaticInt8)
+        _, points, _ = _Planner(model, config, None).run()
+        return [name for name, point in points.items() if point.source == "calibrated"]
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, StaticInt8)
@@ -374,6 +382,15 @@ class StaticInt8Method:
                     zero_point=int(qp.zero_point), range=(float(lo_hi[0]), float(lo_hi[1])), source=source,
                 )
             )
+        reduce_range = config.reduce_range
+        notes = list(planner.notes)
+        if reduce_range is None:
+            reduce_range = int16_saturation_risk()
+            if reduce_range:
+                notes.append(
+                    "weights stored with 7-bit magnitude (reduce_range auto): this CPU is x86 without VNNI, "
+                    "where ONNX Runtime's u8 x s8 kernels saturate int16 sums with full 8-bit weights"
+                )
         weight_plans = []
         for node, index, axis in weights:
             w = const_array(node.inputs[index])
@@ -381,7 +398,7 @@ class StaticInt8Method:
             weight_plans.append(
                 WeightQuant(
                     tensor=node.inputs[index].name or "", node=node_label(node), dtype="int8", axis=axis,
-                    bits=7 if config.reduce_range else 8, channels=int(w.shape[axis]) if axis is not None else 1,
+                    bits=7 if reduce_range else 8, channels=int(w.shape[axis]) if axis is not None else 1,
                 )
             )
         warnings = list(planner.warnings)
@@ -395,7 +412,7 @@ class StaticInt8Method:
             warnings.append(f"{n_sub} node(s) inside If/Loop/Scan subgraphs were left in float")
         return QuantPlan(
             method=config.method, decisions=tuple(decisions), activations=tuple(activations),
-            weights=tuple(weight_plans), notes=tuple(planner.notes), warnings=tuple(warnings),
+            weights=tuple(weight_plans), notes=tuple(notes), warnings=tuple(warnings),
             extra={"calibration_samples": stats.num_samples if stats else 0},
         )
 
@@ -415,7 +432,7 @@ class StaticInt8Method:
             w_val = node.inputs[1]
             w = const_array(w_val)
             assert w is not None
-            wqp = weight_qparams(w, wq.axis, bits=8, reduce_range=config.reduce_range)
+            wqp = weight_qparams(w, wq.axis, bits=8, reduce_range=wq.bits == 7)
             replace_input_with_dequantized(graph, names, node, 1, quantize(w, wqp), wqp, w_val.name or "weight", cache)
             if node.op_type in ("Conv", "Gemm") and len(node.inputs) > 2 and node.inputs[2] is not None:
                 b_val = node.inputs[2]

@@ -122,12 +122,14 @@ class TensorObserver:
     (0.0 while ``count`` is 0).
     """
 
-    def __init__(self, bins: int = 2048) -> None:
+    def __init__(self, bins: int = 2048, *, max_hist_elements: int = 1 << 20) -> None:
         if isinstance(bins, bool) or not isinstance(bins, int | np.integer):
             raise ConfigError(f"bins must be an int, got {bins!r}")
         if bins < 2 or bins % 2:
             raise ConfigError(f"bins must be an even number >= 2, got {bins}")
         self.bins = int(bins)
+        self.max_hist_elements = int(max_hist_elements)
+        self.seen = 0  # finite elements seen (count: those in the histograms)
         self.count = 0
         self.nonfinite = 0
         self.zeros = 0
@@ -175,24 +177,59 @@ class TensorObserver:
         arr = np.asarray(x)
         if arr.dtype.kind not in "fiub":
             raise ConfigError(f"can only observe real numeric tensors, got dtype {arr.dtype}")
-        flat = arr.reshape(-1).astype(np.float64, copy=False)
+        # float32 tensors stay float32 (half the memory traffic); other types go to float64
+        flat = arr.reshape(-1) if arr.dtype == np.float32 else arr.reshape(-1).astype(np.float64, copy=False)
         if flat.size == 0:
             return
-        finite = np.abs(flat) <= _F32_MAX  # False for NaN and +-inf too
-        bad = flat.size - int(np.count_nonzero(finite))
-        if bad:
-            self.nonfinite += bad
+        lo, hi = float(flat.min()), float(flat.max())  # NaN propagates: one cheap check
+        if not (lo >= -_F32_MAX and hi <= _F32_MAX):
+            finite = np.abs(flat) <= _F32_MAX  # False for NaN and +-inf too
+            self.nonfinite += flat.size - int(np.count_nonzero(finite))
             flat = flat[finite]
             if flat.size == 0:
                 return
+            lo, hi = float(flat.min()), float(flat.max())
+        self._min = min(self._min, lo)
+        self._max = max(self._max, hi)
+        self.seen += int(flat.size)
+        if flat.size > self.max_hist_elements:
+            # histogram a deterministic strided subsample of huge tensors (attention maps):
+            # min/max stay exact, the distribution's shape needs far fewer points
+            flat = flat[:: -(-flat.size // self.max_hist_elements)]
         self.count += int(flat.size)
-        self._min = min(self._min, float(flat.min()))
-        self._max = max(self._max, float(flat.max()))
-        pos = flat[flat > 0]
-        neg = -flat[flat < 0]
-        self.zeros += int(flat.size - pos.size - neg.size)
-        self._pos.add(pos)
-        self._neg.add(neg)
+        self._count_signed(flat, lo, hi)
+
+    def _count_signed(self, flat: np.ndarray, lo: float, hi: float) -> None:
+        """Both histograms and the zero count from one bincount over signed bin numbers.
+
+        Bin numbers are ``ceil(|x| / range * bins)`` (right-closed bins, as in ``_Side.add``)
+        with the sign of ``x``, shifted by ``bins``: one pass, few temporaries, which matters
+        because calibration observes every activation of every batch.
+        """
+        bins = self.bins
+        for side, top in ((self._pos, hi), (self._neg, -lo)):
+            if top > 0:
+                if side.range == 0.0:
+                    side.range = top
+                elif top > side.range:
+                    side._grow(side._doublings_to_cover(top))
+        pos_scale = bins / self._pos.range if self._pos.range > 0 else 0.0
+        neg_scale = bins / self._neg.range if self._neg.range > 0 else 0.0
+        with np.errstate(over="ignore"):
+            scaled = np.where(flat > 0, flat * flat.dtype.type(pos_scale), flat * flat.dtype.type(neg_scale))
+        np.abs(scaled, out=scaled)
+        np.ceil(scaled, out=scaled)
+        np.minimum(scaled, bins, out=scaled)
+        k = scaled.astype(np.intp)
+        k[k == 0] = 1  # tiny non-zero magnitudes belong to the first bin
+        np.copysign(k, flat, out=scaled)
+        slots = scaled.astype(np.intp)
+        slots[flat == 0] = 0
+        slots += bins
+        counts = np.bincount(slots, minlength=2 * bins + 1)
+        self.zeros += int(counts[bins])
+        self._pos.counts += counts[bins + 1 :]
+        self._neg.counts += counts[:bins][::-1]
 
     def merge(self, other: TensorObserver) -> None:
         """Add the statistics of ``other`` (same ``bins``) into this observer.
