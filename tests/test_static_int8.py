@@ -191,3 +191,18 @@ def test_deterministic_for_a_seed(tmp_path):
     a = qs.quantize(model, cfg, data).model.serialize()
     b = qs.quantize(model, cfg, data).model.serialize()
     assert a == b
+
+
+def test_embedding_table_is_gathered_as_int8(tmp_path):
+    model = _load(tinymodels.embedding_mlp(), tmp_path)
+    ids = np.random.default_rng(7).integers(0, 500, size=(64, 8)).astype(np.int64)
+    q = qs.quantize(model, qs.StaticInt8(), qs.Dataset.from_arrays({"ids": ids}))
+    decisions = {d.node: d for d in q.plan.decisions}
+    assert decisions["embed"].action == "quantized"
+    gather = next(n for n in q.model.ir.graph if n.op_type == "Gather")
+    assert gather.inputs[0].const_value.dtype.name == "INT8"  # rows gathered from the int8 table
+    assert gather.inputs[0].producer() is None  # no DequantizeLinear of the whole table
+    onnx.checker.check_model(q.model.to_proto(), full_check=True)
+    sqnr = sqnr_db(_outputs(model, {"ids": ids[:16]})[0], _outputs(q.model, {"ids": ids[:16]})[0])
+    print(f"embedding SQNR {sqnr:.1f} dB")
+    assert sqnr > 25.0

@@ -201,3 +201,19 @@ def no_quantizable_ops() -> onnx.ModelProto:
 def save(model: onnx.ModelProto, path) -> str:
     onnx.save(model, str(path))
     return str(path)
+
+
+def embedding_mlp(seed: int = 0, vocab: int = 500, d: int = 32) -> onnx.ModelProto:
+    """Token ids → embedding table (Gather) → MatMul: the entry of every text model."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["e"], name="embed", axis=0),
+        helper.make_node("MatMul", ["e", "w"], ["y"], name="proj"),
+    ]
+    inits = [_init("table", _w(rng, vocab, d, scale=0.5)), _init("w", _w(rng, d, d, scale=0.2))]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, d])],
+        inits,
+    )

@@ -53,6 +53,7 @@ class WeightQuant:
     axis: int | None
     bits: int
     channels: int
+    input_index: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -163,3 +163,30 @@ def replace_input_with_dequantized(
     if cache is not None:
         cache[key] = dq.outputs[0]
     return dq.outputs[0]
+
+
+def gather_from_quantized_table(
+    graph: ir.Graph, names: NameAllocator, node: ir.Node, quantized: np.ndarray, qp: QParams, base: str
+) -> ir.Node:
+    """Make ``node`` (a Gather) read an integer table and dequantize only the gathered rows.
+
+    Writing the Gather on the integer table directly (rather than ``DQ(table) → Gather``)
+    keeps the runtime from dequantizing the whole table on every call.
+    """
+    q_init = add_initializer(graph, names, f"{base}_quantized", quantized)
+    node.replace_input_with(0, q_init)
+    out = node.outputs[0]
+    uses = list(out.uses())
+    dq = dequantize_node(graph, names, out.name or base, out, qp, out.shape)
+    for user, index in uses:
+        user.replace_input_with(index, dq.outputs[0])
+    out.type = ir.TensorType(_NP_TO_IR[np.dtype(qp.dtype)])
+    graph.insert_after(node, [dq])
+    if out.is_graph_output():
+        original = out.name
+        out.name = names(f"{original}_int")
+        dq.outputs[0].name = original
+        for i, v in enumerate(list(graph.outputs)):
+            if v is out:
+                graph.outputs[i] = dq.outputs[0]
+    return dq

@@ -33,6 +33,7 @@ from quantscope.errors import UnsupportedModelError
 from quantscope.graph.prepare import prepare
 from quantscope.graph.qdq import (
     NameAllocator,
+    gather_from_quantized_table,
     insert_qdq,
     make_input_integer,
     replace_input_with_dequantized,
@@ -84,7 +85,7 @@ class _Point:
     """An activation tensor that gets a Q/DQ pair, and where its parameters come from."""
 
     tensor: str
-    source: str  # "calibrated" | "fixed" | "shared"
+    source: str  # "calibrated" | "fixed" | "shared" | "weight" (a Gather of an int8 table)
     fixed: tuple[float, float] | None = None
     shared_with: str | None = None
 
@@ -175,6 +176,14 @@ class _Planner:
             if any(const_array(v) is not None for v in node.inputs):
                 return "Add with a constant operand (a bias) is kept float; it folds into the float path"
             return self._activation_inputs_ok(node, list(node.inputs))
+        if op == "Gather" and const_array(node.inputs[0]) is not None:
+            table = const_array(node.inputs[0])
+            assert table is not None
+            if table.dtype != np.float32 or table.ndim != 2 or attr_int(node, "axis", 0) != 0:
+                return "Gather on a constant that is not a 2-D float32 table along axis 0"
+            if table.size < 4096:
+                return "small constant Gather table; not worth an integer copy"
+            return None
         if op in OWN_SCALE_OPS or op in SHARED_SCALE_OPS:
             data = [v for v in node.inputs[:1] if v is not None] if op != "Concat" else list(node.inputs)
             return self._activation_inputs_ok(node, data)
@@ -267,6 +276,15 @@ class _Planner:
                 else:
                     self._decide(node, "float", "input is not quantized (its producer stays float)")
                 continue
+            if reason is None and op == "Gather" and const_array(node.inputs[0]) is not None:
+                weights.append((node, 0, None))
+                out = node.outputs[0]
+                self.points[out.name or ""] = _Point(out.name or "", "weight", shared_with=node.inputs[0].name)
+                self._decide(
+                    node, "quantized",
+                    "embedding table stored int8 per tensor; ONNX Runtime gathers int8 rows, then dequantizes",
+                )
+                continue
             if reason is None and op in SHARED_SCALE_OPS:
                 data = node.inputs[0]
                 if data is not None and (data.name or "") in self.points:
@@ -356,6 +374,7 @@ class StaticInt8Method:
                 + ". Nothing was written."
             )
         dtype = _act_dtype(config)
+        value_producers = {out.name: node for node in model.ir.graph for out in node.outputs if out.name}
         resolved: dict[str, QParams] = {}
         activations: list[TensorQuant] = []
         for name, point in _ordered_points(points):
@@ -364,6 +383,13 @@ class StaticInt8Method:
                 qp = resolved[root]
                 lo_hi = _range_of(qp)
                 source = f"shared:{point.shared_with}"
+            elif point.source == "weight":
+                gather = value_producers[name]
+                table = const_array(gather.inputs[0])
+                assert table is not None
+                qp = weight_qparams(table, None, bits=8)
+                lo_hi = _range_of(qp)
+                source = f"weight:{point.shared_with}"
             elif point.source == "fixed":
                 assert point.fixed is not None
                 lo_hi = point.fixed
@@ -378,7 +404,7 @@ class StaticInt8Method:
             resolved[name] = qp
             activations.append(
                 TensorQuant(
-                    tensor=name, dtype=np.dtype(dtype).name, scale=float(qp.scale),
+                    tensor=name, dtype=np.dtype(qp.dtype).name, scale=float(qp.scale),
                     zero_point=int(qp.zero_point), range=(float(lo_hi[0]), float(lo_hi[1])), source=source,
                 )
             )
@@ -398,7 +424,8 @@ class StaticInt8Method:
             weight_plans.append(
                 WeightQuant(
                     tensor=node.inputs[index].name or "", node=node_label(node), dtype="int8", axis=axis,
-                    bits=7 if reduce_range else 8, channels=int(w.shape[axis]) if axis is not None else 1,
+                    bits=7 if reduce_range and node.op_type in COMPUTE_OPS else 8,
+                    channels=int(w.shape[axis]) if axis is not None else 1, input_index=index,
                 )
             )
         warnings = list(planner.warnings)
@@ -429,11 +456,16 @@ class StaticInt8Method:
         cache: dict[tuple[str, str], ir.Value] = {}
         for wq in plan.weights:
             node = nodes[wq.node]
-            w_val = node.inputs[1]
+            w_val = node.inputs[wq.input_index]
             w = const_array(w_val)
             assert w is not None
             wqp = weight_qparams(w, wq.axis, bits=8, reduce_range=wq.bits == 7)
-            replace_input_with_dequantized(graph, names, node, 1, quantize(w, wqp), wqp, w_val.name or "weight", cache)
+            if node.op_type == "Gather":
+                gather_from_quantized_table(graph, names, node, quantize(w, wqp), wqp, w_val.name or "table")
+                continue
+            replace_input_with_dequantized(
+                graph, names, node, wq.input_index, quantize(w, wqp), wqp, w_val.name or "weight", cache
+            )
             if node.op_type in ("Conv", "Gemm") and len(node.inputs) > 2 and node.inputs[2] is not None:
                 b_val = node.inputs[2]
                 b = const_array(b_val)
@@ -443,6 +475,8 @@ class StaticInt8Method:
                     qb, bqp = quantize_bias(b.astype(np.float32), act_qp[x_name].scale, w_scale)
                     replace_input_with_dequantized(graph, names, node, 2, qb, bqp, b_val.name or "bias")
         for t in plan.activations:
+            if t.source.startswith("weight:"):
+                continue  # the gathered rows of an int8 table: dequantized above
             value = values[t.tensor]
             qp = act_qp[t.tensor]
             if value.is_graph_input() and config.integer_io:
