@@ -35,7 +35,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except QuantscopeError as exc:
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
@@ -44,7 +44,7 @@ class _Group(click.Group):
             sys.exit(130)
         except Exception as exc:  # an internal error: show it plainly, exit 1
             logging.getLogger("quantscope").debug("internal error", exc_info=True)
-            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
             err_console.print("run with --verbose for the traceback, and please report it")
             if ctx.obj and ctx.obj.get("verbose"):
                 raise
@@ -100,8 +100,8 @@ def inspect(model_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    console.print(f"[bold]{model_path}[/]  opset {info['opset']}  size {_fmt_bytes(info['file_bytes'])}  "
-                  f"parameters {info['parameters']:,}  producer {info['producer'] or '?'}")
+    console.print(f"[bold]{escape(str(model_path))}[/]  opset {info['opset']}  size {_fmt_bytes(info['file_bytes'])}  "
+                  f"parameters {info['parameters']:,}  producer {escape(info['producer'] or '?')}")
     io = Table(title="inputs / outputs", show_edge=False)
     io.add_column("kind")
     io.add_column("name")
@@ -118,12 +118,12 @@ def inspect(model_path: Path, as_json: bool) -> None:
     ops.add_column("static-int8", justify="right")
     for op, count in info["ops"].items():
         q = info["quantizable_by_op"].get(op, 0)
-        ops.add_row(op, str(count), f"{q}/{count}" if q else "-")
+        ops.add_row(escape(op), str(count), f"{q}/{count}" if q else "-")
     console.print(ops)
     s = info["quantizable"]
     console.print(f"static-int8 would quantize {s['quantized']} node(s), fuse {s['fused']}, keep {s['float']} in float.")
     for reason, n in list(s["float_reasons"].items())[:8]:
-        console.print(f"  float x{n}: {reason}", highlight=False)
+        console.print(f"  float x{n}: {escape(reason)}", highlight=False)
 
 
 METHOD_OPTIONS = ("calibration", "percentile", "num_samples", "batch_size", "activation_dtype", "seed")
@@ -163,6 +163,11 @@ def quantize(model_path: Path, method: str, output: Path, calib: Path | None, co
             cfg = json.loads(config_file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        if not isinstance(cfg, dict):
+            raise ConfigError(
+                f"config file {config_file} must hold a JSON object (like the sidecar's \"config\"), "
+                f"not a {type(cfg).__name__}"
+            )
     cfg.setdefault("method", method)
     if cfg["method"] != method and method != "static-int8":
         raise ConfigError(f"--method {method} disagrees with the config file's method {cfg['method']!r}")
@@ -192,7 +197,7 @@ def quantize(model_path: Path, method: str, output: Path, calib: Path | None, co
     elapsed = time.perf_counter() - start
     summary = q.plan.summary()
     console.print(
-        f"[green]wrote[/] {written} ({_fmt_bytes(written.stat().st_size)}, "
+        f"[green]wrote[/] {escape(str(written))} ({_fmt_bytes(written.stat().st_size)}, "
         f"from {_fmt_bytes(model_path.stat().st_size)}) in {elapsed:.1f} s"
     )
     console.print(
@@ -201,12 +206,12 @@ def quantize(model_path: Path, method: str, output: Path, calib: Path | None, co
         f"fused {summary['fused']}, float {summary['float']}", highlight=False,
     )
     for reason, n in list(summary["float_reasons"].items())[:6]:
-        console.print(f"  float x{n}: {reason}", highlight=False)
+        console.print(f"  float x{n}: {escape(reason)}", highlight=False)
     for w in q.plan.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     from quantscope.quantize import sidecar_path
 
-    console.print(f"plan and config: {sidecar_path(written)}")
+    console.print(f"plan and config: {escape(str(sidecar_path(written)))}", highlight=False)
 
 
 @main.command()
@@ -219,9 +224,11 @@ def demo(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with progress_bar("working") as update:
         result = run_demo(out_dir, progress=update)
-    table = Table(title="bundled example: digits CNN, 400 evaluation images", show_edge=False)
-    for col, justify in (("variant", "left"), ("accuracy", "right"), ("agreement", "right"), ("size", "right"),
-                         ("latency b1", "right"), ("latency b32", "right"), ("quantize time", "right")):
+    table = Table(
+        title="digits CNN, 400 eval images; latency median, 1 thread", show_edge=False
+    )
+    for col, justify in (("variant", "left"), ("accuracy", "right"), ("agree", "right"), ("size", "right"),
+                         ("batch 1", "right"), ("batch 32", "right"), ("quantize", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for row in result["variants"]:
         table.add_row(
@@ -231,7 +238,7 @@ def demo(out_dir: Path) -> None:
         )
     console.print(table)
     console.print(f"integer kernels ONNX Runtime runs in the int8 model: {result['integer_kernels']}", highlight=False)
-    console.print(f"models and summary.json written to {out_dir}/")
+    console.print(f"models and summary.json written to {escape(str(out_dir))}/", highlight=False)
 
 
 if __name__ == "__main__":
