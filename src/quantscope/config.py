@@ -207,3 +207,162 @@ class StaticInt8(MethodConfig):
         for flag in ("per_channel", "integer_io", "quantize_activation_matmul"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False, not {getattr(self, flag)!r}")
+
+
+WEIGHT_OP_TYPES = ("MatMul", "Gemm", "Conv")
+
+
+def _check_ops(name: str, ops: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    if isinstance(ops, str):
+        raise ConfigError(f"{name} must be a sequence of op types, not one string {ops!r}")
+    bad = [op for op in ops if op not in allowed]
+    if bad or not ops:
+        raise ConfigError(f"{name}={tuple(ops)!r} is not valid; choose among: {', '.join(allowed)}")
+
+
+def _check_min_size(value: object) -> None:
+    _check_int("min_size", value, 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DynamicInt8(MethodConfig):
+    """Dynamic-range int8: weights int8 ahead of time, activations quantized at run time.
+
+    ``op_types`` defaults to MatMul and Gemm: dynamic Conv (ConvInteger) runs 2-10x slower
+    than float on x86 without VNNI; add "Conv" only for a target where it pays.
+    """
+
+    method: ClassVar[str] = "dynamic-int8"
+
+    op_types: tuple[str, ...] = ("MatMul", "Gemm")
+    per_channel: bool = True
+    reduce_range: bool | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "op_types", tuple(self.op_types))
+        _check_ops("op_types", self.op_types, WEIGHT_OP_TYPES)
+        if self.reduce_range is not None and not isinstance(self.reduce_range, bool):
+            raise ConfigError(f"reduce_range must be True, False or None (auto), not {self.reduce_range!r}")
+        if not isinstance(self.per_channel, bool):
+            raise ConfigError(f"per_channel must be True or False, not {self.per_channel!r}")
+
+
+FLOAT16_BLOCK_OPS = (
+    "Resize", "Range", "NonMaxSuppression", "TopK", "RoiAlign", "Upsample", "CumSum",
+    "ReduceProd", "Einsum", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Float16(MethodConfig):
+    """float16 weights and compute with float32 inputs/outputs (Casts at the boundary).
+
+    ``weights_only`` stores float16 weights and computes in float32 (a Cast after each
+    weight); ``block_ops`` stay float32 (no float16 CPU kernel, or known accuracy loss).
+    """
+
+    method: ClassVar[str] = "float16"
+
+    weights_only: bool = False
+    block_ops: tuple[str, ...] = FLOAT16_BLOCK_OPS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "block_ops", tuple(self.block_ops))
+        if not isinstance(self.weights_only, bool):
+            raise ConfigError(f"weights_only must be True or False, not {self.weights_only!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _WeightOnly(MethodConfig):
+    """Weight-only block-wise quantization of MatMul/Gemm weights (activations stay float)."""
+
+    bits: ClassVar[int] = 8
+    block_size: int = 32
+    symmetric: bool = True
+    format: str = "auto"  # "auto" | "matmulnbits" | "qdq"
+    algorithm: str = "rtn"  # "rtn" (round to nearest) | "hqq" (half-quadratic solver)
+    min_size: int = 1024
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("block_size", self.block_size, (16, 32, 64, 128, 256))
+        _check_choice("format", self.format, ("auto", "matmulnbits", "qdq"))
+        _check_choice("algorithm", self.algorithm, ("rtn", "hqq"))
+        _check_min_size(self.min_size)
+        if not isinstance(self.symmetric, bool):
+            raise ConfigError(f"symmetric must be True or False, not {self.symmetric!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightInt8(_WeightOnly):
+    method: ClassVar[str] = "weight-int8"
+    bits: ClassVar[int] = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightInt4(_WeightOnly):
+    method: ClassVar[str] = "weight-int4"
+    bits: ClassVar[int] = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cluster(MethodConfig):
+    """Weight clustering: seeded k-means codebook of 2**bits centroids per tensor (or channel).
+
+    Stored as packed ``bits``-bit indices plus the codebook; graph ops expand them at load.
+    """
+
+    method: ClassVar[str] = "cluster"
+
+    bits: int = 4
+    per_channel: bool = False
+    op_types: tuple[str, ...] = WEIGHT_OP_TYPES
+    iterations: int = 25
+    seed: int = 0
+    min_size: int = 1024
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int("bits", self.bits, 2, 8)
+        _check_int("iterations", self.iterations, 1, 1000)
+        _check_int("seed", self.seed, 0)
+        _check_min_size(self.min_size)
+        object.__setattr__(self, "op_types", tuple(self.op_types))
+        _check_ops("op_types", self.op_types, WEIGHT_OP_TYPES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ternary(MethodConfig):
+    """Ternary weights {-a, 0, +a} per output channel (threshold = ``threshold`` * mean|w|), 2-bit packed."""
+
+    method: ClassVar[str] = "ternary"
+
+    threshold: float = 0.7
+    op_types: tuple[str, ...] = WEIGHT_OP_TYPES
+    min_size: int = 1024
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float) or not 0 < self.threshold < 2:
+            raise ConfigError(f"threshold={self.threshold!r} is not valid; it must be a number in (0, 2)")
+        _check_min_size(self.min_size)
+        object.__setattr__(self, "op_types", tuple(self.op_types))
+        _check_ops("op_types", self.op_types, WEIGHT_OP_TYPES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Binary(MethodConfig):
+    """Binary weights +-a per output channel (a = mean|w|, XNOR-Net scaling), 1-bit packed."""
+
+    method: ClassVar[str] = "binary"
+
+    op_types: tuple[str, ...] = WEIGHT_OP_TYPES
+    min_size: int = 1024
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_min_size(self.min_size)
+        object.__setattr__(self, "op_types", tuple(self.op_types))
+        _check_ops("op_types", self.op_types, WEIGHT_OP_TYPES)

@@ -48,4 +48,10 @@ def method_for(config: MethodConfig) -> Method:
 
 
 def _load_builtin_methods() -> None:
-    from quantscope.methods import static_int8  # noqa: F401
+    """Import every method module of this package once; each registers itself."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")

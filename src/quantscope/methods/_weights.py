@@ -1,0 +1,99 @@
+"""Finding the constant weights that weight-only methods rewrite, with a decision for every node."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from quantscope.config import MethodConfig
+from quantscope.graph.queries import attr_float, attr_int, const_array, node_label
+from quantscope.io import Model
+from quantscope.plan import NodeDecision
+
+
+@dataclass(frozen=True, eq=False)
+class WeightSite:
+    """A constant weight input of a MatMul, Gemm or Conv node."""
+
+    node: ir.Node
+    index: int  # input index of the weight
+    array: np.ndarray
+    out_axis: int  # axis of output channels in ``array``
+
+    @property
+    def label(self) -> str:
+        return node_label(self.node)
+
+    @property
+    def value(self) -> ir.Value:
+        value = self.node.inputs[self.index]
+        assert value is not None
+        return value
+
+
+def _site(node: ir.Node) -> tuple[WeightSite | None, str]:
+    """The weight of ``node`` or the reason it has none we can rewrite."""
+    op = node.op_type
+    if node.domain not in ("", "ai.onnx"):
+        return None, f"operator {node.domain}::{op} is outside the default ONNX domain"
+    if op == "MatMul":
+        w = const_array(node.inputs[1]) if len(node.inputs) > 1 else None
+        if w is None:
+            return None, "MatMul has no constant weight (both operands are activations)"
+        if w.ndim != 2:
+            return None, f"MatMul weight has rank {w.ndim}; only 2-D weights are rewritten"
+        return WeightSite(node, 1, w, 1), ""
+    if op == "Gemm":
+        w = const_array(node.inputs[1])
+        if w is None:
+            return None, "Gemm weight is not a constant"
+        if attr_int(node, "transA", 0) or attr_float(node, "alpha", 1.0) != 1.0:
+            return None, "Gemm with transA=1 or alpha != 1 is not rewritten"
+        return WeightSite(node, 1, w, 0 if attr_int(node, "transB", 0) else 1), ""
+    if op == "Conv":
+        w = const_array(node.inputs[1])
+        if w is None:
+            return None, "Conv weight is not a constant"
+        return WeightSite(node, 1, w, 0), ""
+    return None, f"{op} has no weight this method rewrites; kept as is"
+
+
+def weight_sites(
+    model: Model, config: MethodConfig, op_types: Sequence[str], *, min_size: int = 0
+) -> tuple[list[WeightSite], dict[str, NodeDecision]]:
+    """Weights to rewrite, and a float decision (with its reason) for every other node."""
+    graph = model.ir.graph
+    excluded = config.exclude.resolve((node_label(n), n.op_type) for n in graph) if config.exclude else {}
+    sites: list[WeightSite] = []
+    decisions: dict[str, NodeDecision] = {}
+    for node in graph:
+        label = node_label(node)
+
+        def keep(reason: str, node: ir.Node = node, label: str = label) -> None:
+            decisions[label] = NodeDecision(node=label, op_type=node.op_type, action="float", reason=reason)
+
+        if label in excluded:
+            keep(f"excluded by {excluded[label]}")
+            continue
+        if node.op_type in ("MatMul", "Gemm", "Conv") and node.op_type not in op_types:
+            keep(f"{node.op_type} is not among this method's op types ({', '.join(op_types)})")
+            continue
+        site, reason = _site(node)
+        if site is None:
+            keep(reason)
+            continue
+        if site.array.dtype != np.float32:
+            keep(f"weight is {site.array.dtype}, not float32")
+            continue
+        if site.array.size < min_size:
+            keep(f"weight has {site.array.size} elements, below min_size={min_size}; not worth rewriting")
+            continue
+        sites.append(site)
+    return sites, decisions
+
+
+def ordered_decisions(model: Model, decisions: dict[str, NodeDecision]) -> tuple[NodeDecision, ...]:
+    return tuple(decisions[node_label(n)] for n in model.ir.graph if node_label(n) in decisions)
