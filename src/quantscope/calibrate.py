@@ -76,7 +76,7 @@ def collect(
         feeds = batch.inputs
         for name in input_names & observers.keys():
             observers[name].update(feeds[name])
-        results = run(session, feeds, wanted)
+        results = run(session, feeds, wanted) if wanted else []  # [] would mean "all outputs"
         for name, array in zip(wanted, results, strict=True):
             observers[name].update(array)
         done += _batch_len(feeds)

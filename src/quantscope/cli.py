@@ -156,7 +156,7 @@ def quantize(model_path: Path, method: str, output: Path, calib: Path | None, co
     from quantscope.io import check_output_path
 
     model = qs.load(model_path)
-    check_output_path(output, model.path)
+    check_output_path(output, model.path, *model.data_files)
     cfg: dict[str, Any] = {}
     if config_file is not None:
         try:

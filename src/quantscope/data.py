@@ -712,7 +712,7 @@ class Dataset:
             raise ConfigError(f"{description}: no input arrays (only labels or metadata)")
         n = _num_rows(inputs, labels, meta, description)
         if n == 0:
-            raise EmptyDatasetError(f"{description} hold zero samples")
+            raise EmptyDatasetError(f"{description}: zero samples (the first axis is empty); give at least one sample")
         chunk_args = (inputs, labels, meta, n)
         source = _Source(
             description=description,

@@ -7,15 +7,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from quantscope.config import StaticInt8
-from quantscope.io import load
+from quantscope.io import external_data_files, load
 from quantscope.methods.static_int8 import preview
 
 
 def inspect_model(path: str | os.PathLike[str]) -> dict[str, Any]:
     model = load(path)
     p = Path(path)
-    size = p.stat().st_size + sum(f.stat().st_size for f in p.parent.glob(p.name + ".data"))
+    # the model's own file plus every external data file it refers to (whatever their names)
+    external = external_data_files(onnx.load(str(p), load_external_data=False), p.parent)
+    size = p.stat().st_size + sum(f.stat().st_size for f in external)
     decisions = preview(model, StaticInt8())
     by_action = Counter(d.action for d in decisions)
     return {

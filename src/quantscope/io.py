@@ -42,6 +42,7 @@ class Model:
     path: Path | None = None
     fingerprint: str = ""
     notes: tuple[str, ...] = field(default=())
+    data_files: tuple[Path, ...] = field(default=())  # external data the file at ``path`` refers to
 
     @classmethod
     def from_proto(cls, proto: onnx.ModelProto, *, path: Path | None = None) -> Model:
@@ -141,14 +142,27 @@ def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
     if p.stat().st_size == 0:
         raise ModelError(f"{p} is empty (0 bytes); re-export or re-download the model")
     try:
-        proto = onnx.load(str(p), load_external_data=True)
+        proto = onnx.load(str(p), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, OSError) as exc:
-        hint = (
-            "the file is not an ONNX model or is truncated/corrupt; re-export or re-download it"
+        raise ModelError(
+            f"cannot read {p}: the file is not an ONNX model or is truncated/corrupt; "
+            f"re-export or re-download it ({type(exc).__name__}: {exc})"
+        ) from exc
+    data_files = external_data_files(proto, p.parent)
+    missing = [f for f in data_files if not f.is_file()]
+    if missing:
+        raise ModelError(
+            f"cannot read {p}: the external data file(s) holding its weights are missing: "
+            + ", ".join(str(f) for f in missing)
+            + f"; keep them beside the model (in {p.parent}) under the names it refers to"
         )
-        if isinstance(exc, FileNotFoundError):
-            hint = "an external data file it refers to is missing; keep .data files beside the model"
-        raise ModelError(f"cannot read {p}: {hint} ({type(exc).__name__}: {exc})") from exc
+    try:
+        onnx.load_external_data_for_model(proto, str(p.parent))
+    except (onnx.checker.ValidationError, RuntimeError, ValueError, OSError) as exc:
+        raise ModelError(
+            f"cannot read the external data of {p}: {exc}; keep the .data files beside the model "
+            "and re-export it if they are truncated"
+        ) from exc
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(
             f"{p} parsed as an empty ONNX model (no nodes, no outputs); it is probably not a model file"
@@ -163,9 +177,24 @@ def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise ModelError(f"{p} is not a valid ONNX model: {first}") from exc
     proto = infer_shapes(proto)
-    model = Model(ir=ir.from_proto(proto), path=p.resolve(), fingerprint=fingerprint_file(p))
+    model = Model(
+        ir=ir.from_proto(proto), path=p.resolve(), fingerprint=fingerprint_file(p),
+        data_files=tuple(f.resolve() for f in data_files),
+    )
     logger.debug("loaded %s (opset %d, %d nodes)", p, model.opset, len(proto.graph.node))
     return model
+
+
+def external_data_files(proto: onnx.ModelProto, base_dir: Path) -> list[Path]:
+    """The external data files ``proto`` refers to (subgraphs included), resolved against ``base_dir``."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    files: dict[str, Path] = {}
+    for tensor in _get_all_tensors(proto):
+        if uses_external_data(tensor):
+            location = ExternalDataInfo(tensor).location
+            files.setdefault(location, base_dir / location)
+    return list(files.values())
 
 
 def infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -193,22 +222,37 @@ def check_output_path(out: str | os.PathLike[str], *inputs: Path | None) -> Path
     for src in inputs:
         if src is not None and o == Path(src).resolve():
             raise OutputError(
-                f"output path {o} is the input model; choose another path (inputs are never overwritten)"
+                f"output path {o} is the input model or one of its data files ({Path(src).name}); "
+                "choose another path (inputs are never overwritten)"
             )
     if o.exists() and o.is_dir():
         raise OutputError(f"output path {o} is a directory; give a file name such as {o / 'model.onnx'}")
     parent = o.parent
     if not parent.exists():
         raise OutputError(f"output directory {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise OutputError(
+            f"cannot write {o}: {parent} is a file, not a directory; choose an output path inside a directory"
+        )
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output directory {parent} is not writable; choose another location")
     return o
 
 
+def _file_mode() -> int:
+    """0o666 minus the process umask: the mode ``open(path, "w")`` would give a new file."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def _temporary_sibling(path: Path, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
+    try:  # mkstemp makes the file 0600; give the written file the usual umask-based mode
+        os.fchmod(fd, _file_mode())
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -243,7 +287,7 @@ def save(model: Model, path: str | os.PathLike[str], *, check: bool = True, valu
     ``value_info=False`` leaves out the inferred types of intermediate tensors (runtimes
     infer them again), which keeps small quantized models small.
     """
-    out = check_output_path(path, model.path)
+    out = check_output_path(path, model.path, *model.data_files)
     proto = ir.to_proto(model.ir)
     if not value_info:
         del proto.graph.value_info[:]

@@ -38,6 +38,7 @@ class QuantizedModel:
     plan: QuantPlan
     source_fingerprint: str
     source_path: Path | None = None
+    source_data_files: tuple[Path, ...] = ()
     calibration: dict[str, Any] = field(default_factory=dict)
 
     def sidecar(self, output_fingerprint: str | None = None) -> dict[str, Any]:
@@ -60,15 +61,19 @@ class QuantizedModel:
 
         The sidecar goes to ``<name>.quantscope.json`` beside the model.
         """
-        out = check_output_path(path, self.source_path)
+        out = check_output_path(path, self.source_path, *self.source_data_files)
+        if sidecar:  # refuse a sidecar path we cannot use before writing anything
+            check_output_path(sidecar_path(out), self.source_path, *self.source_data_files)
         written = save(self.model, out, value_info=False)
         try:
             make_session(written, optimization="basic")
-        except Exception:
-            written.unlink(missing_ok=True)
+            if sidecar:
+                atomic_write_text(
+                    sidecar_path(written), json.dumps(self.sidecar(fingerprint_file(written)), indent=2)
+                )
+        except BaseException:
+            written.unlink(missing_ok=True)  # no model without its sidecar, no model ORT refuses
             raise
-        if sidecar:
-            atomic_write_text(sidecar_path(written), json.dumps(self.sidecar(fingerprint_file(written)), indent=2))
         return written
 
 
@@ -124,19 +129,21 @@ def quantize(
     if config.needs_calibration:
         assert data is not None
         names = method.tensors_to_observe(prepared, config)
-        stats = collect(
-            prepared, data, names,
-            batch_size=getattr(config, "batch_size", 16),
-            num_samples=getattr(config, "num_samples", None),
-            seed=getattr(config, "seed", 0),
-            bins=getattr(config, "bins", 2048),
-            progress=progress,
-        )
-        calibration = {
-            "samples": stats.num_samples,
-            "method": getattr(config, "calibration", None),
-            "tensors": len(stats.observers),
-        }
+        if names:
+            stats = collect(
+                prepared, data, names,
+                batch_size=getattr(config, "batch_size", 16),
+                num_samples=getattr(config, "num_samples", None),
+                seed=getattr(config, "seed", 0),
+                bins=getattr(config, "bins", 2048),
+                progress=progress,
+            )
+            calibration = {
+                "samples": stats.num_samples,
+                "method": getattr(config, "calibration", None),
+                "tensors": len(stats.observers),
+            }
+        # else: no tensor needs a range (nothing quantizable found); the plan says why
     plan = method.plan(prepared, config, stats)
     quantized = method.apply(prepared, config, plan)
     # the result must load in ONNX Runtime before we call it a success
@@ -147,5 +154,6 @@ def quantize(
         plan=plan,
         source_fingerprint=model.fingerprint,
         source_path=model.path,
+        source_data_files=model.data_files,
         calibration=calibration,
     )

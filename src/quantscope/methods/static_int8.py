@@ -440,7 +440,7 @@ class StaticInt8Method:
         return QuantPlan(
             method=config.method, decisions=tuple(decisions), activations=tuple(activations),
             weights=tuple(weight_plans), notes=tuple(notes), warnings=tuple(warnings),
-            extra={"calibration_samples": stats.num_samples if stats else 0},
+            extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range},
         )
 
     def apply(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Model:
