@@ -146,6 +146,15 @@ METHOD_OPTIONS = ("calibration", "percentile", "num_samples", "batch_size", "act
 @click.option("--exclude-name", multiple=True, help="Leave this node in float (repeatable).")
 @click.option("--exclude-regex", multiple=True, help="Leave nodes whose name matches in float (repeatable).")
 @click.option("--exclude-op", multiple=True, help="Leave every node of this op type in float (repeatable).")
+@click.option("--bits", type=int, help="Bits for cluster (2-8).")
+@click.option("--block-size", type=int, help="Block size for weight-int8/weight-int4 (16-256).")
+@click.option("--asymmetric", is_flag=True, default=None, help="Asymmetric blocks (weight-only methods).")
+@click.option("--algorithm", type=click.Choice(["rtn", "hqq"]), help="Weight-only rounding: round-to-nearest or HQQ.")
+@click.option("--format", "format_", type=click.Choice(["auto", "matmulnbits", "qdq"]), help="Weight-only storage format.")
+@click.option("--weights-only", is_flag=True, default=None, help="float16: store float16 weights, compute in float32.")
+@click.option("--op-types", help="Comma-separated op types to rewrite (dynamic-int8, cluster, ternary, binary).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any config field, value as JSON (repeatable), e.g. --set min_size=0.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="JSON config (same schema as the sidecar's 'config').")
 @click.option("--seed", type=int, help="Seed for the calibration subset.")
 def quantize(model_path: Path, method: str, output: Path, calib: Path | None, config_file: Path | None, **opts: Any) -> None:
@@ -174,6 +183,22 @@ def quantize(model_path: Path, method: str, output: Path, calib: Path | None, co
     for key in METHOD_OPTIONS:
         if opts.get(key) is not None:
             cfg[key] = opts[key]
+    for key, value in (("bits", opts["bits"]), ("block_size", opts["block_size"]), ("algorithm", opts["algorithm"]),
+                       ("format", opts["format_"]), ("weights_only", opts["weights_only"])):
+        if value is not None:
+            cfg[key] = value
+    if opts["asymmetric"]:
+        cfg["symmetric"] = False
+    if opts["op_types"]:
+        cfg["op_types"] = [op.strip() for op in opts["op_types"].split(",") if op.strip()]
+    for item in opts["settings"]:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            cfg[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            cfg[key.strip()] = raw
     if opts["per_tensor"]:
         cfg["per_channel"] = False
     if opts["reduce_range"] is not None:
