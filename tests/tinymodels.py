@@ -217,3 +217,30 @@ def embedding_mlp(seed: int = 0, vocab: int = 500, d: int = 32) -> onnx.ModelPro
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, d])],
         inits,
     )
+
+
+def wide_mlp(seed: int = 0, d_in: int = 256, hidden: int = 512, d_out: int = 10) -> onnx.ModelProto:
+    """A weight-dominated MLP (~400 k float weights): MatMul+Add+Relu, Gemm+Relu, Gemm."""
+    return mlp(seed=seed, d_in=d_in, hidden=hidden, d_out=d_out)
+
+
+def shared_weight_mlp(seed: int = 0, d: int = 64) -> onnx.ModelProto:
+    """Two MatMuls reading the same weight initializer (tied weights), then a Gemm."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h1"], name="tied1"),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("MatMul", ["a1", "w"], ["h2"], name="tied2"),
+        helper.make_node("Gemm", ["h2", "w_out", "b_out"], ["y"], name="head", transB=1),
+    ]
+    inits = [
+        _init("w", _w(rng, d, d)),
+        _init("w_out", _w(rng, 10, d, scale=np.sqrt(2 / d))),
+        _init("b_out", _w(rng, 10, scale=0.1)),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        inits,
+    )
