@@ -1,0 +1,294 @@
+"""Results of analysis: plain frozen dataclasses that round-trip through a tagged, versioned dict.
+
+Every analysis (``analyze``, ``sweep``, ``robustness``) returns a :class:`Results`; every renderer
+(terminal, markdown, HTML) reads only a :class:`Results`. ``results.json`` is
+``Results.to_dict()``; its schema is documented field by field below and versioned by
+``SCHEMA_VERSION`` (a reader refuses a newer major version instead of misreading it).
+
+Quality metrics are keyed by name in ``quality`` dicts. Names used by the built-in analyses:
+
+* against labels: ``accuracy``, ``top5`` (when there are ≥ 5 classes);
+* fidelity against the float model: ``agreement`` (top-1), ``cosine`` (mean over samples),
+  ``cosine_min``, ``sqnr_db``, ``max_abs``, ``mean_abs``, ``kl`` (of softmax outputs);
+* a user-supplied metric appears under the name it was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from quantscope.errors import ConfigError
+
+SCHEMA = "quantscope.results"
+SCHEMA_VERSION = 1
+
+VariantKind = Literal["float", "onnx", "tflite"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyResult:
+    """Wall time of one inference call, after warm-up, with identical session options per variant."""
+
+    batch: int
+    threads: int | None  # None: the runtime's default (all cores)
+    median_ms: float
+    p90_ms: float
+    runs: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryResult:
+    """Peak resident memory of a fresh process that loads the model and runs it (MiB)."""
+
+    peak_rss_mb: float  # whole process, after load + inference
+    baseline_rss_mb: float  # the same process before loading the model
+    batch: int
+
+    @property
+    def model_rss_mb(self) -> float:
+        return self.peak_rss_mb - self.baseline_rss_mb
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyResult:
+    """Estimated energy of one inference (one sample), from op counts and bytes moved."""
+
+    total_uj: float
+    by_component: dict[str, float]  # e.g. {"int8 mul": .., "fp32 add": .., "DRAM": ..} in µJ
+    ops: dict[str, float]  # operation counts by kind, e.g. {"int8 mac": 3.1e7}
+    table: str  # name of the per-operation energy table used, e.g. "horowitz-2014-45nm"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerError:
+    """SQNR of one tensor of a quantized model against the float model's tensor of the same name."""
+
+    tensor: str
+    node: str
+    op_type: str
+    sqnr_db: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerSensitivity:
+    """Quality when only this node is quantized (``mode="only"``) or all but it (``"all-but"``)."""
+
+    node: str
+    op_type: str
+    mode: Literal["only", "all-but"]
+    metric: str
+    value: float
+    delta: float  # value minus the reference (float model for "only", fully quantized for "all-but")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanSummary:
+    """What a variant's quantization did, from its plan (sidecar JSON)."""
+
+    method: str
+    quantized: int
+    fused: int
+    float: int
+    float_reasons: dict[str, int]  # reason -> number of nodes left float for it
+    quantized_ops: dict[str, int]  # op type -> number of quantized nodes
+    runtime_ops: dict[str, int] = field(default_factory=dict)  # ORT's optimized-graph histogram
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariantResult:
+    """Everything measured for one model variant (the float model is a variant too)."""
+
+    name: str
+    kind: VariantKind
+    path: str | None
+    method: str | None  # None for the float model
+    config: dict[str, Any] | None  # the method config's tagged dict
+    size_bytes: int  # on disk, external data included
+    param_bytes: dict[str, int]  # initializer bytes by dtype name
+    quality: dict[str, float]
+    latency: list[LatencyResult] = field(default_factory=list)
+    memory: MemoryResult | None = None
+    energy: EnergyResult | None = None
+    plan: PlanSummary | None = None
+    layers: list[LayerError] = field(default_factory=list)
+    sensitivity: list[LayerSensitivity] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShiftPoint:
+    """Quality of one variant on the evaluation data under one shift at one severity."""
+
+    shift: str  # e.g. "brightness", "gaussian_noise", "length"
+    severity: float  # 0 = unshifted
+    variant: str
+    quality: dict[str, float]
+    description: str = ""  # e.g. "brightness ×0.3"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SliceResult:
+    """Quality of one variant on one slice of the data (a class, or a metadata value)."""
+
+    slice: str  # e.g. "label=3", "camera=b"
+    variant: str
+    samples: int
+    quality: dict[str, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationEffect:
+    """static-int8 calibrated on each source distribution, evaluated on each target distribution."""
+
+    sources: list[str]
+    targets: list[str]
+    metric: str
+    values: list[list[float]]  # values[i][j]: calibrated on sources[i], evaluated on targets[j]
+    float_values: list[float]  # the float model on each target
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationSizePoint:
+    samples: int
+    quality: dict[str, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RobustnessResult:
+    metric: str
+    threshold: float | None  # the quality below which a variant counts as broken
+    shifts: list[ShiftPoint] = field(default_factory=list)
+    breaking_points: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # shift -> variant -> the lowest severity at which quality falls below threshold (None: never)
+    slices: list[SliceResult] = field(default_factory=list)
+    calibration_effect: CalibrationEffect | None = None
+    calibration_size: list[CalibrationSizePoint] = field(default_factory=list)
+    limitations: list[str] = field(default_factory=list)  # plain sentences, most severe first
+
+
+@dataclass(frozen=True, kw_only=True)
+class Results:
+    """One analysis run: the model, the data, every variant, optional robustness."""
+
+    model: dict[str, Any]  # {"name", "path", "fingerprint", "inputs", "outputs"}
+    data: dict[str, Any]  # {"name", "samples", "labels": bool}
+    metric: str  # the primary quality metric, a key of every variant's ``quality``
+    higher_is_better: bool = True
+    variants: list[VariantResult] = field(default_factory=list)
+    robustness: RobustnessResult | None = None
+    max_drop: float | None = None  # the quality budget, as a fraction of the float value
+    machine: dict[str, Any] = field(default_factory=dict)  # cpu, cores, flags, library versions
+    created: str = ""  # ISO 8601
+    notes: list[str] = field(default_factory=list)
+
+    # --- queries -------------------------------------------------------------------------
+
+    def variant(self, name: str) -> VariantResult:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"no variant named {name!r}; have {[v.name for v in self.variants]}")
+
+    @property
+    def reference(self) -> VariantResult | None:
+        """The float model, when it was measured."""
+        return next((v for v in self.variants if v.kind == "float"), None)
+
+    def drop(self, variant: VariantResult) -> float | None:
+        """Quality lost against the float model (positive = worse), in the metric's units."""
+        ref = self.reference
+        if ref is None or self.metric not in ref.quality or self.metric not in variant.quality:
+            return None
+        d = ref.quality[self.metric] - variant.quality[self.metric]
+        return d if self.higher_is_better else -d
+
+    def within_budget(self, max_drop: float) -> list[VariantResult]:
+        """Quantized variants whose drop is at most ``max_drop`` (absolute, metric units)."""
+        out = []
+        for v in self.variants:
+            if v.kind == "float":
+                continue
+            d = self.drop(v)
+            if d is not None and d <= max_drop:
+                out.append(v)
+        return out
+
+    # --- serialization ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **_to_plain(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Results:
+        if d.get("schema") != SCHEMA:
+            raise ConfigError(f"not a quantscope results file (schema {d.get('schema')!r})")
+        version = d.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"results schema version {version!r} is newer than this quantscope reads "
+                f"({SCHEMA_VERSION}); upgrade quantscope"
+            )
+        body = {k: v for k, v in d.items() if k not in ("schema", "schema_version")}
+        return _from_plain(cls, body)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``results.json`` atomically."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Results:
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read results file {path}: {e}") from e
+        return cls.from_dict(d)
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_to_plain(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    return obj
+
+
+def _from_plain(tp: Any, value: Any) -> Any:
+    """Rebuild ``value`` as type ``tp`` (dataclasses, lists, dicts, optionals of them)."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        kwargs = {k: _from_plain(hints[k], v) for k, v in value.items() if k in names}
+        return tp(**kwargs)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            if arg is type(None):
+                continue
+            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                return _from_plain(arg, value)
+        non_none = [a for a in args if a is not type(None)]
+        return _from_plain(non_none[0], value) if len(non_none) == 1 else value
+    if origin is list:
+        return [_from_plain(args[0], v) for v in value] if args else list(value)
+    if origin is dict:
+        return {k: _from_plain(args[1], v) for k, v in value.items()} if args else dict(value)
+    return value
