@@ -172,6 +172,7 @@ class RobustnessResult:
     calibration_effect: CalibrationEffect | None = None
     calibration_size: list[CalibrationSizePoint] = field(default_factory=list)
     limitations: list[str] = field(default_factory=list)  # plain sentences, most severe first
+    samples: int | None = None  # evaluation samples behind every shift point (for noise margins)
 
 
 @dataclass(frozen=True, kw_only=True)
