@@ -248,9 +248,14 @@ class DynamicInt8(MethodConfig):
             raise ConfigError(f"per_channel must be True or False, not {self.per_channel!r}")
 
 
+# Kept float32 by float16 (reasons in quantscope.methods.float16.BLOCK_REASONS): coordinate maths
+# (Resize, Upsample, GridSample, RoiAlign), ranking (TopK), accumulations that overflow 65504
+# (CumSum, ReduceProd, ReduceSumSquare, ReduceL2, ReduceLogSumExp), and ops ONNX Runtime 1.32's
+# CPU provider refuses to load in float16 (RandomNormal, RandomUniform, EyeLike). Ops whose ONNX
+# schema forbids float16 (Range, NonMaxSuppression, Celu, ...) stay float32 without being listed.
 FLOAT16_BLOCK_OPS = (
-    "Resize", "Range", "NonMaxSuppression", "TopK", "RoiAlign", "Upsample", "CumSum",
-    "ReduceProd", "Einsum", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    "Resize", "Upsample", "GridSample", "RoiAlign", "TopK", "CumSum", "ReduceProd",
+    "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "RandomNormal", "RandomUniform", "EyeLike",
 )
 
 
@@ -259,7 +264,8 @@ class Float16(MethodConfig):
     """float16 weights and compute with float32 inputs/outputs (Casts at the boundary).
 
     ``weights_only`` stores float16 weights and computes in float32 (a Cast after each
-    weight); ``block_ops`` stay float32 (no float16 CPU kernel, or known accuracy loss).
+    weight, folded by ONNX Runtime at load: only the file shrinks); ``block_ops`` stay
+    float32 between Casts (known accuracy loss, or no float16 CPU kernel).
     """
 
     method: ClassVar[str] = "float16"
@@ -269,6 +275,8 @@ class Float16(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if isinstance(self.block_ops, str) or not all(isinstance(op, str) for op in self.block_ops):
+            raise ConfigError(f"block_ops must be a sequence of op type names, not {self.block_ops!r}")
         object.__setattr__(self, "block_ops", tuple(self.block_ops))
         if not isinstance(self.weights_only, bool):
             raise ConfigError(f"weights_only must be True or False, not {self.weights_only!r}")
