@@ -1,0 +1,237 @@
+"""Benchmark quantscope against onnxruntime.quantization on real models: ``python -m bench.run``.
+
+For every model: the float reference, then each quantization job in a fresh process (both
+tools, same data, same batch), then quality, size and latency of every model written, and
+finally a table of ratios (quantscope / peer) and ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import measure, report
+from bench.models import BUILDERS, REPO_ROOT, BenchModel
+
+logger = logging.getLogger("bench")
+
+CALIBRATIONS = ("minmax", "percentile", "entropy")
+UNCALIBRATED = {"quantscope": ("dynamic", "int4", "float16"), "ort": ("dynamic", "int4")}
+LATENCY_SETTINGS = ((1, 1), (1, 2), (8, 1), (8, 2))  # (batch, threads)
+ALL_MODELS = ("digits", "ppocr-cls", "minilm", "ppocr-det", "keras")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--models", nargs="+", default=list(ALL_MODELS), choices=ALL_MODELS)
+    p.add_argument("--calib-sizes", nargs="+", type=int, default=[100, 1000])
+    p.add_argument("--calibrations", nargs="+", default=list(CALIBRATIONS), choices=CALIBRATIONS)
+    p.add_argument("--quick", action="store_true", help="tiny settings: digits only, 32 samples, short timing")
+    p.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".cache" / "bench")
+    p.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "RESULTS.md")
+    p.add_argument("--mem-limit-gb", type=float, default=8.0, help="kill a quantization job above this RSS")
+    p.add_argument("--timeout", type=float, default=900.0, help="kill a quantization job after this many seconds")
+    p.add_argument("--latency-rounds", type=int, default=40)
+    p.add_argument("--update", action="store_true",
+                   help="keep the other models' sections of an existing results JSON (re-run some models only)")
+    p.add_argument("--latency-budget", type=float, default=25.0, help="seconds per latency setting")
+    args = p.parse_args(argv)
+    if args.quick:
+        if args.models == list(ALL_MODELS):
+            args.models = ["digits"]
+        args.calib_sizes = [32]
+        args.latency_rounds = 6
+        args.latency_budget = 2.0
+    if any(n < 1 for n in args.calib_sizes):
+        p.error("--calib-sizes must be positive")
+    return args
+
+
+def machine() -> dict[str, Any]:
+    from quantscope.runtime import cpu_flags
+
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx", "fma", "f16c", "amx", "sse4")) or "vnni" in f)
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": name or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_gb, 1),
+        "flags": flags,
+        "vnni": any("vnni" in f for f in flags),
+        "platform": platform.platform(),
+    }
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("quantscope", "onnxruntime", "onnx", "onnx-ir", "numpy", "sympy", "torch", "tensorflow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _job(tool: str, variant: str, model: Path, out: Path, calib: Path | None, samples: int | None) -> dict[str, Any]:
+    return {"tool": tool, "variant": variant, "model": str(model), "out": str(out),
+            "calib": str(calib) if calib else None, "samples": samples}
+
+
+def bench_model(bm: BenchModel, args: argparse.Namespace) -> dict[str, Any]:
+    """All runs on one model; returns its section of the results."""
+    folder = args.work_dir / bm.name / "out"
+    folder.mkdir(parents=True, exist_ok=True)
+    limits = {"mem_limit_mb": args.mem_limit_gb * 1024, "timeout_s": args.timeout}
+    arrays, labels = bm.eval_arrays()
+    reference = measure.outputs(bm.path, arrays)
+    runs: list[dict[str, Any]] = [{
+        "tool": "float", "variant": "float32", "samples": None, "status": "ok", "path": str(bm.path),
+        "quality": measure.float_quality(bm, reference, labels), "size": measure.size_bytes(bm.path),
+    }]
+
+    logger.info("%s: peer pre-processing (quant_pre_process)", bm.name)
+    pre_out = folder / "ort-preprocessed.onnx"
+    pre = measure.run_job(_job("ort", "preprocess", bm.path, pre_out, None, None), **limits)
+    runs.append({"tool": "ort", "variant": "preprocess", "samples": None, "path": None, **asdict(pre)})
+    peer_input = pre_out if pre.status == "ok" else bm.path
+
+    jobs: list[dict[str, Any]] = []
+    for n in args.calib_sizes:
+        for cal in args.calibrations:
+            for tool, src in (("quantscope", bm.path), ("ort", peer_input)):
+                jobs.append(_job(tool, f"static-{cal}", src, folder / f"{tool}-static-{cal}-{n}.onnx", bm.calib_dirs[n], n))
+    for tool, variants in UNCALIBRATED.items():
+        for v in variants:
+            src = peer_input if (tool == "ort" and v == "dynamic") else bm.path
+            jobs.append(_job(tool, v, src, folder / f"{tool}-{v}.onnx", None, None))
+
+    for spec in jobs:
+        t0 = time.perf_counter()
+        res = measure.run_job(spec, **limits)
+        row = {"tool": spec["tool"], "variant": spec["variant"], "samples": spec["samples"],
+               "path": spec["out"], **asdict(res)}
+        if res.status == "ok":
+            try:
+                out = measure.outputs(Path(spec["out"]), arrays)
+                row["quality"] = measure.quality(bm.task, out, reference, labels)
+                row["size"] = measure.size_bytes(Path(spec["out"]))
+            except Exception as exc:  # a model that was written but does not run
+                row.update(status="failed", error=f"evaluation: {type(exc).__name__}: {exc}")
+        logger.info("%s %s %s n=%s: %s (%.0f s)%s", bm.name, spec["tool"], spec["variant"], spec["samples"],
+                    row["status"], time.perf_counter() - t0, f" {row['error'][:200]}" if row.get("error") else "")
+        runs.append(row)
+
+    base = runs[0]["quality"]
+    for row in runs:
+        if row.get("quality") is not None:
+            row["loss"] = base - row["quality"]
+    runs_latency(bm, runs, args)
+    return {"name": bm.name, "description": bm.description, "task": bm.task, "notes": bm.notes,
+            "model_path": str(bm.path), "runs": runs}
+
+
+def _best_static(runs: list[dict[str, Any]], tool: str, n: int) -> dict[str, Any] | None:
+    cands = [r for r in runs if r["tool"] == tool and r["variant"].startswith("static-")
+             and r["samples"] == n and r["status"] == "ok"]
+    return max(cands, key=lambda r: r["quality"]) if cands else None
+
+
+def runs_latency(bm: BenchModel, runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Latency of the float model, each tool's best static model (largest set) and the rest."""
+    n = max(args.calib_sizes)
+    chosen = [runs[0]]
+    for tool in ("quantscope", "ort"):
+        best = _best_static(runs, tool, n)
+        if best is not None:
+            chosen.append(best)
+    chosen += [r for r in runs if r["samples"] is None and r["status"] == "ok"
+               and r["tool"] != "float" and r["variant"] != "preprocess"]
+    paths = {str(i): Path(r["path"]) for i, r in enumerate(chosen)}
+    for batch, threads in LATENCY_SETTINGS:
+        logger.info("%s: latency batch %d, %d thread(s), %d models", bm.name, batch, threads, len(paths))
+        feeds = bm.latency_feeds(batch)
+        try:
+            ms = measure.latencies(paths, feeds, threads=threads, rounds=args.latency_rounds, budget_s=args.latency_budget)
+        except Exception as exc:
+            logger.warning("%s: latency failed: %s", bm.name, exc)
+            continue
+        for key, value in ms.items():
+            chosen[int(key)].setdefault("latency_ms", {})[f"b{batch}t{threads}"] = value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC)
+    sections: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for name in args.models:
+        if name == "keras":
+            skipped[name] = keras_skip_reason()
+            if skipped[name]:
+                continue
+        logger.info("%s: preparing model and data", name)
+        try:
+            bm = BUILDERS[name](args.work_dir, sorted(set(args.calib_sizes)))
+        except Exception as exc:
+            skipped[name] = f"could not prepare: {type(exc).__name__}: {exc}"
+            logger.warning("%s skipped: %s", name, skipped[name])
+            continue
+        sections.append(bench_model(bm, args))
+    results = {
+        "date": started.isoformat(timespec="seconds"),
+        "duration_s": round((datetime.now(UTC) - started).total_seconds()),
+        "machine": machine(),
+        "versions": versions(),
+        "settings": {"calib_sizes": args.calib_sizes, "calibrations": args.calibrations,
+                     "latency_rounds": args.latency_rounds, "mem_limit_gb": args.mem_limit_gb,
+                     "timeout_s": args.timeout, "quick": args.quick},
+        "models": sections,
+        "skipped": {k: v for k, v in skipped.items() if v},
+    }
+    previous = args.results.with_suffix(".json")
+    if args.update and previous.is_file():
+        done = {sec["name"] for sec in sections}
+        kept = [sec for sec in json.loads(previous.read_text())["models"] if sec["name"] not in done]
+        results["models"] = kept + sections
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    args.results.write_text(report.markdown(results))
+    report.print_tables(results)
+    print(f"\nwrote {args.results} and {args.results.with_suffix('.json')}")
+    return 0
+
+
+def keras_skip_reason() -> str:
+    """Why the Keras/TFLite row cannot run here ('' when it can)."""
+    if importlib.util.find_spec("tensorflow") is None:
+        return "tensorflow is not importable (the [tensorflow] extra is not installed)"
+    try:
+        found = importlib.util.find_spec("quantscope.backends.tflite") is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        return "quantscope.backends.tflite (Keras import, TFLite path) does not exist yet"
+    return "the Keras/TFLite comparison is not wired into the benchmark yet"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
