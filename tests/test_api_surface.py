@@ -40,6 +40,7 @@ EXPECTED_ALL = [
     "config_from_dict",
     "load",
     "quantize",
+    "robustness",
     "save",
 ]
 

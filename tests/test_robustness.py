@@ -300,3 +300,32 @@ def test_bad_input_names_the_fix(tmp_path):
         robustness(model, {"float": model}, unlabelled, modality="image", metric="agreement")
     with pytest.raises(ConfigError, match="severity"):
         robustness(model, {}, unlabelled, modality="image", metric="agreement", severities=(2.0,))
+
+
+def test_cli_robustness_writes_results_with_the_robustness_section(tmp_path):
+    from click.testing import CliRunner
+
+    from quantscope.cli import main
+
+    model = _brightness_model(tmp_path)
+    x, labels = _images(80, seed=5)
+    np.savez(tmp_path / "eval.npz", x=x, labels=labels, meta_camera=np.where(np.arange(80) % 2 == 0, "a", "b"))
+    q = qs.quantize(model, qs.StaticInt8(), qs.Dataset.from_arrays({"x": _images(32, seed=6)[0]}))
+    q.save(tmp_path / "bright.int8.onnx")
+    out = tmp_path / "report"
+    args = [
+        "robustness", str(model.path), str(tmp_path / "bright.int8.onnx"), "--data", str(tmp_path / "eval.npz"),
+        "--modality", "image", "--shift", "darker", "--shift", "occlusion", "--severities", "0.5,1",
+        "--report", str(out),
+    ]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "Accuracy falls from" in res.output
+    results = Results.load(out / "results.json")
+    rob = results.robustness
+    assert rob is not None and [v.name for v in results.variants] == ["float", "bright.int8"]
+    assert results.variants[1].method == "static-int8"
+    assert {r.slice for r in rob.slices} >= {"camera=a", "camera=b", "label=0", "label=1"}
+    assert rob.breaking_points["occlusion"] == {"float": None, "bright.int8": None}
+    bad = CliRunner().invoke(main, [*args[:-2], "--shift", "fog"])
+    assert bad.exit_code == 2 and "no image shift named 'fog'" in bad.output

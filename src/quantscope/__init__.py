@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from quantscope.analysis.robustness import robustness
 from quantscope.config import MethodConfig, NodeSelector, StaticInt8, config_from_dict
 from quantscope.data import Batch, Dataset
 from quantscope.errors import (
@@ -50,5 +51,6 @@ __all__ = [
     "config_from_dict",
     "load",
     "quantize",
+    "robustness",
     "save",
 ]

@@ -38,6 +38,12 @@ class _Fmt:
         p = round(100 * abs(d))
         return "1 point" if p == 1 else f"{p} points"
 
+    def gap(self, high: float, low: float) -> str:
+        """``high - low`` as the reader computes it from the two values as printed."""
+        if not self.proportion:
+            return self.diff(high - low)
+        return self.diff((round(100 * high) - round(100 * low)) / 100)
+
     @property
     def name(self) -> str:
         return "agreement with the float model" if self.metric == "agreement" else self.metric
@@ -193,7 +199,7 @@ def _slice_sentences(
             extra = (ref_value - value) - loss_overall
             if extra >= _margin(fmt, value, count, min_gap):
                 worse.setdefault(variant, []).append((extra, (
-                    f"{variant} loses {fmt.diff(ref_value - value)} against {reference} on {name} "
+                    f"{variant} loses {fmt.gap(ref_value, value)} against {reference} on {name} "
                     f"({fmt.value(value)} against {fmt.value(ref_value)}), {fmt.diff(extra)} more than overall"
                 )))
     for items in (weak, *worse.values()):
@@ -214,7 +220,7 @@ def _calibration_sentences(
             if gap >= _margin(efmt, column[best], n, min_effect):
                 yield gap, (
                     f"static-int8 calibrated on {effect.sources[worst]} data scores "
-                    f"{efmt.value(column[worst])} on {target} data, {efmt.diff(gap)} below static-int8 "
+                    f"{efmt.value(column[worst])} on {target} data, {efmt.gap(column[best], column[worst])} below static-int8 "
                     f"calibrated on {effect.sources[best]} data ({efmt.value(column[best])}; the float model: "
                     f"{efmt.value(effect.float_values[j])})"
                 )
@@ -227,7 +233,7 @@ def _calibration_sentences(
         if low_n < best_n and gap >= _margin(fmt, best, n, min_effect):
             enough = next(m for m, v in values if best - v < _margin(fmt, best, n, min_effect))
             yield gap, (
-                f"static-int8 calibrated on {low_n} samples scores {fmt.value(low)}, {fmt.diff(gap)} below "
+                f"static-int8 calibrated on {low_n} samples scores {fmt.value(low)}, {fmt.gap(best, low)} below "
                 f"the {fmt.value(best)} it reaches with {best_n}; it needs {enough} samples to come "
                 f"within {fmt.diff(_margin(fmt, best, n, min_effect))} of that"
             )

@@ -353,11 +353,11 @@ def _slices(
 # The analysis.
 
 
-def _variants(model: ModelLike, variants: Mapping[str, ModelLike] | None) -> dict[str, Model]:
-    models = {REFERENCE: as_model(model, "model")}
+def _variants(model: ModelLike, variants: Mapping[str, ModelLike] | None, reference: str) -> dict[str, Model]:
+    models = {reference: as_model(model, "model")}
     for name, v in (variants or {}).items():
-        if name == REFERENCE:
-            raise ConfigError(f"the variant name {REFERENCE!r} is the float model's; rename the variant")
+        if name == reference:
+            raise ConfigError(f"the variant name {reference!r} is the float model's; rename the variant")
         models[str(name)] = as_model(v, f"variant {name!r}")
     return models
 
@@ -391,13 +391,14 @@ def robustness(
     calibration_sizes: Sequence[int] | None = DEFAULT_CALIBRATION_SIZES,
     quantize_config: StaticInt8 | None = None,
     min_effect: float = 0.05,
+    reference: str = REFERENCE,
     batch_size: int = 64,
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> RobustnessResult:
     """Quality of the float model and each variant under shifted data, per slice and per calibration.
 
-    ``variants`` maps names to quantized models (the float model is named ``"float"``).
+    ``variants`` maps names to quantized models; the float model is named ``reference``.
     ``shifts`` are names of the modality's built-in shifts, functions
     ``shift(x, severity, rng, **info)``, or a dict ``{name: function}``; None: every built-in
     shift of ``modality`` ("image", "text" or "tabular"). ``metric`` is ``"accuracy"`` (needs
@@ -412,8 +413,8 @@ def robustness(
     ``min_effect`` (metric units) and above sampling noise.
     """
     modality = S.check_modality(modality)
-    models = _variants(model, variants)
-    float_model = models[REFERENCE]
+    models = _variants(model, variants, reference)
+    float_model = models[reference]
     arrays = _materialize(data, float_model)
     metric_ = _metric(metric, arrays.labels is not None)
     specs = _resolve_shifts(shifts, modality)
@@ -432,10 +433,10 @@ def robustness(
     clean = {name: runner.outputs(name, arrays.inputs) for name in models}
     for _ in models:
         step()
-    targets = arrays.labels if metric_.name != "agreement" else _predicted(clean[REFERENCE])
+    targets = arrays.labels if metric_.name != "agreement" else _predicted(clean[reference])
     base = {name: metric_.score(out, targets) for name, out in clean.items()}
     if threshold is None:
-        threshold = 0.9 * base[REFERENCE]
+        threshold = 0.9 * base[reference]
 
     points: list[ShiftPoint] = []
     for spec in specs:
@@ -488,7 +489,7 @@ def robustness(
         samples=len(arrays),
     )
     return dataclasses.replace(
-        result, limitations=write_limitations(result, reference=REFERENCE, min_effect=min_effect)
+        result, limitations=write_limitations(result, reference=reference, min_effect=min_effect)
     )
 
 
@@ -645,13 +646,16 @@ def robustness_for(
     """``results`` with ``robustness`` set: :func:`robustness` over the same model and variants.
 
     ``options`` are :func:`robustness`'s keywords (``modality`` is required); ``metric``
-    defaults to the results' metric when it is one robustness understands.
+    defaults to the results' metric when it is one robustness understands, and the float model
+    keeps the name it has in ``results``.
     """
     if "modality" not in options:
         raise ConfigError("robustness needs the data's modality: 'image', 'text' or 'tabular'")
     if "metric" not in options and results.metric in ("accuracy", "agreement"):
         options["metric"] = results.metric
-    named = {name: v for name, v in variants.items() if name != REFERENCE}
+    ref = results.reference
+    options.setdefault("reference", ref.name if ref is not None else REFERENCE)
+    named = {name: v for name, v in variants.items() if name != options["reference"]}
     return dataclasses.replace(results, robustness=robustness(model, named, data, **options))
 
 
