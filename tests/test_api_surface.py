@@ -20,6 +20,7 @@ EXPECTED_ALL = [
     "DataError",
     "DataMismatchError",
     "Dataset",
+    "DynamicInt8",
     "EmptyDatasetError",
     "MethodConfig",
     "Model",

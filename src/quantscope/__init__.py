@@ -5,7 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from quantscope.analysis.robustness import robustness
-from quantscope.config import MethodConfig, NodeSelector, StaticInt8, config_from_dict
+from quantscope.config import DynamicInt8, MethodConfig, NodeSelector, StaticInt8, config_from_dict
 from quantscope.data import Batch, Dataset
 from quantscope.errors import (
     ConfigError,
@@ -31,6 +31,7 @@ __all__ = [
     "DataError",
     "DataMismatchError",
     "Dataset",
+    "DynamicInt8",
     "EmptyDatasetError",
     "MethodConfig",
     "Model",
