@@ -29,6 +29,7 @@ EXPECTED_ALL = [
     "NodeSelector",
     "NonFiniteDataError",
     "OutputError",
+    "QualityGateError",
     "QuantPlan",
     "QuantizedModel",
     "QuantscopeError",
@@ -38,11 +39,13 @@ EXPECTED_ALL = [
     "TensorSpec",
     "UnsupportedModelError",
     "__version__",
+    "analyze",
     "config_from_dict",
     "load",
     "quantize",
     "robustness",
     "save",
+    "sweep",
 ]
 
 # DESIGN.md: 0 ok, 2 usage/config error, 3 model/data/runtime error, 4 quality gate, 1 internal error
@@ -58,6 +61,7 @@ EXIT_CODES: dict[type[errors.QuantscopeError], int] = {
     errors.EmptyDatasetError: 3,
     errors.RuntimeFailure: 3,
     errors.OutputError: 3,
+    errors.QualityGateError: 4,
 }
 
 BUILTIN_BASES: dict[type[errors.QuantscopeError], type[Exception]] = {

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from quantscope.analysis.compare import analyze
 from quantscope.analysis.robustness import robustness
+from quantscope.analysis.sweep import sweep
 from quantscope.config import DynamicInt8, MethodConfig, NodeSelector, StaticInt8, config_from_dict
 from quantscope.data import Batch, Dataset
 from quantscope.errors import (
@@ -15,6 +17,7 @@ from quantscope.errors import (
     ModelError,
     NonFiniteDataError,
     OutputError,
+    QualityGateError,
     QuantscopeError,
     RuntimeFailure,
     SelectorError,
@@ -40,6 +43,7 @@ __all__ = [
     "NodeSelector",
     "NonFiniteDataError",
     "OutputError",
+    "QualityGateError",
     "QuantPlan",
     "QuantizedModel",
     "QuantscopeError",
@@ -49,9 +53,11 @@ __all__ = [
     "TensorSpec",
     "UnsupportedModelError",
     "__version__",
+    "analyze",
     "config_from_dict",
     "load",
     "quantize",
     "robustness",
     "save",
+    "sweep",
 ]

@@ -392,5 +392,165 @@ def _variant_result(name: str, path: Path, model: Any, quality: dict[str, float]
     )
 
 
+
+# --- analyze / sweep -----------------------------------------------------------------------------
+
+ANALYZE_METRICS = ("auto", "accuracy", "top5", "agreement", "cosine", "cosine_min", "sqnr_db", "kl",
+                   "max_abs", "mean_abs")
+
+
+@contextmanager
+def step_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar whose description follows the step being worked on."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(what: str, done: int, total: int) -> None:
+            bar.update(task, description=escape(what), completed=done, total=total)
+
+        yield update
+
+
+def _max_drop(text: str | None) -> float | None:
+    """``1%`` or ``0.01`` → 0.01 (a fraction of the float model's quality)."""
+    from quantscope.errors import ConfigError
+
+    if text is None:
+        return None
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ConfigError(f"--max-drop takes a percentage like 1% or a fraction like 0.01, not {text!r}") from None
+    if not 0 <= value < 1:
+        raise ConfigError(f"--max-drop {text!r} is out of range; give a percentage below 100%, e.g. 1% or 0.01")
+    return value
+
+
+def _dataset(path: Path) -> Any:
+    import quantscope as qs
+
+    return qs.Dataset.from_folder(path) if path.is_dir() else qs.Dataset.from_npz(path)
+
+
+def _analysis_options(runs: int, batch: int, top: int, samples: int, memory: bool, latency: bool,
+                      seed: int, sensitivity_variants: tuple[str, ...] = ()) -> Any:
+    from quantscope.analysis.compare import AnalysisOptions
+
+    return AnalysisOptions(
+        runs=runs, batch_sizes=(1, batch), sensitivity=top, sensitivity_samples=samples, memory=memory,
+        latency=latency, seed=seed, sensitivity_variants=sensitivity_variants or None,
+    )
+
+
+def _show_results(results: Any, report_dir: Path | None) -> None:
+    """The terminal table, the report files, and the quality gate (exit 4) last."""
+    from quantscope.analysis.compare import quality_gate
+
+    try:
+        from quantscope.report.text import render_text
+    except ImportError:
+        render_text = None
+    if render_text is not None:
+        console.print(render_text(results))
+    else:
+        table = Table(show_edge=False)
+        for col in ("variant", results.metric, "size", "energy"):
+            table.add_column(col)
+        for v in results.variants:
+            q = v.quality.get(results.metric)
+            table.add_row(escape(v.name), "-" if q is None else f"{q:.4g}", _fmt_bytes(v.size_bytes),
+                          f"{v.energy.total_uj:.3g} µJ" if v.energy else "-")
+        console.print(table)
+    for v in results.variants:
+        for w in v.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(v.name)}: {escape(w)}", highlight=False)
+    for note in results.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if report_dir is not None:
+        try:
+            from quantscope.report import render
+        except ImportError:  # the renderers are optional here: keep the numbers
+            report_dir.mkdir(parents=True, exist_ok=True)
+            results.save(report_dir / "results.json")
+            written = report_dir
+        else:
+            written = render(results, report_dir)
+        console.print(f"report written to {escape(str(written))}/", highlight=False)
+    if results.max_drop is not None:
+        ok = quality_gate(results)
+        console.print(f"within the {results.max_drop:.2%} budget: {', '.join(v.name for v in ok)}", highlight=False)
+
+
+def _analysis_flags(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed((
+        click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+                     help="Evaluation data (.npz or a folder of .npz); 'labels' enable accuracy."),
+        click.option("--metric", type=click.Choice(ANALYZE_METRICS), default="auto", show_default=True,
+                     help="Primary quality metric (auto: accuracy with labels, else top-1 agreement)."),
+        click.option("--report", "report_dir", type=click.Path(path_type=Path),
+                     help="Write index.html, summary.md and results.json here."),
+        click.option("--max-drop", help="Quality budget, e.g. 1% (of the float value): exit 4 if no variant meets it."),
+        click.option("--top", type=int, default=5, show_default=True,
+                     help="Nodes measured for per-layer sensitivity (0: none)."),
+        click.option("--samples", type=int, default=128, show_default=True,
+                     help="Evaluation samples per sensitivity measurement."),
+        click.option("--runs", type=int, default=30, show_default=True, help="Timed runs per latency measurement."),
+        click.option("--batch", type=int, default=32, show_default=True, help="The larger latency batch."),
+        click.option("--memory/--no-memory", default=True, show_default=True,
+                     help="Measure peak memory in a fresh process per variant."),
+        click.option("--latency/--no-latency", default=True, show_default=True, help="Measure latency."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset."),
+    )):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.argument("variant_paths", nargs=-1, type=click.Path(path_type=Path))
+@_analysis_flags
+@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data, to re-quantize for sensitivity.")
+@click.option("--sensitivity", "sensitivity_variants", multiple=True,
+              help="Variant to measure sensitivity for (repeatable); default: the one that loses most.")
+def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, metric: str, report_dir: Path | None,
+            max_drop: str | None, top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool,
+            seed: int, calib: Path | None, sensitivity_variants: tuple[str, ...]) -> None:
+    """Measure MODEL_PATH and its quantized VARIANT_PATHS side by side on --data."""
+    import quantscope as qs
+
+    budget = _max_drop(max_drop)
+    options = _analysis_options(runs, batch, top, samples, memory, latency, seed, sensitivity_variants)
+    model = qs.load(model_path)
+    data = _dataset(data_path)
+    with step_progress("analyzing") as update:
+        results = qs.analyze(model, list(variant_paths), data, metric=metric, max_drop=budget,
+                             calib=_dataset(calib) if calib is not None else None, options=options,
+                             progress=update)
+    _show_results(results, report_dir)
+
+
+@main.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--calib", type=click.Path(path_type=Path), required=True, help="Calibration data (.npz or folder).")
+@_analysis_flags
+@click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: every one.")
+def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_dir: Path | None, max_drop: str | None,
+          top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool, seed: int,
+          methods: tuple[str, ...]) -> None:
+    """Quantize MODEL_PATH with every method and calibrator, and measure them all on --data."""
+    import quantscope as qs
+
+    budget = _max_drop(max_drop)
+    options = _analysis_options(runs, batch, top, samples, memory, latency, seed)
+    model = qs.load(model_path)
+    with step_progress("sweeping") as update:
+        results = qs.sweep(model, _dataset(calib), _dataset(data_path), methods=list(methods) or None,
+                           metric=metric, max_drop=budget, options=options, seed=seed, progress=update)
+    _show_results(results, report_dir)
+
 if __name__ == "__main__":
     main()

@@ -14,7 +14,8 @@ do not know us::
     │   ├── NonFiniteDataError                          NaN or infinity in calibration data
     │   └── EmptyDatasetError                           no samples
     ├── RuntimeFailure                   (RuntimeError) exit code 3: ONNX Runtime refused
-    └── OutputError                      (OSError)     exit code 3: cannot write the output
+    ├── OutputError                      (OSError)     exit code 3: cannot write the output
+    └── QualityGateError                               exit code 4: no variant within the quality budget
 
 Messages name the problem and the fix.
 """
@@ -76,3 +77,9 @@ class OutputError(QuantscopeError, OSError):
     """An output cannot be written where it was asked to go."""
 
     exit_code = 3
+
+
+class QualityGateError(QuantscopeError):
+    """No quantized variant stays within the quality budget (``--max-drop``)."""
+
+    exit_code = 4

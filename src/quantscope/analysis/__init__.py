@@ -1,1 +1,6 @@
-"""Post-training analysis: running models over data, fidelity, latency."""
+"""Post-training analysis: compare variants, per-layer error and sensitivity, energy, memory, sweep."""
+
+from quantscope.analysis.compare import AnalysisOptions, analyze, quality_gate
+from quantscope.analysis.sweep import sweep, sweep_configs
+
+__all__ = ["AnalysisOptions", "analyze", "quality_gate", "sweep", "sweep_configs"]

@@ -13,11 +13,15 @@ import numpy as np
 from quantscope.errors import ConfigError
 
 __all__ = [
+    "accuracy",
     "cosine_similarity",
+    "kl_divergence",
     "max_abs_error",
     "mean_abs_error",
+    "softmax",
     "sqnr_db",
     "top1_agreement",
+    "topk_accuracy",
 ]
 
 
@@ -94,3 +98,62 @@ def mean_abs_error(a: np.ndarray, b: np.ndarray) -> float:
     if x.size == 0:
         return 0.0
     return float(np.mean(np.abs(x - y)))
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax in float64 (rows of ``-inf`` only give NaN, as they should)."""
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim == 0:
+        raise ConfigError("softmax needs at least a 1-D array")
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def kl_divergence(reference_logits: np.ndarray, test_logits: np.ndarray, axis: int = -1) -> float:
+    """Mean over rows of ``KL(softmax(reference) || softmax(test))`` in nats.
+
+    Probabilities are clipped at 1e-12 inside the logarithm, so a class the test model
+    rules out entirely costs a large but finite amount.
+    """
+    x, y = _pair(reference_logits, test_logits)
+    if x.ndim == 0 or x.shape[axis] == 0:
+        raise ConfigError("logits need a non-empty class axis")
+    p = softmax(x, axis)
+    q = softmax(y, axis)
+    eps = 1e-12
+    kl = np.sum(p * (np.log(np.clip(p, eps, None)) - np.log(np.clip(q, eps, None))), axis=axis)
+    return float(np.mean(np.maximum(kl, 0.0)))
+
+
+def _labels_for(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(logits)
+    y = np.asarray(labels)
+    if x.ndim < 2 or x.shape[-1] == 0:
+        raise ConfigError(f"class scores need a class axis, got shape {x.shape}")
+    if y.dtype.kind not in "iub":
+        raise ConfigError(f"labels must be integer class indices, got dtype {y.dtype}")
+    if y.shape != x.shape[:-1]:
+        raise ConfigError(f"labels of shape {y.shape} do not match scores of shape {x.shape}")
+    if y.size and (y.min() < 0 or y.max() >= x.shape[-1]):
+        raise ConfigError(f"labels must lie in [0, {x.shape[-1] - 1}] for {x.shape[-1]} classes")
+    return x, y
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose argmax over the last axis equals the integer label."""
+    x, y = _labels_for(logits, labels)
+    if y.size == 0:
+        raise ConfigError("no rows to score")
+    return float(np.mean(np.argmax(x, axis=-1) == y))
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of rows whose label is among the ``k`` highest scores (ties: lower index first)."""
+    x, y = _labels_for(logits, labels)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= x.shape[-1]:
+        raise ConfigError(f"k={k!r} must be an integer between 1 and {x.shape[-1]} (the classes)")
+    if y.size == 0:
+        raise ConfigError("no rows to score")
+    top = np.argsort(-x, axis=-1, kind="stable")[..., :k]
+    return float(np.mean(np.any(top == y[..., None], axis=-1)))

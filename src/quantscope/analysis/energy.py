@@ -1,0 +1,268 @@
+"""Estimated energy of one inference, from operation counts by precision and bytes moved.
+
+The estimate multiplies what the graph does by what each operation costs on a reference chip.
+It is a *model*, not a measurement: it tells how much the arithmetic and the weight traffic of
+one variant cost relative to another, not what a given CPU draws from the wall.
+
+The per-operation table (:data:`HOROWITZ_2014`) is M. Horowitz, "Computing's energy problem
+(and what we can do about it)", ISSCC 2014, 45 nm process, 0.9 V. The assumptions
+(:data:`ASSUMPTIONS`) are written out so the report can show them beside the numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from quantscope.analysis._capture import Capture, node_outputs, typed
+from quantscope.analysis.results import EnergyResult
+from quantscope.errors import DataError
+from quantscope.io import Model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Energy per operation in picojoules; memory rows are per 64-bit access."""
+
+    name: str
+    source: str
+    pj: Mapping[str, float]
+
+
+HOROWITZ_2014 = EnergyTable(
+    name="horowitz-2014-45nm",
+    source=(
+        "M. Horowitz, 'Computing's energy problem (and what we can do about it)', "
+        "IEEE ISSCC 2014, pp. 10-14; 45 nm, 0.9 V"
+    ),
+    pj={
+        "int8 add": 0.03,
+        "int8 mul": 0.2,
+        "int32 add": 0.1,
+        "int32 mul": 3.1,
+        "fp16 add": 0.4,
+        "fp16 mul": 1.1,
+        "fp32 add": 0.9,
+        "fp32 mul": 3.7,
+        "SRAM 8KB": 10.0,  # per 64-bit read
+        "SRAM 32KB": 20.0,
+        "SRAM 1MB": 100.0,
+        "DRAM": 1300.0,  # per 64-bit access; the paper gives 1.3-2.6 nJ, we use the low end
+    },
+)
+
+ACTIVATION_MEMORY = "SRAM 1MB"
+
+ASSUMPTIONS = (
+    "One inference is one sample (batch 1); counts come from the tensor shapes of a real run.",
+    "A multiply-accumulate (MAC) costs one multiply and one add: int8 MACs multiply in 8 bits and "
+    "accumulate in 32 bits (int8 mul + int32 add); float16 and float32 MACs stay in their precision.",
+    "MACs are counted for Conv, ConvTranspose, MatMul, Gemm and their integer forms (QLinearConv, "
+    "QLinearMatMul, ConvInteger, MatMulInteger, QGemm, MatMulNBits, ...).",
+    "A Conv/MatMul/Gemm whose activation inputs all come from DequantizeLinear runs in int8 "
+    "(ONNX Runtime fuses the QDQ group into an integer kernel); one with float16 inputs runs in "
+    "float16; anything else runs in float32, including weight-only formats whose weights are "
+    "dequantized before the float multiply. MatMulNBits with accuracy_level 4 runs in int8.",
+    "Element-wise ops cost one add (Add, Sub, Relu, pooling, reductions: per input element) or one "
+    "multiply (Mul, Div, Sigmoid, Softmax, ...: per output element) in the precision they run in.",
+    "Quantize/Dequantize of activations cost one float32 multiply and add per element "
+    "(requantization); those of constant weights are folded at load time and cost nothing.",
+    "Every stored parameter byte is read once from DRAM per inference (the file's format: packed "
+    "low-bit codes count as their packed size), at the low end of the paper's 1.3-2.6 nJ per 64 bits.",
+    f"Activations are read and written once per node from a 1 MB SRAM ({ACTIVATION_MEMORY}), "
+    "in the width of the precision the node runs in; data-movement ops are free.",
+    "Ops inside If/Loop/Scan bodies are not counted.",
+)
+
+MAC_OPS = frozenset({
+    "Conv", "ConvTranspose", "MatMul", "Gemm", "QLinearConv", "QLinearMatMul", "ConvInteger",
+    "MatMulInteger", "QGemm", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "MatMulNBits",
+    "FusedConv", "FusedMatMul", "FusedGemm",
+})
+INTEGER_MAC_OPS = frozenset({
+    "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm",
+    "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+})
+ADD_PER_INPUT = frozenset({
+    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceSum", "ReduceMean",
+    "ReduceMax", "ReduceMin", "QLinearAveragePool", "QLinearGlobalAveragePool",
+})
+ADD_PER_OUTPUT = frozenset({
+    "Add", "Sub", "Relu", "Max", "Min", "Clip", "LeakyRelu", "Sum", "Neg", "Abs", "QLinearAdd",
+})
+MUL_PER_OUTPUT = frozenset({
+    "Mul", "Div", "Sigmoid", "Tanh", "Exp", "Log", "Softmax", "LogSoftmax", "Erf", "Sqrt",
+    "Reciprocal", "Pow", "Gelu", "HardSigmoid", "HardSwish", "QLinearMul", "QLinearSigmoid",
+    "BatchNormalization", "LayerNormalization", "InstanceNormalization",
+})
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
+_BYTES = {"int8": 1, "fp16": 2, "fp32": 4}
+
+
+def estimate_energy(
+    model: Model, feeds: Mapping[str, np.ndarray], *, table: EnergyTable = HOROWITZ_2014
+) -> EnergyResult:
+    """Energy of one inference of ``model`` on the first sample of ``feeds``.
+
+    Shapes come from running the model once (graph as written, no fusion) on that sample.
+    """
+    one = {k: np.asarray(v)[:1] for k, v in feeds.items()}
+    if any(v.shape[0] == 0 for v in one.values()):
+        raise DataError("energy estimation needs at least one sample of input data")
+    counts = count_operations(model, one)
+    return energy_from_counts(counts, table)
+
+
+def energy_from_counts(counts: Mapping[str, float], table: EnergyTable = HOROWITZ_2014) -> EnergyResult:
+    """Price operation counts (as :func:`count_operations` returns them) with ``table``."""
+    pj = table.pj
+    comp: Counter[str] = Counter()
+    for prec, mul, add in (("int8", "int8 mul", "int32 add"), ("fp16", "fp16 mul", "fp16 add"),
+                           ("fp32", "fp32 mul", "fp32 add")):
+        macs = counts.get(f"{prec} mac", 0.0)
+        comp[mul] += macs * pj[mul]
+        comp[add] += macs * pj[add]
+    for key in ("int8 add", "int8 mul", "fp16 add", "fp16 mul", "fp32 add", "fp32 mul"):
+        comp[key] += counts.get(key, 0.0) * pj[key]
+    comp["DRAM"] += counts.get("DRAM bytes", 0.0) / 8.0 * pj["DRAM"]
+    comp["SRAM"] += counts.get("SRAM bytes", 0.0) / 8.0 * pj[ACTIVATION_MEMORY]
+    by_component = {k: v * 1e-6 for k, v in comp.items() if v > 0}  # pJ -> µJ
+    return EnergyResult(
+        total_uj=float(sum(by_component.values())),
+        by_component=by_component,
+        ops={k: float(v) for k, v in counts.items() if v},
+        table=table.name,
+    )
+
+
+def count_operations(model: Model, feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Operation counts of one run on ``feeds``: MACs and element-wise ops by precision, bytes moved.
+
+    Keys: ``"<int8|fp16|fp32> mac"``, ``"<prec> add"``, ``"<prec> mul"``, ``"DRAM bytes"``,
+    ``"SRAM bytes"``. Counts are for the whole batch in ``feeds``.
+    """
+    model = typed(model)
+    graph = model.ir.graph
+    constant = _constant_values(graph)
+    wanted = [n for n in node_outputs(model) if n not in constant]
+    shapes = {name: arr.shape for name, arr in Capture(model, wanted)(feeds).items()}
+    for name, arr in feeds.items():
+        shapes[name] = np.asarray(arr).shape
+    counts: Counter[str] = Counter()
+    for node in graph:
+        if all(o.name in constant for o in node.outputs if o.name):
+            continue  # folded at load time
+        prec = _precision(node, constant)
+        if node.op_type in MAC_OPS:
+            counts[f"{prec} mac"] += _macs(node, shapes, constant)
+        elif node.op_type in QDQ_OPS:
+            n = _elements(shapes.get(node.outputs[0].name))
+            counts["fp32 mul"] += n
+            counts["fp32 add"] += n
+            continue
+        elif node.op_type in ADD_PER_INPUT:
+            counts[f"{prec} add"] += _elements(shapes.get(_name(node.inputs[0])))
+        elif node.op_type in ADD_PER_OUTPUT:
+            counts[f"{prec} add"] += _elements(shapes.get(node.outputs[0].name))
+        elif node.op_type in MUL_PER_OUTPUT:
+            counts[f"{prec} mul"] += _elements(shapes.get(node.outputs[0].name))
+        else:
+            continue  # data movement (Reshape, Transpose, Gather, ...): no arithmetic, no traffic
+        moved = [_name(v) for v in node.inputs if v is not None and _name(v) not in constant]
+        moved += [o.name for o in node.outputs if o.name]
+        counts["SRAM bytes"] += _BYTES[prec] * sum(_elements(shapes.get(n)) for n in moved)
+    counts["DRAM bytes"] += sum(
+        v.const_value.nbytes for v in graph.initializers.values() if v.const_value is not None
+    )
+    return {k: float(v) for k, v in counts.items()}
+
+
+def _name(value: ir.Value | None) -> str:
+    return (value.name or "") if value is not None else ""
+
+
+def _elements(shape: tuple[int, ...] | None) -> int:
+    return int(np.prod(shape)) if shape is not None else 0
+
+
+def _constant_values(graph: ir.Graph) -> set[str]:
+    """Names of values computable at load time (initializers and what only they feed)."""
+    const = {name for name, v in graph.initializers.items() if not v.is_graph_input()}
+    for node in graph:
+        ins = [v for v in node.inputs if v is not None]
+        if node.op_type == "Constant" or (ins and all(v.name in const for v in ins)):
+            const.update(o.name for o in node.outputs if o.name)
+    return const
+
+
+def _precision(node: ir.Node, constant: set[str]) -> str:
+    if node.op_type in INTEGER_MAC_OPS or node.op_type.startswith("QLinear"):
+        return "int8"
+    if node.op_type == "MatMulNBits":
+        attr = node.attributes.get("accuracy_level")
+        return "int8" if attr is not None and attr.as_int() == 4 else "fp32"
+    activations = [v for v in node.inputs if v is not None and v.name not in constant]
+    if activations and all(
+        (p := v.producer()) is not None and p.op_type == "DequantizeLinear" for v in activations
+    ):
+        return "int8"
+    if any(v.dtype == ir.DataType.FLOAT16 for v in activations):
+        return "fp16"
+    return "fp32"
+
+
+def _macs(node: ir.Node, shapes: Mapping[str, tuple[int, ...]], constant: set[str]) -> int:
+    """Multiply-accumulates of one MAC node, from the shapes of its first input and output."""
+    op = node.op_type
+    out = shapes.get(node.outputs[0].name) if node.outputs else None
+    x = shapes.get(_name(node.inputs[0]))
+    if out is None or x is None:
+        logger.debug("no shapes for %s; its MACs are not counted", node.name)
+        return 0
+    if op in ("Conv", "QLinearConv", "ConvInteger", "FusedConv"):
+        w_index = 3 if op == "QLinearConv" else 1
+        w = _shape_of(node.inputs[w_index], shapes)
+        if w is None:
+            return 0
+        # every output element sums over (C_in / group) x kernel
+        return _elements(out) * int(np.prod(w[1:]))
+    if op == "ConvTranspose":
+        w = _shape_of(node.inputs[1], shapes)
+        if w is None:
+            return 0
+        # weight (C_in, C_out / group, k...): every input element meets (C_out / group) x kernel
+        return _elements(x) * int(np.prod(w[1:]))
+    if op == "MatMulNBits":
+        k = node.attributes["K"].as_int()
+        return _elements(out) * k
+    # MatMul-like: every output element sums over K, the last axis of the first input
+    if op == "QLinearMatMul":
+        return _elements(out) * int(x[-1])
+    if op in ("Gemm", "QGemm", "FusedGemm"):
+        trans_a = node.attributes["transA"].as_int() if "transA" in node.attributes else 0
+        return _elements(out) * int(x[0] if trans_a else x[-1])
+    return _elements(out) * int(x[-1]) if len(x) >= 1 else 0
+
+
+def _shape_of(value: ir.Value | None, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if value.name in shapes:
+        return tuple(shapes[value.name])
+    if value.const_value is not None:
+        return tuple(value.const_value.shape.numpy())
+    if value.shape is not None and all(isinstance(d, int) for d in value.shape):
+        return tuple(int(d) for d in value.shape)  # type: ignore[arg-type]
+    return None
+
+
+def describe_table(table: EnergyTable = HOROWITZ_2014) -> dict[str, object]:
+    """The table, its source and the assumptions, as plain data for reports."""
+    return {"name": table.name, "source": table.source, "pj": dict(table.pj), "assumptions": list(ASSUMPTIONS)}

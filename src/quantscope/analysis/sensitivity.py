@@ -1,0 +1,121 @@
+"""Per-layer sensitivity: the quality when only one node is quantized (or all but one), ranked.
+
+Each measurement re-quantizes the float model with the same config and a node selector that
+leaves every other quantized node in float (``mode="only"``) or just this one
+(``mode="all-but"``), then evaluates it on a seeded subset of the evaluation data. The cost
+is one quantization and one evaluation per candidate: the candidates are the ``top`` worst
+nodes of the per-layer error ranking (or, without one, the first quantized nodes in graph order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from quantscope.analysis.evaluate import predict
+from quantscope.analysis.quality import Metric, quality
+from quantscope.analysis.results import LayerSensitivity
+from quantscope.config import MethodConfig, NodeSelector
+from quantscope.data import Dataset
+from quantscope.errors import ConfigError
+from quantscope.io import Model
+from quantscope.plan import QuantPlan
+from quantscope.quantize import quantize
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["only", "all-but"]
+StepProgress = Callable[[str, int, int], None]
+
+DATA_MOVEMENT = frozenset({
+    "MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
+    "Identity", "Slice", "Split", "Resize", "Concat", "Gather", "Expand", "Pad",
+})
+
+
+def candidates(plan: QuantPlan, ranked: Sequence[str] = (), top: int = 5) -> list[str]:
+    """Up to ``top`` quantized nodes worth measuring: ``ranked`` first, then graph order.
+
+    Data-movement nodes (MaxPool, Reshape, ...) are skipped: they only share their input's
+    scale and say nothing on their own.
+    """
+    quantized = [d.node for d in plan.decisions if d.action == "quantized" and d.op_type not in DATA_MOVEMENT]
+    allowed = set(quantized)
+    order = [n for n in ranked if n in allowed]
+    order += [n for n in quantized if n not in order]
+    return order[: max(top, 0)]
+
+
+def layer_sensitivity(
+    model: Model,
+    config: MethodConfig,
+    plan: QuantPlan,
+    data: Dataset,
+    *,
+    metric: Metric,
+    calib: Dataset | None = None,
+    nodes: Sequence[str],
+    mode: Mode = "only",
+    full: Model | None = None,
+    samples: int = 128,
+    seed: int = 0,
+    progress: StepProgress | None = None,
+) -> list[LayerSensitivity]:
+    """Quality of ``model`` quantized with ``config`` at one node of ``nodes`` (or all but it).
+
+    ``plan`` is the full quantization's plan (which nodes it quantized). ``delta`` is measured
+    against the float model for ``"only"`` and against the fully quantized model (``full``,
+    quantized here when not given) for ``"all-but"``, all on the same ``samples``-sample
+    seeded subset of ``data``. Ranked from the largest loss to the smallest.
+    """
+    if mode not in ("only", "all-but"):
+        raise ConfigError(f"sensitivity mode must be 'only' or 'all-but', not {mode!r}")
+    quantized = [d.node for d in plan.decisions if d.action == "quantized"]
+    op_types = {d.node: d.op_type for d in plan.decisions}
+    unknown = [n for n in nodes if n not in op_types]
+    if unknown:
+        raise ConfigError(f"node(s) {unknown} are not in the plan; pick nodes the method quantized")
+    subset = data.take(samples, seed=seed)
+    labels = subset.labels
+    ref_outputs = predict(model, subset)
+    if mode == "only":
+        reference = _value(quality(ref_outputs, ref_outputs, labels, metric), metric)
+    else:
+        if full is None:
+            full = quantize(model, config, calib if config.needs_calibration else None).model
+        reference = _value(quality(ref_outputs, predict(full, subset), labels, metric), metric)
+    out: list[LayerSensitivity] = []
+    for i, node in enumerate(nodes):
+        if progress is not None:
+            progress(f"sensitivity of {node}", i, len(nodes))
+        others = [n for n in quantized if n != node]
+        excluded = others if mode == "only" else [node]
+        cfg = _with_excluded(config, excluded)
+        if mode == "only" and not others:
+            cfg = config
+        q = quantize(model, cfg, calib if config.needs_calibration else None)
+        value = _value(quality(ref_outputs, predict(q.model, subset), labels, metric), metric)
+        out.append(LayerSensitivity(
+            node=node, op_type=op_types[node], mode=mode, metric=metric.name,
+            value=value, delta=value - reference,
+        ))
+    if progress is not None:
+        progress("sensitivity", len(nodes), len(nodes))
+    sign = 1.0 if metric.higher_is_better else -1.0
+    return sorted(out, key=lambda s: sign * s.delta)
+
+
+def _value(values: dict[str, float], metric: Metric) -> float:
+    if metric.name not in values:
+        raise ConfigError(f"metric {metric.name!r} cannot be computed on these outputs")
+    return values[metric.name]
+
+
+def _with_excluded(config: MethodConfig, names: Sequence[str]) -> MethodConfig:
+    ex = config.exclude
+    merged = NodeSelector(
+        names=tuple(dict.fromkeys((*ex.names, *names))), patterns=ex.patterns, op_types=ex.op_types
+    )
+    return dataclasses.replace(config, exclude=merged)

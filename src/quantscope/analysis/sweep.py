@@ -1,0 +1,105 @@
+"""``sweep``: every registered method (and every calibrator) on one model, then ``analyze``.
+
+The configurations come from the config registry (:func:`quantscope.config.method_names`),
+so a method added later is swept without touching this module. A method that fails on this
+model (nothing it can quantize, or a bug) is recorded as a note and a logged warning; the
+sweep goes on with the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
+from quantscope.analysis.quality import Metric, MetricFn
+from quantscope.analysis.results import Results
+from quantscope.config import CALIBRATION_METHODS, MethodConfig, config_class, method_names
+from quantscope.data import Dataset
+from quantscope.errors import ConfigError, QuantscopeError
+from quantscope.io import Model
+from quantscope.quantize import QuantizedModel, quantize
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_BITS = (4, 8)
+
+
+def sweep_configs(methods: Sequence[str] | None = None, *, seed: int = 0) -> dict[str, MethodConfig]:
+    """Named configs to sweep: static-int8 once per calibrator, cluster at 4 and 8 bits, and
+    every other registered method with its defaults. ``methods`` limits it to those names."""
+    names = method_names() if methods is None else list(methods)
+    out: dict[str, MethodConfig] = {}
+    for method in names:
+        cls = config_class(method)  # ConfigError for an unknown name
+        if method == "static-int8":
+            for cal in CALIBRATION_METHODS:
+                out[f"static-int8/{cal}"] = _seeded(cls(calibration=cal), seed)  # type: ignore[call-arg]
+        elif method == "cluster":
+            for bits in CLUSTER_BITS:
+                out[f"cluster-{bits}"] = _seeded(cls(bits=bits), seed)  # type: ignore[call-arg]
+        else:
+            try:
+                out[method] = _seeded(cls(), seed)
+            except (TypeError, QuantscopeError) as exc:  # a config that needs arguments
+                logger.warning("sweep skips %s: its config has no defaults (%s)", method, exc)
+    return out
+
+
+def _seeded(config: MethodConfig, seed: int) -> MethodConfig:
+    if any(f.name == "seed" for f in dataclasses.fields(config)):
+        return dataclasses.replace(config, seed=seed)  # type: ignore[call-arg]
+    return config
+
+
+def sweep(
+    model: Model,
+    calib: Dataset | None,
+    data: Dataset,
+    *,
+    methods: Sequence[str] | dict[str, MethodConfig] | None = None,
+    metric: str | MetricFn | Metric = "auto",
+    metric_name: str | None = None,
+    max_drop: float | None = None,
+    options: AnalysisOptions | None = None,
+    seed: int = 0,
+    progress: StepProgress | None = None,
+) -> Results:
+    """Quantize ``model`` with every method (``methods``: names or named configs) and analyze all.
+
+    Methods that need calibration are skipped with a note when ``calib`` is None. Failures of
+    one method never stop the sweep: they appear in ``Results.notes``. Deterministic for a seed.
+    """
+    if not isinstance(model, Model):
+        raise ConfigError(f"sweep() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
+    configs = methods if isinstance(methods, dict) else sweep_configs(methods, seed=seed)
+    if not configs:
+        raise ConfigError("nothing to sweep: no method configs")
+    data.bind(model.inputs)  # a data mismatch fails before minutes of quantization
+    if calib is not None:
+        calib.bind(model.inputs)
+    notes: list[str] = []
+    variants: dict[str, QuantizedModel] = {}
+    for i, (name, config) in enumerate(configs.items()):
+        if progress is not None:
+            progress(f"quantizing {name}", i, len(configs))
+        if config.needs_calibration and calib is None:
+            notes.append(f"{name}: skipped, it needs calibration data (calib)")
+            continue
+        try:
+            variants[name] = quantize(model, config, calib if config.needs_calibration else None)
+        except QuantscopeError as exc:
+            notes.append(f"{name}: not applicable to this model: {type(exc).__name__}: {exc}")
+            logger.warning("sweep: %s failed: %s", name, exc)
+        except Exception as exc:  # a method's bug must not stop the others
+            notes.append(f"{name}: failed with an internal error: {type(exc).__name__}: {exc}")
+            logger.warning("sweep: %s failed with an internal error", name, exc_info=True)
+    if progress is not None:
+        progress("quantized", len(configs), len(configs))
+    opts = options or AnalysisOptions()
+    opts = dataclasses.replace(opts, strict=False, seed=seed)
+    return analyze(
+        model, variants, data, metric=metric, metric_name=metric_name, max_drop=max_drop, calib=calib,
+        options=opts, progress=progress, notes=notes,
+    )
