@@ -1,0 +1,216 @@
+"""Shared by every renderer: number formats, the quality budget, the best variant, Pareto fronts.
+
+Pure functions over :class:`~quantscope.analysis.results.Results`; no rendering library here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from quantscope.analysis.results import LayerError, Results, VariantResult
+
+# metrics in [0, 1] shown as percentages, their drops in percentage points
+FRACTION_METRICS = frozenset({"accuracy", "top1", "top5", "agreement", "f1", "precision", "recall"})
+
+
+def is_fraction(metric: str) -> bool:
+    return metric in FRACTION_METRICS or metric.startswith("top")
+
+
+def fmt_quality(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    if is_fraction(metric):
+        return f"{value:.2%}"
+    if metric.endswith("_db"):
+        return f"{value:.1f} dB"
+    return f"{value:.4g}"
+
+
+def fmt_drop(metric: str, drop: float | None) -> str:
+    """A quality drop (positive = worse) with its sign as a change: ``-0.40 pp``."""
+    if drop is None:
+        return "-"
+    if not math.isfinite(drop):
+        return str(-drop)
+    change = 0.0 - drop  # no "-0.00" for an unchanged quality
+    if is_fraction(metric):
+        return f"{change * 100:+.2f} pp"
+    return f"{change:+.4g}"
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover - loop always returns
+
+
+def fmt_num(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:,.0f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def fmt_sqnr(value: float) -> str:
+    return f"{value:.1f} dB" if math.isfinite(value) else ("exact" if value > 0 else str(value))
+
+
+# --- what was measured --------------------------------------------------------------------
+
+
+def latency_ms(v: VariantResult, batch: int, threads: int | None = 1) -> float | None:
+    for lat in v.latency:
+        if lat.batch == batch and lat.threads == threads:
+            return lat.median_ms
+    return None
+
+
+def large_batch(results: Results, threads: int | None = 1) -> int | None:
+    """The largest batch any variant was timed at (besides 1) with ``threads``."""
+    sizes = {lat.batch for v in results.variants for lat in v.latency if lat.threads == threads}
+    sizes.discard(1)
+    return max(sizes) if sizes else None
+
+
+def quality(results: Results, v: VariantResult) -> float | None:
+    return v.quality.get(results.metric)
+
+
+def size_ratio(results: Results, v: VariantResult) -> float | None:
+    """How many times smaller than the float model on disk."""
+    ref = results.reference
+    if ref is None or v.size_bytes <= 0:
+        return None
+    return ref.size_bytes / v.size_bytes
+
+
+def budget(results: Results) -> float | None:
+    """The allowed drop in metric units: ``max_drop`` is a fraction of the float model's value."""
+    ref = results.reference
+    if results.max_drop is None or ref is None or results.metric not in ref.quality:
+        return None
+    return results.max_drop * abs(ref.quality[results.metric])
+
+
+def within_budget(results: Results) -> set[str]:
+    allowed = budget(results)
+    if allowed is None:
+        return set()
+    return {v.name for v in results.within_budget(allowed)}
+
+
+def best_variant(results: Results) -> tuple[str, str] | None:
+    """The variant to recommend and why: the smallest within the budget, else the closest to float."""
+    quantized = [v for v in results.variants if v.kind != "float" and results.drop(v) is not None]
+    if not quantized:
+        return None
+    inside = within_budget(results)
+    if budget(results) is not None:
+        candidates = [v for v in quantized if v.name in inside]
+        if not candidates:
+            return None
+        pick = min(candidates, key=lambda v: (v.size_bytes, latency_ms(v, 1) or math.inf, v.name))
+        return pick.name, "the smallest variant within the quality budget"
+    pick = min(quantized, key=lambda v: (_drop_key(results.drop(v)), v.size_bytes, v.name))
+    return pick.name, "the quantized variant closest to the float model"
+
+
+def _drop_key(d: float | None) -> float:
+    return math.inf if d is None or math.isnan(d) else d
+
+
+def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool = True) -> list[int]:
+    """Indices of points not dominated by another: lower cost (x) and better quality (y).
+
+    Returned in order of increasing cost. Points with a non-finite coordinate are never on it.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    idx = [
+        i for i, (x, y) in enumerate(points) if math.isfinite(x) and math.isfinite(y)
+    ]
+    idx.sort(key=lambda i: (points[i][0], -sign * points[i][1]))
+    front: list[int] = []
+    best = -math.inf
+    for i in idx:
+        q = sign * points[i][1]
+        if q > best:
+            front.append(i)
+            best = q
+    return front
+
+
+def worst_layers(v: VariantResult, n: int | None = None) -> list[LayerError]:
+    """Tensors by SQNR, worst first; NaN (non-finite outputs) counts as the worst of all."""
+    ranked = sorted(v.layers, key=lambda e: (sqnr_key(e.sqnr_db), e.tensor))
+    return ranked if n is None else ranked[:n]
+
+
+def median_sqnr(v: VariantResult) -> float:
+    values = sorted(sqnr_key(e.sqnr_db) for e in v.layers)
+    if not values:
+        return math.nan
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def sqnr_key(sqnr_db: float) -> float:
+    """Sort key putting the worst SQNR first, NaN (non-finite outputs) before everything."""
+    return -math.inf if math.isnan(sqnr_db) else sqnr_db
+
+
+def ranked_sensitivity(v: VariantResult) -> list:
+    """Sensitivity entries, most harmful first (the largest quality loss)."""
+    return sorted(v.sensitivity, key=lambda s: (s.mode, _harm(s.delta, s.mode), s.node))
+
+
+def _harm(delta: float, mode: str) -> float:
+    # "only": delta = value - float; negative is harmful. "all-but": value - fully quantized;
+    # positive means leaving this node in float recovers quality, so the node is harmful.
+    if math.isnan(delta):
+        return -math.inf
+    return delta if mode == "only" else -delta
+
+
+def summary_sentence(results: Results) -> str:
+    """One plain sentence: what to pick, or that nothing fits the budget."""
+    ref = results.reference
+    best = best_variant(results)
+    allowed = budget(results)
+    m = results.metric
+    head = ""
+    if ref is not None and m in ref.quality:
+        head = f"The float model scores {fmt_quality(m, ref.quality[m])} {m}. "
+    if best is None:
+        if allowed is not None:
+            return head + (
+                f"No quantized variant stays within the budget (a drop of at most "
+                f"{results.max_drop:.2%} of the float {m}); see the per-layer error and "
+                "sensitivity sections for the layers to keep in float."
+            )
+        return head + "No quantized variant was measured against the float model."
+    name, why = best
+    v = results.variant(name)
+    ratio = size_ratio(results, v)
+    parts = [f"{fmt_quality(m, quality(results, v))} {m} ({fmt_drop(m, results.drop(v))})"]
+    if ratio is not None:
+        parts.append(f"{ratio:.1f}× smaller")
+    b1 = latency_ms(v, 1)
+    ref_b1 = latency_ms(ref, 1) if ref is not None else None
+    if b1 and ref_b1:
+        parts.append(f"{ref_b1 / b1:.2f}× the float speed at batch 1, 1 thread")
+    return head + f"Recommended: {name}, {why}: " + ", ".join(parts) + "."

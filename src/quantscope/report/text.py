@@ -1,0 +1,80 @@
+"""The terminal report: a rich table of variants, then the worst layers. The CLI prints it."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from quantscope.analysis.results import Results
+from quantscope.report import _format as f
+
+
+def render_text(results: Results) -> Group:
+    """Renderables for a terminal: the variants table, the worst layers, the summary sentence."""
+    parts: list[object] = [variants_table(results)]
+    layers = worst_layers_table(results)
+    if layers is not None:
+        parts.append(layers)
+    parts.append(Text(f.summary_sentence(results)))
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+def variants_table(results: Results) -> Table:
+    m = results.metric
+    n = f.large_batch(results)
+    inside = f.within_budget(results)
+    best = f.best_variant(results)
+    allowed = f.budget(results)
+    caption = ["★ " + best[1] if best else "no recommended variant"]
+    if allowed is not None:
+        caption.append(f"✓ within the budget (drop ≤ {results.max_drop:.2%} of float {m})")
+    caption.append("latency: median, 1 thread")
+    table = Table(
+        title=escape(f"{results.model.get('name', 'model')} on {results.data.get('name', 'data')} "
+                     f"({results.data.get('samples', '?')} samples)"),
+        caption=escape("; ".join(caption)),
+        show_edge=False,
+    )
+    columns = [("", "left"), ("variant", "left"), ("method", "left"), (m, "right"),
+               ("vs float", "right"), ("size", "right"), ("ratio", "right"),
+               ("b1", "right"), (f"b{n}" if n else "bN", "right"), ("peak mem", "right"),
+               ("energy", "right")]
+    for name, justify in columns:
+        table.add_column(escape(name), justify=justify)  # type: ignore[arg-type]
+    for v in results.variants:
+        mark = ("★" if best and best[0] == v.name else "") + ("✓" if v.name in inside else "")
+        ratio = f.size_ratio(results, v)
+        style = "bold green" if best and best[0] == v.name else None
+        table.add_row(
+            mark,
+            escape(v.name),
+            escape(v.method or "float"),
+            f.fmt_quality(m, f.quality(results, v)),
+            f.fmt_drop(m, results.drop(v)) if v.kind != "float" else "",
+            f.fmt_bytes(v.size_bytes),
+            f"{ratio:.2f}×" if ratio is not None else "-",
+            f.fmt_ms(f.latency_ms(v, 1)),
+            f.fmt_ms(f.latency_ms(v, n)) if n else "-",
+            f"{v.memory.peak_rss_mb:.0f} MiB" if v.memory else "-",
+            f"{v.energy.total_uj:.3g} µJ" if v.energy else "-",
+            style=style,
+        )
+    return table
+
+
+def worst_layers_table(results: Results) -> Table | None:
+    """One row per quantized variant: its worst tensor, and the median over all its tensors."""
+    rows = [v for v in results.variants if v.layers]
+    if not rows:
+        return None
+    table = Table(title="worst tensor of each variant (SQNR against float)", show_edge=False)
+    for name, justify in (("variant", "left"), ("worst tensor", "left"), ("op", "left"),
+                          ("SQNR", "right"), ("median", "right"), ("tensors", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for v in rows:
+        worst = f.worst_layers(v, 1)[0]
+        table.add_row(escape(v.name), escape(worst.tensor), escape(worst.op_type),
+                      f.fmt_sqnr(worst.sqnr_db), f.fmt_sqnr(f.median_sqnr(v)), str(len(v.layers)))
+    return table

@@ -1,0 +1,212 @@
+"""The report: files written by render(), schema round trip, every section, escaping, no URLs."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import matplotlib
+import pytest
+from rich.console import Console
+
+from quantscope.analysis.results import Results
+from quantscope.errors import ConfigError, DataError
+from quantscope.report import _format as f
+from quantscope.report import load_results, render
+from quantscope.report.html import SECTIONS, render_html
+from quantscope.report.markdown import md_escape, render_markdown
+from quantscope.report.text import render_text
+from report_fixtures import make_results
+
+HOSTILE = "<script>alert('x')</script> | $\\alpha$ & \"q\" `t` *b*"
+
+
+@pytest.fixture(scope="module")
+def results() -> Results:
+    return make_results()
+
+
+RC_SEEN: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module")
+def report_dir(results: Results, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "nested" / "out"
+    RC_SEEN["before"] = dict(matplotlib.rcParams)
+    assert render(results, out) == out
+    RC_SEEN["after"] = dict(matplotlib.rcParams)
+    return out
+
+
+@pytest.fixture(scope="module")
+def html(report_dir: Path) -> str:
+    return (report_dir / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def hostile_html() -> str:
+    return render_html(make_results(hostile=HOSTILE, robustness=True))
+
+
+def _parse_svg(svg: str) -> ET.Element:
+    """Parse an inline SVG as XML (HTML binds the xlink: prefix by itself; XML needs it declared)."""
+    return ET.fromstring(svg.replace("<svg", '<svg xmlns:xlink="http://www.w3.org/1999/xlink"', 1))
+
+
+def test_render_writes_three_files_and_keeps_others(tmp_path: Path) -> None:
+    keep = tmp_path / "model.int8.onnx"
+    keep.write_bytes(b"not touched")
+    render(make_results(robustness=False), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "index.html", "model.int8.onnx", "results.json", "summary.md"]
+    assert keep.read_bytes() == b"not touched"
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    # without robustness results the section and its link are absent, the rest is there
+    assert 'id="robustness"' not in html and 'href="#robustness"' not in html
+    assert 'id="variants"' in html and 'data-plot="quality-vs-size"' in html
+    assert "## Robustness" not in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+def test_results_json_round_trips_and_re_renders_identically(
+    results: Results, report_dir: Path, html: str
+) -> None:
+    loaded = load_results(report_dir / "results.json")
+    assert loaded.to_dict() == results.to_dict()
+    assert load_results(report_dir).to_dict() == results.to_dict()  # a directory finds results.json
+    assert render_html(loaded) == html  # deterministic, and nothing lost on the way
+
+
+def test_every_section_is_in_the_page(html: str) -> None:
+    for sid, title in SECTIONS:
+        assert f'<section id="{sid}"><h2>{title}</h2>' in html
+        assert f'href="#{sid}"' in html
+    assert '<footer id="machine">' in html and "1.32.0" in html
+    for plot in ("quality-vs-size", "quality-vs-latency", "robustness-curves", "calibration-effect",
+                 "calibration-size"):
+        assert re.search(rf'<figure class="plot" data-plot="{plot}"><svg', html), plot
+    results = make_results()
+    for v in results.variants[1:]:
+        assert f'data-plot="sqnr-{v.name}"' in html
+        assert f'data-plot="sensitivity-{v.name}"' in html
+    assert html.count('<details class="plan"') == len(results.variants) - 1
+    assert "Horowitz" in html and "ISSCC 2014" in html and "Assumptions" in html
+    for sentence in results.robustness.limitations:  # type: ignore[union-attr]
+        assert sentence in html
+
+
+def test_every_plot_is_well_formed_svg(html: str) -> None:
+    svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
+    assert len(svgs) == html.count('<figure class="plot"') == 2 + 2 * 9 + 3
+    ids: list[str] = []
+    for svg in svgs:
+        root = _parse_svg(svg)
+        assert root.tag == "svg", root.tag
+        assert len(list(root.iter())) > 20  # drawn content, not an empty frame
+        ids += [el.get("id") for el in root.iter() if el.get("id")]
+    assert len(ids) == len(set(ids)), "two plots define the same element id"
+
+
+def test_no_external_urls_scripts_or_files(html: str) -> None:
+    assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", html, flags=re.I)
+    assert not re.search(r"\bsrc\s*=", html, flags=re.I)
+    assert not re.search(r"@import|url\((?!#)", html, flags=re.I)  # url(#clip) is in-page
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    # in-page links, and the colour bar that matplotlib embeds as a PNG data URI
+    assert hrefs and all(h.startswith(("#", "data:image/png;base64,")) for h in hrefs)
+
+
+def test_hostile_names_are_escaped_everywhere(hostile_html: str) -> None:
+    assert "<script" not in hostile_html.lower()
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in hostile_html
+    # inside the SVG plots too (matplotlib's and ours): every SVG still parses as XML
+    for svg in re.findall(r"<svg.*?</svg>", hostile_html, flags=re.S):
+        _parse_svg(svg)
+    md = render_markdown(make_results(hostile=HOSTILE))
+    assert "<script" not in md
+    # a "|" in a name does not add a column: every table row has as many cells as its header
+    for block in re.findall(r"(?:^\|.*\|$\n?)+", md, flags=re.M):
+        rows = [r for r in block.splitlines() if r.strip()]
+        widths = {len(re.split(r"(?<!\\)\|", r)) for r in rows}
+        assert len(widths) == 1, rows[:3]
+
+
+def test_markdown_has_every_section(results: Results, report_dir: Path) -> None:
+    md = (report_dir / "summary.md").read_text(encoding="utf-8")
+    assert md == render_markdown(results)
+    for heading in ("# quantscope report: digits-cnn", "## Variants", "## Per-layer error",
+                    "## Sensitivity", "## Plans", "## Energy (estimated)",
+                    "## Robustness and limitations", "## Notes and warnings",
+                    "## Machine and versions"):
+        assert f"\n{heading}\n" in f"\n{md}", heading
+    for v in results.variants[1:]:
+        assert md_escape(f.worst_layers(v, 1)[0].tensor) in md
+    assert "Recommended: static" in md
+
+
+def test_budget_and_best_follow_the_numbers(results: Results) -> None:
+    ref = results.reference
+    assert ref is not None
+    allowed = results.max_drop * ref.quality["accuracy"]  # type: ignore[operator]
+    expected = {v.name for v in results.variants[1:]
+                if ref.quality["accuracy"] - v.quality["accuracy"] <= allowed}
+    assert f.within_budget(results) == expected
+    assert "weight-int4" not in expected and "static-int8-minmax" in expected
+    best = f.best_variant(results)
+    assert best is not None
+    smallest = min(expected, key=lambda n: results.variant(n).size_bytes)
+    assert results.variant(best[0]).size_bytes == results.variant(smallest).size_bytes
+
+
+def test_terminal_table_marks_budget_and_best(results: Results) -> None:
+    console = Console(record=True, width=220, color_system=None)
+    console.print(render_text(results))
+    text = console.export_text()
+    best = f.best_variant(results)
+    assert best is not None
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") > 5}
+    assert set(rows) >= {v.name for v in results.variants}
+    assert "★" in rows[best[0]]
+    for name in f.within_budget(results):
+        assert "✓" in rows[name].split("│")[0]
+    assert "✓" not in rows["weight-int4"].split("│")[0]
+    assert "worst tensor of each variant" in text
+    assert "Recommended:" in text
+
+
+def test_pareto_front() -> None:
+    pts = [(1.0, 0.5), (2.0, 0.9), (2.0, 0.8), (3.0, 0.85), (4.0, 0.95), (0.5, math.nan)]
+    assert f.pareto_front(pts) == [0, 1, 4]
+    assert f.pareto_front([(1.0, 0.5), (2.0, 0.4)], higher_is_better=False) == [0, 1]
+    assert f.pareto_front([]) == []
+
+
+def test_plots_leave_matplotlib_settings_alone(report_dir: Path) -> None:
+    assert RC_SEEN["after"] == RC_SEEN["before"]
+    assert RC_SEEN["before"]["svg.fonttype"] == matplotlib.rcParamsDefault["svg.fonttype"]
+
+
+def test_load_results_rejects_bad_files(tmp_path: Path) -> None:
+    cases = {
+        "missing.json": None,
+        "corrupt.json": "{not json",
+        "foreign.json": json.dumps({"schema": "something else"}),
+        "newer.json": json.dumps({"schema": "quantscope.results", "schema_version": 99}),
+        "shape.json": json.dumps({"schema": "quantscope.results", "schema_version": 1,
+                                  "variants": [{"name": "x"}]}),
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(DataError, match="results"):
+            load_results(path)
+
+
+def test_render_rejects_what_is_not_results(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Results"):
+        render({"schema": "quantscope.results"}, tmp_path)  # type: ignore[arg-type]
