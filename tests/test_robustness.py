@@ -329,3 +329,21 @@ def test_cli_robustness_writes_results_with_the_robustness_section(tmp_path):
     assert rob.breaking_points["occlusion"] == {"float": None, "bright.int8": None}
     bad = CliRunner().invoke(main, [*args[:-2], "--shift", "fog"])
     assert bad.exit_code == 2 and "no image shift named 'fog'" in bad.output
+
+
+def test_a_metric_function_sees_the_outputs_and_labels_of_each_slice(tmp_path):
+    model = _tabular_model(tmp_path, np.array([[0.0, 1.0], [0.0, 0.0]]), np.array([1.0, 0.0]), "margin")
+    x = np.stack([np.linspace(0, 2, 100), np.zeros(100)], axis=1).astype(np.float32)
+    labels = (x[:, 0] > 1.0).astype(np.int64)
+
+    def margin(outputs, labels):  # mean score of the true class over the other one
+        y = outputs[0]
+        return float(np.mean(np.where(labels == 1, y[:, 1] - y[:, 0], y[:, 0] - y[:, 1])))
+
+    result = robustness(model, {}, qs.Dataset.from_arrays({"x": x}, labels=labels), modality="tabular",
+                        metric=margin, shifts=["feature_scaling"], severities=(1.0,), threshold=0.0)
+    assert result.metric == "margin"
+    expected = float(np.mean(np.where(labels == 1, 3 * x[:, 0] - 1, 1 - 3 * x[:, 0])))
+    assert _value(result, "feature_scaling", "float", 1.0) == pytest.approx(expected, rel=1e-5)
+    by_slice = {r.slice: r.quality["margin"] for r in result.slices}
+    assert by_slice["label=1"] == pytest.approx(float(np.mean(x[labels == 1, 0] - 1)), rel=1e-5)
