@@ -17,6 +17,7 @@ import quantscope.errors as errors
 EXPECTED_ALL = [
     "Batch",
     "ConfigError",
+    "ConversionError",
     "DataError",
     "DataMismatchError",
     "Dataset",
@@ -46,6 +47,7 @@ EXPECTED_ALL = [
     "robustness",
     "save",
     "sweep",
+    "to_onnx",
 ]
 
 # DESIGN.md: 0 ok, 2 usage/config error, 3 model/data/runtime error, 4 quality gate, 1 internal error
@@ -55,6 +57,7 @@ EXIT_CODES: dict[type[errors.QuantscopeError], int] = {
     errors.SelectorError: 2,
     errors.ModelError: 3,
     errors.UnsupportedModelError: 3,
+    errors.ConversionError: 3,
     errors.DataError: 3,
     errors.DataMismatchError: 3,
     errors.NonFiniteDataError: 3,

@@ -11,6 +11,7 @@ from quantscope.config import DynamicInt8, MethodConfig, NodeSelector, StaticInt
 from quantscope.data import Batch, Dataset
 from quantscope.errors import (
     ConfigError,
+    ConversionError,
     DataError,
     DataMismatchError,
     EmptyDatasetError,
@@ -23,6 +24,7 @@ from quantscope.errors import (
     SelectorError,
     UnsupportedModelError,
 )
+from quantscope.importers import to_onnx
 from quantscope.io import Model, load, save
 from quantscope.plan import NodeDecision, QuantPlan
 from quantscope.quantize import QuantizedModel, quantize
@@ -31,6 +33,7 @@ from quantscope.specs import TensorSpec
 __all__ = [
     "Batch",
     "ConfigError",
+    "ConversionError",
     "DataError",
     "DataMismatchError",
     "Dataset",
@@ -60,4 +63,5 @@ __all__ = [
     "robustness",
     "save",
     "sweep",
+    "to_onnx",
 ]

@@ -8,7 +8,8 @@ do not know us::
     ├── ConfigError                      (ValueError)  exit code 2: bad option or config value
     │   └── SelectorError                               a node selector matched nothing
     ├── ModelError                       (ValueError)  exit code 3: unreadable or invalid model
-    │   └── UnsupportedModelError                       nothing in the model can be done
+    │   ├── UnsupportedModelError                       nothing in the model can be done
+    │   └── ConversionError                             a framework model did not convert to ONNX
     ├── DataError                        (ValueError)  exit code 3: data does not fit the model
     │   ├── DataMismatchError                           names, shapes or dtypes differ
     │   ├── NonFiniteDataError                          NaN or infinity in calibration data
@@ -47,6 +48,10 @@ class ModelError(QuantscopeError, ValueError):
 
 class UnsupportedModelError(ModelError):
     """The model is valid but nothing in it can be quantized by the chosen method."""
+
+
+class ConversionError(ModelError):
+    """A PyTorch, Keras or scikit-learn model did not convert to ONNX, or its ONNX outputs differ."""
 
 
 class DataError(QuantscopeError, ValueError):

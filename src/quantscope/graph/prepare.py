@@ -89,7 +89,8 @@ def prepare(model: Model, *, min_opset: int = MIN_OPSET) -> tuple[Model, list[st
     common_passes.RemoveUnusedNodesPass()(clone)
     common_passes.TopologicalSortPass()(clone)
     _drop_initializers_from_inputs(clone.graph)
-    return Model(ir=clone, path=None, fingerprint=model.fingerprint, notes=tuple(notes)), notes
+    # the model's own notes (e.g. an importer's) come first, so every plan made from it shows them
+    return Model(ir=clone, path=None, fingerprint=model.fingerprint, notes=(*model.notes, *notes)), notes
 
 
 def _drop_initializers_from_inputs(graph: ir.Graph) -> None:

@@ -1,0 +1,125 @@
+"""Framework models → ONNX: ``to_onnx(obj, example_inputs)`` for PyTorch, Keras/TensorFlow and scikit-learn.
+
+One entry point dispatches on the object's type through a small registry. The registry matches
+the top-level package of the object's class (or of any base class) by name, so nothing here
+imports a framework until that framework's model is actually converted: ``import quantscope``
+stays free of torch, tensorflow and sklearn. Each importer lives in its own module behind its
+extra (``pip install 'quantscope[torch]'``, ``[tensorflow]``, ``[sklearn]``).
+
+Every import is checked: the ONNX model runs in ONNX Runtime on the example inputs and must
+reproduce the framework's outputs within a stated tolerance (:mod:`quantscope.importers.check`),
+or :class:`~quantscope.errors.ConversionError` is raised showing the largest difference.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quantscope.errors import ConfigError, ConversionError
+from quantscope.io import Model
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IMPORTERS", "Importer", "from_path", "importer_for", "to_onnx"]
+
+
+@dataclass(frozen=True)
+class Importer:
+    """One framework: which classes it converts, which files it reads, where its code lives."""
+
+    name: str
+    extra: str
+    module: str  # the importer's module, imported on first use
+    roots: tuple[str, ...]  # top-level packages whose classes it converts
+    requires: tuple[str, ...]  # packages the extra provides (checked before importing)
+    suffixes: tuple[str, ...] = ()
+
+    def load(self) -> Any:
+        missing = [pkg for pkg in self.requires if importlib.util.find_spec(pkg) is None]
+        if missing:
+            raise ConversionError(
+                f"converting a {self.name} model needs {', '.join(missing)}, which is not installed; "
+                f"install it with: pip install 'quantscope[{self.extra}]'"
+            )
+        return importlib.import_module(self.module)
+
+
+IMPORTERS: tuple[Importer, ...] = (
+    Importer("torch", "torch", f"{__name__}.torch", ("torch",), ("torch", "onnxscript")),
+    Importer(
+        "keras", "tensorflow", f"{__name__}.keras", ("keras", "tf_keras", "tensorflow"),
+        ("tensorflow", "tf2onnx"), (".keras", ".h5"),
+    ),
+    Importer(
+        "sklearn", "sklearn", f"{__name__}.sklearn", ("sklearn",), ("sklearn", "skl2onnx"),
+        (".pkl", ".pickle", ".joblib"),
+    ),
+)
+
+
+def importer_for(obj: Any) -> Importer:
+    """The importer for ``obj``, found from the packages its class and base classes come from."""
+    for cls in type(obj).__mro__:
+        root = (cls.__module__ or "").split(".")[0]
+        for imp in IMPORTERS:
+            if root in imp.roots:
+                return imp
+    raise ConfigError(
+        f"cannot convert a {type(obj).__module__}.{type(obj).__qualname__}: quantscope imports "
+        "torch.nn.Module, Keras models (and .keras files or SavedModel directories), "
+        "scikit-learn estimators and pipelines, and .onnx files"
+    )
+
+
+def to_onnx(obj: Any, example_inputs: Any = None, **kwargs: Any) -> Model:
+    """Convert a framework model to a checked ONNX :class:`~quantscope.io.Model`.
+
+    ``obj`` is a ``torch.nn.Module``, a Keras model, a scikit-learn estimator or pipeline, a
+    :class:`Model` (returned as is), or a path (see :func:`from_path`). ``example_inputs`` are
+    what the model is called with (a tensor/array, a tuple of them, or a dict keyed by input
+    name), batch first; they fix the input types and are used to check the conversion.
+    Keyword arguments go to the framework's importer (``rtol``, ``atol`` for the check are
+    understood by all). The caller's model is not modified.
+    """
+    if isinstance(obj, Model):
+        return obj
+    if isinstance(obj, str | os.PathLike):
+        return from_path(obj, example_inputs, **kwargs)
+    importer = importer_for(obj)
+    logger.info("converting a %s model with the %s importer", type(obj).__qualname__, importer.name)
+    return importer.load().convert(obj, example_inputs, **kwargs)
+
+
+def from_path(path: str | os.PathLike[str], example_inputs: Any = None, *, trust: bool = False, **kwargs: Any) -> Model:
+    """Convert a model file: ``.onnx``, ``.keras``/``.h5``, a SavedModel directory, or a pickle.
+
+    A pickle or joblib file (``.pkl``, ``.pickle``, ``.joblib``) runs code while it loads, so it
+    is read only with ``trust=True`` (``--trust`` on the command line): load only files you made
+    or whose source you trust.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"model path not found: {p}")
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        from quantscope.io import load
+
+        return load(p)
+    if p.is_dir():
+        if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
+            return IMPORTERS[1].load().convert_saved_model(p, example_inputs, **kwargs)
+        raise ConfigError(f"{p} is a directory but not a TensorFlow SavedModel (no saved_model.pb in it)")
+    for imp in IMPORTERS:
+        if suffix in imp.suffixes:
+            return imp.load().convert_file(p, example_inputs, trust=trust, **kwargs)
+    raise ConfigError(
+        f"cannot tell what kind of model {p} is from its suffix {suffix or '(none)'}; quantscope reads "
+        ".onnx, .keras, .h5, SavedModel directories, and (with trust) .pkl/.pickle/.joblib files; "
+        "for a PyTorch model use a 'module:function' that returns the model and example inputs"
+    )
