@@ -472,3 +472,28 @@ def test_dynamic_quantize_linear_matches_onnxruntime() -> None:
         assert float(s) == float(qp.scale) and int(z) == int(qp.zero_point)
         assert np.abs(q.astype(int) - ours.astype(int)).max() <= 1
         assert np.mean(q == ours) >= 0.999
+
+
+def test_grouped_conv_stays_float_with_a_reason(tmp_path) -> None:
+    c = 8
+    nodes = [
+        helper.make_node("Conv", ["x", "wd"], ["d"], name="depthwise", group=c, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["d", "wp"], ["y"], name="pointwise"),
+    ]
+    graph = helper.make_graph(
+        nodes, "dw",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16, 8, 8])],
+        [numpy_helper.from_array(_x((c, 1, 3, 3), seed=1, scale=0.3), "wd"),
+         numpy_helper.from_array(_x((16, c, 1, 1), seed=2, scale=0.3), "wp")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    model = _load(proto, tmp_path)
+    q = qs.quantize(model, DynamicInt8(op_types=("Conv",)))
+    d = _decisions(q)
+    assert d["depthwise"].action == "float" and "group=8" in d["depthwise"].reason
+    assert d["pointwise"].action == "quantized"
+    assert q.model.op_histogram()["ConvInteger"] == 1
+    x = _x((2, c, 8, 8), seed=3)
+    assert sqnr_db(_out(model, {"x": x}), _out(q.model, {"x": x})) >= 33.0

@@ -46,9 +46,10 @@ logger = logging.getLogger(__name__)
 
 CONV_ATTRIBUTES = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 CONV_SLOW_WARNING = (
-    "Conv is written as ConvInteger, which ONNX Runtime runs slower than float Conv on x86 CPUs "
-    "(measured on this machine, AVX2 without VNNI: 2.5x slower on the PP-OCR classifier, 4.4x on a "
-    "small CNN); keep the default op_types=('MatMul', 'Gemm') unless the target runs ConvInteger fast"
+    "Conv is written as ConvInteger, which ONNX Runtime runs slower than float Conv on x86 CPUs without "
+    "VNNI (measured on this machine, AVX2: the PP-OCR classifier runs 1.9x slower with its 42 dense Convs "
+    "as ConvInteger, 10x slower if its grouped Convs are too, so those stay float); keep the default "
+    "op_types=('MatMul', 'Gemm') unless the target runs ConvInteger fast"
 )
 
 
@@ -88,6 +89,12 @@ def _activation_problem(site: WeightSite, sentinels: dict[str, str]) -> str | No
     if node.op_type == "Conv":
         if site.array.ndim < 3:
             return f"Conv weight has rank {site.array.ndim}"
+        group = attr_int(node, "group", 1)
+        if group > 1:
+            return (
+                f"grouped Conv (group={group}) kept float: ONNX Runtime's ConvInteger runs every group as its "
+                f"own small integer GEMM, many times slower than float (depthwise weights are small anyway)"
+            )
         if len(node.inputs) > 2 and node.inputs[2] is not None and const_array(node.inputs[2]) is None:
             return "Conv with a non-constant bias is not rewritten"
     return None
