@@ -180,3 +180,15 @@ def test_cli_analyze_bad_input_exits_3(files: dict[str, Path], tmp_path: Path) -
         assert out.exit_code == 3, out.output
     bad = runner.invoke(main, ["analyze", str(files["model"]), "--data", str(files["eval"]), "--max-drop", "lots"])
     assert bad.exit_code == 2
+
+
+def test_cli_sweep_one_method(files: dict[str, Path], tmp_path: Path) -> None:
+    out = CliRunner().invoke(main, ["sweep", str(files["model"]), "--calib", str(files["calib"]), "--data",
+                                    str(files["eval"]), "-m", "dynamic-int8", "--no-memory", "--no-latency",
+                                    "--report", str(tmp_path / "s")])
+    assert out.exit_code == 0, out.output
+    results = Results.load(tmp_path / "s" / "results.json")
+    assert [v.name for v in results.variants] == ["float", "dynamic-int8"]
+    unknown = CliRunner().invoke(main, ["sweep", str(files["model"]), "--calib", str(files["calib"]), "--data",
+                                        str(files["eval"]), "-m", "no-such-method"])
+    assert unknown.exit_code == 2, unknown.output

@@ -241,29 +241,19 @@ def quantize(model_path: Path, method: str, output: Path, calib: Path | None, co
 
 @main.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("quantscope-demo"), show_default=True,
-              help="Where to write the quantized models and the summary.")
+              help="Where to write the quantized models and the report.")
 def demo(out_dir: Path) -> None:
-    """Quantize the bundled example (a digits CNN) and compare it with the float model."""
+    """Sweep every method on the bundled example (a digits CNN) and write the report."""
     from quantscope.demo import run_demo
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with progress_bar("working") as update:
-        result = run_demo(out_dir, progress=update)
-    table = Table(
-        title="digits CNN, 400 eval images; latency median, 1 thread", show_edge=False
-    )
-    for col, justify in (("variant", "left"), ("accuracy", "right"), ("agree", "right"), ("size", "right"),
-                         ("batch 1", "right"), ("batch 32", "right"), ("quantize", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for row in result["variants"]:
-        table.add_row(
-            row["name"], f"{row['accuracy']:.1%}", f"{row['agreement']:.1%}", _fmt_bytes(row["size"]),
-            f"{row['latency_b1_ms']:.2f} ms", f"{row['latency_b32_ms']:.1f} ms",
-            f"{row['quantize_seconds']:.1f} s" if row["quantize_seconds"] is not None else "-",
-        )
-    console.print(table)
-    console.print(f"integer kernels ONNX Runtime runs in the int8 model: {result['integer_kernels']}", highlight=False)
-    console.print(f"models and summary.json written to {escape(str(out_dir))}/", highlight=False)
+    with step_progress("sweeping the digits CNN") as update:
+        results, report_dir = run_demo(out_dir, progress=update)
+    _show_results(results, None)
+    page = report_dir / "index.html"
+    where = page if page.exists() else report_dir / "results.json"
+    console.print(f"models written to {escape(str(out_dir / 'models'))}/", highlight=False)
+    console.print(f"report: {escape(str(where))}", highlight=False)
 
 
 def _floats(text: str | None, what: str) -> list[float] | None:

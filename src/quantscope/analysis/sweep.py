@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
 from quantscope.analysis.quality import Metric, MetricFn
 from quantscope.analysis.results import Results
 from quantscope.config import CALIBRATION_METHODS, MethodConfig, config_class, method_names
 from quantscope.data import Dataset
-from quantscope.errors import ConfigError, QuantscopeError
+from quantscope.errors import ConfigError, OutputError, QuantscopeError
 from quantscope.io import Model
 from quantscope.quantize import QuantizedModel, quantize
 
@@ -64,12 +66,15 @@ def sweep(
     max_drop: float | None = None,
     options: AnalysisOptions | None = None,
     seed: int = 0,
+    save_dir: str | os.PathLike[str] | None = None,
     progress: StepProgress | None = None,
 ) -> Results:
     """Quantize ``model`` with every method (``methods``: names or named configs) and analyze all.
 
     Methods that need calibration are skipped with a note when ``calib`` is None. Failures of
     one method never stop the sweep: they appear in ``Results.notes``. Deterministic for a seed.
+    With ``save_dir``, every quantized model is written there (``<model>.<variant>.onnx`` plus
+    its sidecar JSON) and measured from that file.
     """
     if not isinstance(model, Model):
         raise ConfigError(f"sweep() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
@@ -80,7 +85,8 @@ def sweep(
     if calib is not None:
         calib.bind(model.inputs)
     notes: list[str] = []
-    variants: dict[str, QuantizedModel] = {}
+    variants: dict[str, QuantizedModel | Path] = {}
+    out_dir = _output_dir(save_dir)
     for i, (name, config) in enumerate(configs.items()):
         if progress is not None:
             progress(f"quantizing {name}", i, len(configs))
@@ -88,7 +94,8 @@ def sweep(
             notes.append(f"{name}: skipped, it needs calibration data (calib)")
             continue
         try:
-            variants[name] = quantize(model, config, calib if config.needs_calibration else None)
+            q = quantize(model, config, calib if config.needs_calibration else None)
+            variants[name] = q if out_dir is None else q.save(out_dir / _file_name(model, name))
         except QuantscopeError as exc:
             notes.append(f"{name}: not applicable to this model: {type(exc).__name__}: {exc}")
             logger.warning("sweep: %s failed: %s", name, exc)
@@ -103,3 +110,20 @@ def sweep(
         model, variants, data, metric=metric, metric_name=metric_name, max_drop=max_drop, calib=calib,
         options=opts, progress=progress, notes=notes,
     )
+
+
+def _output_dir(save_dir: str | os.PathLike[str] | None) -> Path | None:
+    if save_dir is None:
+        return None
+    out = Path(save_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out} for the quantized models: {exc.strerror or exc}") from exc
+    return out
+
+
+def _file_name(model: Model, variant: str) -> str:
+    stem = model.path.stem if model.path is not None else "model"
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in variant)
+    return f"{stem}.{safe}.onnx"
