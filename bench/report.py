@@ -46,6 +46,11 @@ def _num(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _n_max(section: dict[str, Any]) -> int:
+    return max(r["samples"] for r in section["runs"] if r["samples"]) if any(
+        r["samples"] for r in section["runs"]) else 0
+
+
 def _rows_by(section: dict[str, Any]) -> dict[tuple[str, str, int | None], dict[str, Any]]:
     return {(r["tool"], r["variant"], r["samples"]): r for r in section["runs"]}
 
@@ -176,7 +181,6 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     m, v, s = results["machine"], results["versions"], results["settings"]
-    n_max = max(s["calib_sizes"])
     parts = [
         "# Benchmark: quantscope vs onnxruntime.quantization",
         "",
@@ -186,7 +190,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"- **Machine**: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['platform']}",
         f"- **CPU flags**: {' '.join(m['flags'])} (VNNI: {'yes' if m['vnni'] else 'no'})",
         "- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- **Settings**: calibration sets {s['calib_sizes']}, calibrators {s['calibrations']}, equal calibration batches (the largest divisor of the set size up to 20) for both "
+        "- **Settings**: calibration sets per model: " + ", ".join(
+            f"{sec['name']} {sec.get('calib_sizes', s['calib_sizes'])}" for sec in results["models"]) + f"; calibrators {s['calibrations']}, equal calibration batches (the largest divisor of the set size up to 20) for both "
         f"tools' calibration; latency = median of up to {s['latency_rounds']} round-robin runs after warm-up; "
         f"quantization jobs killed above {s['mem_limit_gb']} GB RSS or {s['timeout_s']:.0f} s.",
         "",
@@ -206,11 +211,12 @@ def markdown(results: dict[str, Any]) -> str:
         parts += ["## Skipped", ""] + [f"- **{k}**: {why}" for k, why in results["skipped"].items()] + [""]
     summary = []
     for sec in results["models"]:
-        for row in targets(sec, n_max):
-            summary.append([sec["name"], *row])
+        n = _n_max(sec)
+        for row in targets(sec, n):
+            summary.append([sec["name"], str(n), *row])
     if summary:
-        parts += [f"## Targets (static-int8, {n_max} calibration samples)", "",
-                  _md_table(["model", "figure", "quantscope / peer", "target", "verdict"], summary), ""]
+        parts += ["## Targets (static-int8, at each model's largest calibration set)", "",
+                  _md_table(["model", "calib", "figure", "quantscope / peer", "target", "verdict"], summary), ""]
     for sec in results["models"]:
         parts += [f"## {sec['name']}", "", f"{sec['description']}. Quality: {sec['task']}. {sec['notes']}.", ""]
         head, rows = ratios_table(sec)
@@ -225,8 +231,8 @@ def print_tables(results: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(width=200)
-    n_max = max(results["settings"]["calib_sizes"])
     for sec in results["models"]:
+        n_max = _n_max(sec)
         for title, (head, rows) in (
             (f"{sec['name']}: quantscope / onnxruntime.quantization", ratios_table(sec)),
             (f"{sec['name']}: absolute values", runs_table(sec)),

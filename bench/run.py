@@ -144,7 +144,7 @@ def bench_model(bm: BenchModel, args: argparse.Namespace) -> dict[str, Any]:
             row["loss"] = base - row["quality"]
     runs_latency(bm, runs, args)
     return {"name": bm.name, "description": bm.description, "task": bm.task, "notes": bm.notes,
-            "model_path": str(bm.path), "runs": runs}
+            "model_path": str(bm.path), "calib_sizes": sorted(set(args.calib_sizes)), "runs": runs}
 
 
 def _best_static(runs: list[dict[str, Any]], tool: str, n: int) -> dict[str, Any] | None:
@@ -196,6 +196,16 @@ def main(argv: list[str] | None = None) -> int:
             logger.warning("%s skipped: %s", name, skipped[name])
             continue
         sections.append(bench_model(bm, args))
+        write_results(args, started, sections, skipped)  # after every model: a crash keeps what was done
+    write_results(args, started, sections, skipped)
+    report.print_tables(json.loads(args.results.with_suffix(".json").read_text()))
+    print(f"\nwrote {args.results} and {args.results.with_suffix('.json')}")
+    return 0
+
+
+def write_results(
+    args: argparse.Namespace, started: datetime, sections: list[dict[str, Any]], skipped: dict[str, str]
+) -> None:
     results = {
         "date": started.isoformat(timespec="seconds"),
         "duration_s": round((datetime.now(UTC) - started).total_seconds()),
@@ -210,14 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     previous = args.results.with_suffix(".json")
     if args.update and previous.is_file():
         done = {sec["name"] for sec in sections}
-        kept = [sec for sec in json.loads(previous.read_text())["models"] if sec["name"] not in done]
+        old = json.loads(previous.read_text())
+        kept = [sec for sec in old["models"] if sec["name"] not in done]
         results["models"] = kept + sections
+        results["skipped"] = {**{k: v for k, v in old.get("skipped", {}).items() if k not in done},
+                              **results["skipped"]}
+        results["date"] = old["date"] + " to " + results["date"] if kept else results["date"]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.with_suffix(".json").write_text(json.dumps(results, indent=1))
     args.results.write_text(report.markdown(results))
-    report.print_tables(results)
-    print(f"\nwrote {args.results} and {args.results.with_suffix('.json')}")
-    return 0
 
 
 def keras_skip_reason() -> str:
