@@ -44,6 +44,7 @@ EXPECTED_ALL = [
     "config_from_dict",
     "load",
     "quantize",
+    "report",
     "robustness",
     "save",
     "sweep",

@@ -28,6 +28,7 @@ from quantscope.importers import to_onnx
 from quantscope.io import Model, load, save
 from quantscope.plan import NodeDecision, QuantPlan
 from quantscope.quantize import QuantizedModel, quantize
+from quantscope.report import render as report
 from quantscope.specs import TensorSpec
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "config_from_dict",
     "load",
     "quantize",
+    "report",
     "robustness",
     "save",
     "sweep",

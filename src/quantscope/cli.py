@@ -542,5 +542,23 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
                            metric=metric, max_drop=budget, options=options, seed=seed, progress=update)
     _show_results(results, report_dir)
 
+
+@main.command()
+@click.argument("results_path", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path),
+              help="Where to write index.html, summary.md and results.json (default: beside RESULTS_PATH).")
+def report(results_path: Path, out_dir: Path | None) -> None:
+    """Re-render the report (index.html, summary.md) from a results.json written by analyze or sweep."""
+    from quantscope.report import load_results, render
+    from quantscope.report.text import render_text
+
+    results = load_results(results_path)
+    if out_dir is None:
+        out_dir = results_path if results_path.is_dir() else results_path.parent
+    written = render(results, out_dir)
+    console.print(render_text(results))
+    console.print(f"report written to {escape(str(written / 'index.html'))}", highlight=False)
+
+
 if __name__ == "__main__":
     main()

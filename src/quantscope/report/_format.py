@@ -104,7 +104,8 @@ def budget(results: Results) -> float | None:
     ref = results.reference
     if results.max_drop is None or ref is None or results.metric not in ref.quality:
         return None
-    return results.max_drop * abs(ref.quality[results.metric])
+    base = abs(ref.quality[results.metric])  # the same rule as analysis.compare.quality_gate
+    return results.max_drop * base if base > 0 and math.isfinite(base) else results.max_drop
 
 
 def within_budget(results: Results) -> set[str]:
