@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint clean bench
+.PHONY: demo test lint clean bench chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,20 @@ bench: $(VENV)/.bench
 demo: $(VENV)/.core
 	$(BIN)/quantscope demo --out quantscope-demo
 
-test: $(VENV)/.test
+test: $(VENV)/.test chromium
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/python -m pytest -q
+
+# The report's browser test (tests/test_report_browser.py) opens index.html in headless Chromium:
+# install Debian's package when it is missing and we are root (CI is); otherwise say how.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the report's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "the report's browser test needs Chromium: sudo apt-get install -y chromium" >&2; \
+	fi
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests examples bench
