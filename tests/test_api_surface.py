@@ -39,6 +39,8 @@ EXPECTED_ALL = [
     "StaticInt8",
     "TensorSpec",
     "UnsupportedModelError",
+    "WeightInt4",
+    "WeightInt8",
     "__version__",
     "analyze",
     "config_from_dict",

@@ -7,7 +7,15 @@ __version__ = "0.1.0"
 from quantscope.analysis.compare import analyze
 from quantscope.analysis.robustness import robustness
 from quantscope.analysis.sweep import sweep
-from quantscope.config import DynamicInt8, MethodConfig, NodeSelector, StaticInt8, config_from_dict
+from quantscope.config import (
+    DynamicInt8,
+    MethodConfig,
+    NodeSelector,
+    StaticInt8,
+    WeightInt4,
+    WeightInt8,
+    config_from_dict,
+)
 from quantscope.data import Batch, Dataset
 from quantscope.errors import (
     ConfigError,
@@ -56,6 +64,8 @@ __all__ = [
     "StaticInt8",
     "TensorSpec",
     "UnsupportedModelError",
+    "WeightInt4",
+    "WeightInt8",
     "__version__",
     "analyze",
     "config_from_dict",
