@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
 import pytest
 from rich.console import Console
 
-from quantscope.analysis.results import Results
+from quantscope.analysis.results import LayerError, Results, VariantResult
 from quantscope.errors import ConfigError, DataError
 from quantscope.report import _format as f
 from quantscope.report import load_results, render
@@ -93,6 +95,9 @@ def test_every_section_is_in_the_page(html: str) -> None:
         assert f'data-plot="sqnr-{v.name}"' in html
         assert f'data-plot="sensitivity-{v.name}"' in html
     assert html.count('<details class="plan"') == len(results.variants) - 1
+    best = f.best_variant(results)
+    assert best is not None and html.count('<details class="plan" open>') == 1  # only the best
+    assert f'<details class="plan" open><summary>{best[0]}:' in html
     assert "Horowitz" in html and "ISSCC 2014" in html and "Assumptions" in html
     for sentence in results.robustness.limitations:  # type: ignore[union-attr]
         assert sentence in html
@@ -163,17 +168,22 @@ def test_budget_and_best_follow_the_numbers(results: Results) -> None:
 
 
 def test_terminal_table_marks_budget_and_best(results: Results) -> None:
-    console = Console(record=True, width=220, color_system=None)
+    console = Console(record=True, width=160, color_system=None)
     console.print(render_text(results))
     text = console.export_text()
     best = f.best_variant(results)
     assert best is not None
-    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") > 5}
-    assert set(rows) >= {v.name for v in results.variants}
+    rows: dict[str, str] = {}
+    variants_part = text.split("worst tensor of each variant")[0]
+    for line in variants_part.splitlines():
+        cells = line.split()
+        for v in results.variants:
+            if v.name in cells[:2]:
+                rows[v.name] = " ".join(cells[: cells.index(v.name)])  # the marks before the name
+    assert set(rows) == {v.name for v in results.variants}
     assert "★" in rows[best[0]]
-    for name in f.within_budget(results):
-        assert "✓" in rows[name].split("│")[0]
-    assert "✓" not in rows["weight-int4"].split("│")[0]
+    assert [n for n, marks in rows.items() if "★" in marks] == [best[0]]
+    assert {n for n, marks in rows.items() if "✓" in marks} == f.within_budget(results)
     assert "worst tensor of each variant" in text
     assert "Recommended:" in text
 
@@ -210,3 +220,27 @@ def test_load_results_rejects_bad_files(tmp_path: Path) -> None:
 def test_render_rejects_what_is_not_results(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Results"):
         render({"schema": "quantscope.results"}, tmp_path)  # type: ignore[arg-type]
+
+
+def test_partial_and_non_finite_results_still_render() -> None:
+    empty = Results(model={}, data={}, metric="accuracy")
+    only_float = Results(model={"name": "m"}, data={"name": "d"}, metric="cosine", variants=[
+        VariantResult(name="float", kind="float", path=None, method=None, config=None,
+                      size_bytes=10, param_bytes={}, quality={"cosine": 1.0})])
+    base = make_results(robustness=False)
+    v = base.variants[1]
+    odd = replace(v, name="odd", quality={**v.quality, "accuracy": math.nan}, latency=[],
+                  energy=None, memory=None, plan=None, sensitivity=[], layers=[
+                      LayerError(tensor="same", node="n1", op_type="Conv", sqnr_db=math.inf),
+                      LayerError(tensor="broken", node="n2", op_type="Conv", sqnr_db=math.nan)])
+    no_budget = replace(base, variants=[*base.variants, odd], max_drop=None)
+    for res in (empty, only_float, no_budget):
+        html, md = render_html(res), render_markdown(res)
+        assert 'id="variants"' in html and "## Variants" in md
+        Console(width=200, file=io.StringIO()).print(render_text(res))
+    assert "No quantized variant was measured" in render_markdown(empty)
+    assert f.worst_layers(odd)[0].tensor == "broken"  # NaN SQNR ranks worst, inf (exact) last
+    assert f.fmt_sqnr(math.inf) == "exact"
+    best = f.best_variant(no_budget)
+    assert best is not None and "closest to the float model" in best[1]
+    assert best[0] == "float16"  # no drop at all

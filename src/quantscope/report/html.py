@@ -75,6 +75,10 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, cls: str
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _figure(svg: str | None, caption: str, name: str) -> str:
     if svg is None:
         return ""
@@ -206,7 +210,7 @@ def _layers(results: Results) -> str:
         svg = plots.layer_sqnr(v)
         if svg is not None:
             worst = f.worst_layers(v, 1)[0]
-            figs.append(_figure(svg, f"{v.name}: {len(v.layers)} tensors, worst first; worst "
+            figs.append(_figure(svg, f"{v.name}: {_count(len(v.layers), 'tensor')}, worst first; worst "
                                 f"{worst.tensor} at {f.fmt_sqnr(worst.sqnr_db)}, median "
                                 f"{f.fmt_sqnr(f.median_sqnr(v))}.", f"sqnr-{v.name}"))
     if not figs:
@@ -222,7 +226,7 @@ def _sensitivity(results: Results) -> str:
     for v in results.variants:
         svg = plots.sensitivity(v)
         if svg is not None:
-            figs.append(_figure(svg, f"{v.name}: {len(v.sensitivity)} measurements, most harmful "
+            figs.append(_figure(svg, f"{v.name}: {_count(len(v.sensitivity), 'measurement')}, most harmful "
                                 "first (red: quantizing this node costs quality).",
                                 f"sensitivity-{v.name}"))
     if not figs:
@@ -235,6 +239,8 @@ def _sensitivity(results: Results) -> str:
 
 def _plans(results: Results) -> str:
     out = []
+    best = f.best_variant(results)
+    few = sum(v.plan is not None for v in results.variants) <= 4  # else open only the best
     for v in results.variants:
         p = v.plan
         if p is None:
@@ -258,13 +264,15 @@ def _plans(results: Results) -> str:
         if v.config:
             inner += ('<p class="muted">config: <code>'
                       + _e(json.dumps(v.config, sort_keys=True)) + "</code></p>")
-        out.append(f'<details class="plan" open><summary>{_e(head)}</summary>{inner}</details>')
+        opened = " open" if few or (best is not None and best[0] == v.name) else ""
+        out.append(f'<details class="plan"{opened}><summary>{_e(head)}</summary>{inner}</details>')
     if not out:
         return ""
     return ("<p>What each method did to the graph, from its plan: the nodes left in float with "
             "the reason, and the kernels ONNX Runtime's optimizer chose for the written model "
             "(QLinear*/QGemm/MatMulInteger are integer kernels; DequantizeLinear feeding a float op "
-            "means the arithmetic stays float).</p>" + "".join(out))
+            "means the arithmetic stays float). Click a variant to open its plan.</p>"
+            + "".join(out))
 
 
 def _energy(results: Results) -> str:

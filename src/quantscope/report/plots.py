@@ -10,10 +10,11 @@ from __future__ import annotations
 import io
 import math
 import re
+from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from quantscope.analysis.results import Results, VariantResult
 from quantscope.report import _format as f
@@ -111,13 +112,22 @@ def tradeoff(results: Results, axis: str) -> str | None:
         xs = [x for _, x, _ in pts]
         if max(xs) / min(xs) > 8:
             ax.set_xscale("log")
-            plain = FuncFormatter(lambda value, _: f"{value:g}")
-            ax.xaxis.set_major_formatter(plain)
-            ax.xaxis.set_minor_formatter(plain)
+            _plain_log_ticks(ax.xaxis)
         ax.set_xlabel("size on disk (MB)" if axis == "size" else "latency, batch 1, 1 thread (ms)")
         ax.set_ylabel(label(m))
         fig.legend(loc="outside right upper", fontsize=7, frameon=False)
         return to_svg(fig, f"tradeoff-{axis}")
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Log-axis ticks as plain numbers (0.2, not 2×10⁻¹); minor labels only within one decade."""
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.set_major_formatter(plain)
+    lo, hi = axis.get_view_interval()
+    if lo > 0 and hi / lo < 10:
+        axis.set_minor_formatter(plain)
+    else:
+        axis.set_minor_formatter(NullFormatter())
 
 
 def _quality_window(results: Results, qs: list[float]) -> tuple[float, float]:
@@ -239,7 +249,7 @@ def calibration_size(results: Results) -> str | None:
         ax.plot([s for s, _ in pts], [q for _, q in pts], marker="o", color="#2e86c1")
         if pts[-1][0] / max(pts[0][0], 1) > 8:
             ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            _plain_log_ticks(ax.xaxis)
         ref = results.reference
         if ref is not None and rob.metric in ref.quality:
             ax.axhline(ref.quality[rob.metric], color="#000", lw=1.0, ls="--", label="float")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
@@ -22,6 +23,7 @@ def render_text(results: Results) -> Group:
 
 
 def variants_table(results: Results) -> Table:
+    """Variants × (quality, drop, size, latency at 1 thread, peak memory, energy); units in headers."""
     m = results.metric
     n = f.large_batch(results)
     inside = f.within_budget(results)
@@ -30,36 +32,36 @@ def variants_table(results: Results) -> Table:
     caption = ["★ " + best[1] if best else "no recommended variant"]
     if allowed is not None:
         caption.append(f"✓ within the budget (drop ≤ {results.max_drop:.2%} of float {m})")
-    caption.append("latency: median, 1 thread")
+    caption.append("Δ: change against float; ×: times smaller; latency: median, 1 thread")
     table = Table(
-        title=escape(f"{results.model.get('name', 'model')} on {results.data.get('name', 'data')} "
-                     f"({results.data.get('samples', '?')} samples)"),
+        title=escape(f"{results.model.get('name', 'model')}: {results.data.get('samples', '?')} samples"),
         caption=escape("; ".join(caption)),
-        show_edge=False,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
     )
-    columns = [("", "left"), ("variant", "left"), ("method", "left"), (m, "right"),
-               ("vs float", "right"), ("size", "right"), ("ratio", "right"),
-               ("b1", "right"), (f"b{n}" if n else "bN", "right"), ("peak mem", "right"),
-               ("energy", "right")]
-    for name, justify in columns:
-        table.add_column(escape(name), justify=justify)  # type: ignore[arg-type]
+    drop_unit = "pp" if f.is_fraction(m) else ""
+    table.add_column("variant", justify="left", min_width=10, ratio=None)
+    for name in (m, f"Δ {drop_unit}".strip(), "size", "×", "b1 ms",
+                 f"b{n} ms" if n else "bN ms", "MiB", "µJ"):
+        table.add_column(escape(name), justify="right", no_wrap=True)
     for v in results.variants:
         mark = ("★" if best and best[0] == v.name else "") + ("✓" if v.name in inside else "")
         ratio = f.size_ratio(results, v)
-        style = "bold green" if best and best[0] == v.name else None
+        b1, bn = f.latency_ms(v, 1), f.latency_ms(v, n) if n else None
+        drop = results.drop(v)
         table.add_row(
-            mark,
-            escape(v.name),
-            escape(v.method or "float"),
+            escape(f"{mark} {v.name}" if mark else v.name),
             f.fmt_quality(m, f.quality(results, v)),
-            f.fmt_drop(m, results.drop(v)) if v.kind != "float" else "",
+            f.fmt_drop(m, drop).removesuffix(" pp") if v.kind != "float" else "",
             f.fmt_bytes(v.size_bytes),
-            f"{ratio:.2f}×" if ratio is not None else "-",
-            f.fmt_ms(f.latency_ms(v, 1)),
-            f.fmt_ms(f.latency_ms(v, n)) if n else "-",
-            f"{v.memory.peak_rss_mb:.0f} MiB" if v.memory else "-",
-            f"{v.energy.total_uj:.3g} µJ" if v.energy else "-",
-            style=style,
+            f"{ratio:.1f}×" if ratio is not None else "-",
+            f"{b1:.3g}" if b1 is not None else "-",
+            f"{bn:.3g}" if bn is not None else "-",
+            f"{v.memory.peak_rss_mb:.0f}" if v.memory else "-",
+            f"{v.energy.total_uj:.3g}" if v.energy else "-",
+            style="bold green" if best and best[0] == v.name else None,
         )
     return table
 
@@ -69,7 +71,8 @@ def worst_layers_table(results: Results) -> Table | None:
     rows = [v for v in results.variants if v.layers]
     if not rows:
         return None
-    table = Table(title="worst tensor of each variant (SQNR against float)", show_edge=False)
+    table = Table(title="worst tensor of each variant (SQNR against float)", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), collapse_padding=True, pad_edge=False)
     for name, justify in (("variant", "left"), ("worst tensor", "left"), ("op", "left"),
                           ("SQNR", "right"), ("median", "right"), ("tensors", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
