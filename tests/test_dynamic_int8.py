@@ -497,3 +497,53 @@ def test_grouped_conv_stays_float_with_a_reason(tmp_path) -> None:
     assert q.model.op_histogram()["ConvInteger"] == 1
     x = _x((2, c, 8, 8), seed=3)
     assert sqnr_db(_out(model, {"x": x}), _out(q.model, {"x": x})) >= 33.0
+
+
+# --------------------------------------------------------------------------- Gather (embedding tables)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_embedding_table_is_gathered_as_int8(tmp_path, per_channel: bool) -> None:
+    proto = tinymodels.embedding_mlp()
+    model = _load(proto, tmp_path)
+    q = qs.quantize(model, DynamicInt8(per_channel=per_channel))
+    d = _decisions(q)
+    assert d["embed"].action == "quantized" and ("per row" if per_channel else "per tensor") in d["embed"].reason
+    assert d["proj"].action == "quantized"
+    inits = _inits(q.model)
+    table_q = inits["table_quantized"]
+    assert table_q.dtype == np.int8 and table_q.shape == (500, 32)
+    assert "table" not in inits  # the float table is gone
+    ops = q.model.op_histogram()
+    assert ops["Gather"] == (2 if per_channel else 1)  # int8 rows (+ their scales)
+    _check(q.model)
+
+    ids = np.random.default_rng(3).integers(0, 500, size=(6, 8)).astype(np.int64)
+    # the gathered rows are exactly the dequantized int8 rows: compare the embedding itself
+    table = numpy_helper.to_array(_init_proto(proto, "table"))
+    scale = inits["table_scale"]
+    expected_rows = (table_q.astype(np.float32) * scale)[ids]
+    emb = _intermediate(q.model, next(n for n in q.model.ir.graph if n.op_type == "Mul").outputs[0].name, ids)
+    np.testing.assert_array_equal(emb, expected_rows)
+    assert sqnr_db(table[ids], emb) >= (40.0 if per_channel else 35.0)
+    ref, got = _out(model, {"ids": ids}), _out(q.model, {"ids": ids})
+    assert sqnr_db(ref, got) >= 30.0
+
+
+def _init_proto(proto: onnx.ModelProto, name: str) -> onnx.TensorProto:
+    return next(t for t in proto.graph.initializer if t.name == name)
+
+
+def _intermediate(model: qs.Model, name: str, ids: np.ndarray) -> np.ndarray:
+    from quantscope.runtime import with_outputs
+
+    session = make_session(with_outputs(model, [name]))
+    return session.run([name], {"ids": ids})[0]
+
+
+def test_gather_can_be_left_out(tmp_path) -> None:
+    model = _load(tinymodels.embedding_mlp(), tmp_path)
+    q = qs.quantize(model, DynamicInt8(op_types=("MatMul",)))
+    d = _decisions(q)
+    assert d["embed"].action == "float" and "not among this method's op types" in d["embed"].reason
+    assert "table" in _inits(q.model)

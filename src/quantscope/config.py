@@ -228,20 +228,21 @@ def _check_min_size(value: object) -> None:
 class DynamicInt8(MethodConfig):
     """Dynamic-range int8: weights int8 ahead of time, activations quantized at run time.
 
-    ``op_types`` defaults to MatMul and Gemm: dynamic Conv (ConvInteger) runs 2-10x slower
-    than float on x86 without VNNI; add "Conv" only for a target where it pays.
+    ``op_types`` defaults to MatMul, Gemm and Gather (embedding tables stored int8 per row):
+    dynamic Conv (ConvInteger) runs 2-10x slower than float on x86 without VNNI; add "Conv"
+    only for a target where it pays.
     """
 
     method: ClassVar[str] = "dynamic-int8"
 
-    op_types: tuple[str, ...] = ("MatMul", "Gemm")
+    op_types: tuple[str, ...] = ("MatMul", "Gemm", "Gather")
     per_channel: bool = True
     reduce_range: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "op_types", tuple(self.op_types))
-        _check_ops("op_types", self.op_types, WEIGHT_OP_TYPES)
+        _check_ops("op_types", self.op_types, (*WEIGHT_OP_TYPES, "Gather"))
         if self.reduce_range is not None and not isinstance(self.reduce_range, bool):
             raise ConfigError(f"reduce_range must be True, False or None (auto), not {self.reduce_range!r}")
         if not isinstance(self.per_channel, bool):

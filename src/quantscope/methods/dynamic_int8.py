@@ -11,10 +11,19 @@ DynamicQuantizeMatMulFusion) into one ``com.microsoft.DynamicQuantizeMatMul`` ke
 fusions need exactly this shape: the Cast and the scale Mul each feeding only the final Mul,
 ``Mul(x_scale, w_scale)`` in that order, a constant 1-D bias as the *second* input of the Add,
 and a DynamicQuantizeLinear whose three outputs feed one MatMulInteger (so each weight
-node gets its own DynamicQuantizeLinear; re-quantizing a shared input is cheap next to the
-product). Activations must be uint8 for ONNX Runtime's x86 u8×s8 kernels. Conv (only when
+node gets its own DynamicQuantizeLinear; ONNX Runtime's common-subexpression elimination
+then merges those reading one tensor, e.g. q, k and v share one and run as MatMulIntegerToFloat). Activations must be uint8 for ONNX Runtime's x86 u8×s8 kernels. Conv (only when
 asked) becomes ``ConvInteger`` the same way; ONNX Runtime has no fused float-output kernel
-for it and it is slow on x86.
+for it and it is slow on x86 (grouped Convs, much slower still, stay float).
+
+Embedding tables (``Gather`` of rows from a constant 2-D table) are stored int8 with one
+scale per row: ``Gather(int8 table) → Cast → Mul(Gather(row scales))``, so only the looked-up
+rows are ever turned back into floats.
+
+Weights on x86 CPUs without VNNI are limited to ``[-64, 64]`` (``reduce_range`` auto): ONNX
+Runtime's u8 x s8 kernels add pairs of products in int16 there, which 8-bit weights overflow.
+A projection whose input can carry a sentinel from a constant (an attention mask built from
+``finfo(float32).min`` or ``-inf``) stays float: a range taken at run time would be ~1e38 wide.
 """
 
 from __future__ import annotations
@@ -51,6 +60,25 @@ CONV_SLOW_WARNING = (
     "as ConvInteger, 10x slower if its grouped Convs are too, so those stay float); keep the default "
     "op_types=('MatMul', 'Gemm') unless the target runs ConvInteger fast"
 )
+
+
+MIN_TABLE_SIZE = 4096  # smaller Gather tables are not worth an int8 copy
+
+
+def _table_problem(node: ir.Node) -> str | None:
+    """None when ``node`` is a Gather of rows from a constant table we can store as int8."""
+    if node.domain not in ("", "ai.onnx"):
+        return f"operator {node.domain}::{node.op_type} is outside the default ONNX domain"
+    table = const_array(node.inputs[0])
+    if table is None:
+        return "Gather reads no constant table; kept as is"
+    if table.dtype != np.float32 or table.ndim != 2:
+        return f"Gather table is {table.dtype} with rank {table.ndim}, not a 2-D float32 table"
+    if attr_int(node, "axis", 0) != 0:
+        return "Gather along an axis other than 0 is not a row lookup; kept as is"
+    if table.size < MIN_TABLE_SIZE:
+        return f"Gather table has {table.size} elements (< {MIN_TABLE_SIZE}); not worth an int8 copy"
+    return None
 
 
 @dataclass(frozen=True)
@@ -145,7 +173,7 @@ def _how(site: WeightSite, config: DynamicInt8, bits: int, bias: _Bias | None) -
 
 @register(DynamicInt8)
 class DynamicInt8Method:
-    """Dynamic-range int8 for MatMul/Gemm (and Conv on request)."""
+    """Dynamic-range int8 for MatMul/Gemm, int8 embedding tables for Gather (and Conv on request)."""
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
         prepared, _ = prepare(model)
@@ -206,6 +234,31 @@ class DynamicInt8Method:
                     channels=int(site.array.shape[axis]) if axis is not None else 1, input_index=site.index,
                 )
             )
+        for node in model.ir.graph:
+            label = node_label(node)
+            if node.op_type != "Gather" or decisions[label].reason.startswith("excluded by"):
+                continue
+            problem = _table_problem(node)
+            if problem is None and "Gather" not in config.op_types:
+                problem = f"Gather is not among this method's op types ({', '.join(config.op_types)})"
+            if problem is not None:
+                if const_array(node.inputs[0]) is not None:
+                    decisions[label] = NodeDecision(node=label, op_type="Gather", action="float", reason=problem)
+                continue
+            table = node.inputs[0]
+            rows = int(table.shape[0]) if table.shape is not None else 0  # type: ignore[union-attr]
+            axis = 0 if config.per_channel else None
+            decisions[label] = NodeDecision(
+                node=label, op_type="Gather", action="quantized",
+                reason=f"embedding table stored int8 {'per row' if axis == 0 else 'per tensor'}; ONNX Runtime "
+                "gathers int8 rows" + (" and their scales" if axis == 0 else "") + ", then Cast → Mul",
+            )
+            weights.append(
+                WeightQuant(
+                    tensor=table.name or "", node=label, dtype="int8", axis=axis, bits=8,  # type: ignore[union-attr]
+                    channels=rows if axis == 0 else 1, input_index=0,
+                )
+            )
         if not weights:
             reasons = sorted({d.reason for d in decisions.values()})
             raise UnsupportedModelError(
@@ -242,6 +295,8 @@ class DynamicInt8Method:
             node = nodes[wq.node]
             if node.op_type == "Conv":
                 writer.conv(node, wq)
+            elif node.op_type == "Gather":
+                writer.gather(node, wq)
             else:
                 writer.matmul(node, wq, fused_adds)
         common_passes.RemoveUnusedNodesPass()(clone)  # drops the float weights now unused
@@ -256,7 +311,7 @@ class _Writer:
     def __init__(self, graph: ir.Graph, names: NameAllocator) -> None:
         self.graph = graph
         self.names = names
-        self.cache: dict[tuple[str, bool, int | None, int], tuple[ir.Value, ir.Value]] = {}
+        self.cache: dict[tuple[object, ...], tuple[ir.Value, ir.Value]] = {}
         self._zero_point: ir.Value | None = None
 
     def _w_zero_point(self) -> ir.Value:
@@ -266,7 +321,7 @@ class _Writer:
 
     def _weight(self, node: ir.Node, wq: WeightQuant, *, transpose: bool, scale_shape: tuple[int, ...]) -> tuple[ir.Value, ir.Value]:
         """The int8 weight (laid out for the integer op) and its float scale, stored once per tensor."""
-        key = (wq.tensor, transpose, wq.axis, wq.bits)
+        key = (wq.tensor, transpose, wq.axis, wq.bits, scale_shape)
         if key in self.cache:
             return self.cache[key]
         w = const_array(node.inputs[wq.input_index])
@@ -343,6 +398,36 @@ class _Writer:
                 bias = add.inputs[0]
                 add.replace_input_with(0, result)
                 add.replace_input_with(1, bias)
+
+    def gather(self, node: ir.Node, wq: WeightQuant) -> None:
+        """Gather int8 rows (and their scales), then ``Cast → Mul``: the float table is never rebuilt."""
+        base = node_label(node)
+        out = node.outputs[0]
+        ids = node.inputs[1]
+        q_val, s_val = self._weight(node, wq, transpose=False, scale_shape=(-1, 1))
+        axis0 = [ir.AttrInt64("axis", 0)]
+        rows = new_node(
+            self.names, "Gather", [q_val, ids], base=base, attributes=axis0, dtypes=[ir.DataType.INT8],
+            shapes=[out.shape],
+        )
+        to_float = new_node(
+            self.names, "Cast", [rows.outputs[0]], base=base, attributes=[ir.AttrInt64("to", int(ir.DataType.FLOAT))],
+            dtypes=[ir.DataType.FLOAT], shapes=[out.shape],
+        )
+        new = [rows, to_float]
+        scale = s_val
+        if wq.axis is not None:
+            row_scales = new_node(
+                self.names, "Gather", [s_val, ids], base=f"{base}_scale", attributes=axis0,
+                dtypes=[ir.DataType.FLOAT],
+            )
+            new.append(row_scales)
+            scale = row_scales.outputs[0]
+        mul = new_node(
+            self.names, "Mul", [to_float.outputs[0], scale], base=base, dtypes=[ir.DataType.FLOAT], shapes=[out.shape]
+        )
+        new.append(mul)
+        self._replace(node, new, mul.outputs[0])
 
     def conv(self, node: ir.Node, wq: WeightQuant) -> None:
         base = node_label(node)
