@@ -103,3 +103,19 @@ def test_bad_paths_are_config_errors(tmp_path):
     (tmp_path / "model.xyz").write_bytes(b"x")
     with pytest.raises(ConfigError, match="cannot tell what kind of model"):
         from_path(tmp_path / "model.xyz")
+
+
+def test_cli_convert_a_keras_file(tmp_path, cnn):
+    from click.testing import CliRunner
+
+    from quantscope import cli
+
+    path = tmp_path / "cnn.keras"
+    cnn.save(path)
+    out = tmp_path / "cnn.onnx"
+    result = CliRunner().invoke(cli.main, ["convert", str(path), "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "reproduces tensorflow" in " ".join(result.output.split())
+    x, _ = kerasmodels.quadrant_images(3, seed=9)
+    got = run(make_session(qs.load(out)), {"image": x})[0]
+    np.testing.assert_allclose(got, cnn(x, training=False).numpy(), atol=1e-4, rtol=1e-3)

@@ -138,3 +138,25 @@ def test_label_mismatch_and_bad_examples_are_reported(forest):
     with pytest.raises(ConfigError, match="needs example inputs"):
         to_onnx(forest)
     assert importer_for(forest).name == "sklearn"
+
+
+def test_cli_convert_needs_trust_for_pickles(tmp_path, forest):
+    from click.testing import CliRunner
+
+    from quantscope import cli
+
+    path = tmp_path / "forest.pkl"
+    path.write_bytes(pickle.dumps(forest))
+    x_ex, _ = _tabular(20, seed=8)
+    np.savez(tmp_path / "example.npz", X=x_ex, labels=np.zeros(20))
+    out = tmp_path / "forest.onnx"
+    refused = CliRunner().invoke(cli.main, ["convert", str(path), "-o", str(out), "--example", str(tmp_path / "example.npz")])
+    assert refused.exit_code == 2 and "runs arbitrary code" in " ".join(refused.output.split())
+    assert not out.exists()
+    done = CliRunner().invoke(
+        cli.main, ["convert", str(path), "-o", str(out), "--example", str(tmp_path / "example.npz"), "--trust"],
+    )
+    assert done.exit_code == 0, done.output
+    text = " ".join(done.output.split())
+    assert "int8 methods cannot quantize" in text and "label: equal" in text
+    assert qs.load(out).op_histogram() == {"ai.onnx.ml::TreeEnsembleClassifier": 1}

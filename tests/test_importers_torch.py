@@ -155,3 +155,42 @@ def test_missing_example_inputs_and_unknown_objects_are_config_errors(trained_cn
     with pytest.raises(ConfigError, match=r"cannot convert a builtins\.dict"):
         to_onnx({"not": "a model"}, None)
     assert importer_for(trained_cnn).name == "torch"
+
+
+FACTORY = '''
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, features):
+        return torch.relu(self.fc(features))
+
+
+def make():
+    torch.manual_seed(0)
+    return Net(), torch.randn(3, 4)
+'''
+
+
+def test_cli_convert_calls_a_module_function(tmp_path):
+    from click.testing import CliRunner
+
+    from quantscope import cli
+
+    factory = tmp_path / "factory.py"
+    factory.write_text(FACTORY)
+    out = tmp_path / "net.onnx"
+    result = CliRunner().invoke(cli.main, ["convert", f"{factory}:make", "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "wrote" in text and "reproduces torch" in text and "input features: float32[batch, 4]" in text
+    model = qs.load(out)
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    (got,) = run(make_session(model), {"features": x})
+    assert got.shape == (5, 3) and got.min() >= 0.0  # the Relu is there, batch 5 runs
+    missing = CliRunner().invoke(cli.main, ["convert", f"{factory}:nothing", "-o", str(tmp_path / "x.onnx")])
+    assert missing.exit_code == 2 and "has no function 'nothing'" in " ".join(missing.output.split())

@@ -560,5 +560,64 @@ def report(results_path: Path, out_dir: Path | None) -> None:
     console.print(f"report written to {escape(str(written / 'index.html'))}", highlight=False)
 
 
+@main.command()
+@click.argument("source")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output .onnx path.")
+@click.option("--example", "example_path", type=click.Path(path_type=Path),
+              help="Example inputs (.npz keyed by input name, or one array); fixes input types and checks the import.")
+@click.option("--samples", type=int, default=16, show_default=True, help="Example samples to use from --example.")
+@click.option("--trust", is_flag=True,
+              help="Allow loading pickle/joblib files and Keras files with code: loading them runs that code.")
+@click.option("--opset", type=int, help="ONNX opset to export (default: the converter's).")
+@click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance of the output check.")
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance of the output check.")
+def convert(source: str, output: Path, example_path: Path | None, samples: int, trust: bool, opset: int | None,
+            rtol: float, atol: float) -> None:
+    """Convert a PyTorch, Keras/TensorFlow or scikit-learn model to a checked ONNX file.
+
+    SOURCE is a .keras/.h5 file, a SavedModel directory, a pickle/joblib file (needs --trust),
+    or 'module:function' (also 'file.py:function') returning (model, example_inputs).
+    """
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    import numpy as np
+
+    import quantscope as qs
+    from quantscope.errors import ConfigError
+    from quantscope.importers import from_path, is_factory_spec, load_factory, to_onnx
+    from quantscope.io import check_output_path
+
+    check_output_path(output)
+    example: Any = None
+    if example_path is not None:
+        try:
+            with np.load(example_path, allow_pickle=False) as npz:
+                arrays = {k: npz[k][:samples] for k in npz.files if k != "labels" and not k.startswith("meta_")}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read --example {example_path}: {exc}") from exc
+        example = next(iter(arrays.values())) if len(arrays) == 1 else arrays
+    kwargs: dict[str, Any] = {"rtol": rtol, "atol": atol}
+    if opset is not None:
+        kwargs["opset"] = opset
+    if is_factory_spec(source):
+        if str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))  # like `python -m`: modules beside you import
+        obj, made_example = load_factory(source)
+        model = to_onnx(obj, example if example is not None else made_example, **kwargs)
+    else:
+        model = from_path(source, example, trust=trust, **kwargs)
+    written = qs.save(model, output)
+    qs.load(written)  # what we wrote loads and validates
+    ops = ", ".join(f"{op} {n}" for op, n in model.op_histogram().items())
+    console.print(f"[green]wrote[/] {escape(str(written))} ({_fmt_bytes(written.stat().st_size)}), opset {model.opset}")
+    for kind, specs in (("input", model.inputs), ("output", model.outputs)):
+        for spec in specs:
+            console.print(f"  {kind} {escape(spec.describe())}", highlight=False)
+    console.print(f"  operators: {escape(ops)}", highlight=False)
+    for note in model.notes:
+        console.print(f"  {escape(note)}", highlight=False)
+
+
 if __name__ == "__main__":
     main()

@@ -26,7 +26,7 @@ from quantscope.io import Model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMPORTERS", "Importer", "from_path", "importer_for", "to_onnx"]
+__all__ = ["IMPORTERS", "Importer", "from_path", "importer_for", "is_factory_spec", "load_factory", "to_onnx"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +123,45 @@ def from_path(path: str | os.PathLike[str], example_inputs: Any = None, *, trust
         ".onnx, .keras, .h5, SavedModel directories, and (with trust) .pkl/.pickle/.joblib files; "
         "for a PyTorch model use a 'module:function' that returns the model and example inputs"
     )
+
+
+def is_factory_spec(source: str) -> bool:
+    """Whether ``source`` reads as ``module:function`` (or ``file.py:function``), not a path."""
+    left, sep, right = source.rpartition(":")
+    return bool(sep and left and right.isidentifier() and not Path(source).exists())
+
+
+def load_factory(spec: str) -> tuple[Any, Any]:
+    """Call the ``module:function`` (or ``path/to/file.py:function``) that builds a model.
+
+    The function takes no arguments and returns ``(model, example_inputs)`` (or just a model,
+    for Keras models and files that need no examples). Importing the module runs its code,
+    as ``python -m`` would: name only modules you trust.
+    """
+    module_name, _, func_name = spec.rpartition(":")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise ConfigError(f"{path} not found (from {spec!r})")
+            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if mod_spec is None or mod_spec.loader is None:
+                raise ConfigError(f"cannot import {path} as a Python module")
+            module = importlib.util.module_from_spec(mod_spec)
+            mod_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"cannot import {module_name!r} (from {spec!r}): {type(exc).__name__}: {exc}") from exc
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ConfigError(f"{module_name!r} has no function {func_name!r}; give 'module:function'")
+    try:
+        made = func()
+    except Exception as exc:
+        raise ConversionError(f"{spec}() failed: {type(exc).__name__}: {exc}") from exc
+    if isinstance(made, tuple) and len(made) == 2:
+        return made[0], made[1]
+    return made, None
