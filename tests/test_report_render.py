@@ -239,6 +239,9 @@ def test_partial_and_non_finite_results_still_render() -> None:
         assert 'id="variants"' in html and "## Variants" in md
         Console(width=200, file=io.StringIO()).print(render_text(res))
     assert "No quantized variant was measured" in render_markdown(empty)
+    # columns nothing was measured for are left out, not filled with dashes
+    assert "b1, 1 thread" not in render_html(only_float) and "energy" not in render_markdown(only_float)
+    assert "b1, 1 thread" in render_html(no_budget)
     assert f.worst_layers(odd)[0].tensor == "broken"  # NaN SQNR ranks worst, inf (exact) last
     assert f.fmt_sqnr(math.inf) == "exact"
     best = f.best_variant(no_budget)

@@ -70,6 +70,15 @@ def fmt_sqnr(value: float) -> str:
     return f"{value:.1f} dB" if math.isfinite(value) else ("exact" if value > 0 else str(value))
 
 
+def drop_empty_columns(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], keep: int = 2
+) -> tuple[list[str], list[list[object]]]:
+    """Remove the columns (after the first ``keep``) in which nothing was measured ("-" or "")."""
+    cols = [i for i in range(len(headers))
+            if i < keep or any(str(r[i]) not in ("-", "") for r in rows)]
+    return [headers[i] for i in cols], [[r[i] for i in cols] for r in rows]
+
+
 # --- what was measured --------------------------------------------------------------------
 
 

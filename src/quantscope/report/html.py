@@ -177,6 +177,7 @@ def _variants(results: Results) -> str:
     legend.append("latency: median over repeated runs after warm-up, the same session options for "
                   "every variant; peak memory: resident set of a fresh process after loading and "
                   "running (+ the part the model added)")
+    headers, rows = f.drop_empty_columns(headers, rows, keep=4)
     table = _table(headers, rows, cls="variants", row_classes=classes, left=3)
     return table + f'<p class="legend">{_e("; ".join(legend))}.</p>'
 

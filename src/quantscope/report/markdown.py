@@ -77,8 +77,9 @@ def _variants(results: Results) -> list[str]:
     legend.append("latency: median, 1 thread")
     return [
         "## Variants", "",
-        _table(["", "variant", "method", m, "vs float", "size", "smaller", "b1",
-                f"b{n}" if n else "bN", "peak memory", "energy"], rows, right_from=3),
+        _table(*f.drop_empty_columns(["", "variant", "method", m, "vs float", "size", "smaller",
+                                      "b1", f"b{n}" if n else "bN", "peak memory", "energy"],
+                                     rows, keep=4), right_from=3),
         "", md_escape("; ".join(legend)) + ".", "",
         "Pareto front by size: " + md_escape(", ".join(_front(results)) or "-") + ".", "",
     ]

@@ -108,7 +108,8 @@ def tradeoff(results: Results, axis: str) -> str | None:
         if allowed is not None and ref is not None:
             floor = ref.quality[m] - sign * allowed
             ax.axhline(floor, color="#c00", lw=0.8, ls=":", label="quality budget")
-        ax.set_ylim(lo - (hi - lo) * 0.04, hi + (hi - lo) * 0.04)
+        pad = (hi - lo) * 0.04 or max(abs(hi) * 0.01, 1e-3)  # every variant may score the same
+        ax.set_ylim(lo - pad, hi + pad)
         xs = [x for _, x, _ in pts]
         if max(xs) / min(xs) > 8:
             ax.set_xscale("log")

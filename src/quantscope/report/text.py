@@ -42,16 +42,17 @@ def variants_table(results: Results) -> Table:
         pad_edge=False,
     )
     drop_unit = "pp" if f.is_fraction(m) else ""
-    table.add_column("variant", justify="left", min_width=10, ratio=None)
-    for name in (m, f"Δ {drop_unit}".strip(), "size", "×", "b1 ms",
-                 f"b{n} ms" if n else "bN ms", "MiB", "µJ"):
-        table.add_column(escape(name), justify="right", no_wrap=True)
+    headers = ["variant", m, f"Δ {drop_unit}".strip(), "size", "×", "b1 ms",
+               f"b{n} ms" if n else "bN ms", "MiB", "µJ"]
+    rows: list[list[object]] = []
+    styles: list[str | None] = []
     for v in results.variants:
         mark = ("★" if best and best[0] == v.name else "") + ("✓" if v.name in inside else "")
         ratio = f.size_ratio(results, v)
         b1, bn = f.latency_ms(v, 1), f.latency_ms(v, n) if n else None
         drop = results.drop(v)
-        table.add_row(
+        styles.append("bold green" if best and best[0] == v.name else None)
+        rows.append([
             escape(f"{mark} {v.name}" if mark else v.name),
             f.fmt_quality(m, f.quality(results, v)),
             f.fmt_drop(m, drop).removesuffix(" pp") if v.kind != "float" else "",
@@ -61,8 +62,13 @@ def variants_table(results: Results) -> Table:
             f"{bn:.3g}" if bn is not None else "-",
             f"{v.memory.peak_rss_mb:.0f}" if v.memory else "-",
             f"{v.energy.total_uj:.3g}" if v.energy else "-",
-            style="bold green" if best and best[0] == v.name else None,
-        )
+        ])
+    headers, rows = f.drop_empty_columns(headers, rows, keep=2)
+    table.add_column("variant", justify="left", min_width=10)
+    for name in headers[1:]:
+        table.add_column(escape(name), justify="right", no_wrap=True)
+    for row, style in zip(rows, styles, strict=True):
+        table.add_row(*map(str, row), style=style)
     return table
 
 
