@@ -247,3 +247,11 @@ def test_partial_and_non_finite_results_still_render() -> None:
     best = f.best_variant(no_budget)
     assert best is not None and "closest to the float model" in best[1]
     assert best[0] == "float16"  # no drop at all
+
+
+def test_changes_are_shown_in_the_metrics_direction() -> None:
+    assert f.fmt_drop("accuracy", 0.004) == "-0.40 pp"  # accuracy fell by 0.4 points
+    assert f.fmt_drop("accuracy", 0.0) == "+0.00 pp"
+    assert f.fmt_drop("kl", 0.25, higher_is_better=False) == "+0.25"  # kl rose: worse
+    assert f.fmt_drop("mean_abs", -0.5, higher_is_better=False) == "-0.5"  # error fell: better
+    assert f.fmt_quality("sqnr_db", 31.26) == "31.3 dB" and f.fmt_quality("cosine", 0.99987) == "0.9999"

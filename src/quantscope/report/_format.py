@@ -30,13 +30,16 @@ def fmt_quality(metric: str, value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def fmt_drop(metric: str, drop: float | None) -> str:
-    """A quality drop (positive = worse) with its sign as a change: ``-0.40 pp``."""
+def fmt_drop(metric: str, drop: float | None, higher_is_better: bool = True) -> str:
+    """A quality drop (positive = worse) shown as the change of the metric's value: ``-0.40 pp``.
+
+    For a lower-is-better metric a drop is a rise of the value, so it shows with a ``+``.
+    """
     if drop is None:
         return "-"
-    if not math.isfinite(drop):
-        return str(-drop)
-    change = 0.0 - drop  # no "-0.00" for an unchanged quality
+    change = (0.0 - drop) if higher_is_better else (drop + 0.0)  # no "-0.00"
+    if not math.isfinite(change):
+        return str(change)
     if is_fraction(metric):
         return f"{change * 100:+.2f} pp"
     return f"{change:+.4g}"
@@ -216,7 +219,7 @@ def summary_sentence(results: Results) -> str:
     name, why = best
     v = results.variant(name)
     ratio = size_ratio(results, v)
-    parts = [f"{fmt_quality(m, quality(results, v))} {m} ({fmt_drop(m, results.drop(v))})"]
+    parts = [f"{fmt_quality(m, quality(results, v))} {m} ({fmt_drop(m, results.drop(v), results.higher_is_better)})"]
     if ratio is not None:
         parts.append(f"{ratio:.1f}× smaller")
     b1 = latency_ms(v, 1)

@@ -156,7 +156,7 @@ def _variants(results: Results) -> str:
         rows.append([
             mark, v.name, v.method or "float",
             f.fmt_quality(m, f.quality(results, v)),
-            f.fmt_drop(m, results.drop(v)) if v.kind != "float" else "",
+            f.fmt_drop(m, results.drop(v), results.higher_is_better) if v.kind != "float" else "",
             *[f.fmt_quality(k, v.quality.get(k)) for k in extra],
             Raw(f'<span title="parameters: {_e(params)}">{_e(f.fmt_bytes(v.size_bytes))}</span>'),
             f"{ratio:.2f}×" if ratio is not None else "-",
@@ -373,7 +373,7 @@ def _worst_slices(results: Results, n: int = 10) -> list[list[object]]:
         scored.append((-(drop if drop is not None else -math.inf), sign * q, s, b, drop))
     scored.sort(key=lambda t: (t[0], t[1], t[2].slice, t[2].variant))
     return [[s.slice, s.variant, s.samples, f.fmt_quality(m, s.quality.get(m)),
-             f.fmt_quality(m, b), f.fmt_drop(m, drop)] for _, _, s, b, drop in scored[:n]]
+             f.fmt_quality(m, b), f.fmt_drop(m, drop, results.higher_is_better)] for _, _, s, b, drop in scored[:n]]
 
 
 def _notes(results: Results) -> str:

@@ -65,7 +65,7 @@ def _variants(results: Results) -> list[str]:
         mark = ("★" if best and best[0] == v.name else "") + ("✓" if v.name in inside else "")
         rows.append([
             mark, v.name, v.method or "float", f.fmt_quality(m, f.quality(results, v)),
-            f.fmt_drop(m, results.drop(v)) if v.kind != "float" else "",
+            f.fmt_drop(m, results.drop(v), results.higher_is_better) if v.kind != "float" else "",
             f.fmt_bytes(v.size_bytes), f"{ratio:.2f}×" if ratio is not None else "-",
             f.fmt_ms(f.latency_ms(v, 1)), f.fmt_ms(f.latency_ms(v, n)) if n else "-",
             f"{v.memory.peak_rss_mb:.0f} MiB" if v.memory else "-",

@@ -55,7 +55,7 @@ def variants_table(results: Results) -> Table:
         rows.append([
             escape(f"{mark} {v.name}" if mark else v.name),
             f.fmt_quality(m, f.quality(results, v)),
-            f.fmt_drop(m, drop).removesuffix(" pp") if v.kind != "float" else "",
+            f.fmt_drop(m, drop, results.higher_is_better).removesuffix(" pp") if v.kind != "float" else "",
             f.fmt_bytes(v.size_bytes),
             f"{ratio:.1f}×" if ratio is not None else "-",
             f"{b1:.3g}" if b1 is not None else "-",
