@@ -547,3 +547,51 @@ def test_gather_can_be_left_out(tmp_path) -> None:
     d = _decisions(q)
     assert d["embed"].action == "float" and "not among this method's op types" in d["embed"].reason
     assert "table" in _inits(q.model)
+
+
+# --------------------------------------------------------------------------- subgraphs
+
+
+def _if_model(with_outer_matmul: bool) -> onnx.ModelProto:
+    w = _x((16, 16), seed=1, scale=0.25)
+    then_graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w_then"], ["t"], name="inner_matmul")], "then", [],
+        [helper.make_tensor_value_info("t", TensorProto.FLOAT, ["batch", 16])],
+        [numpy_helper.from_array(w, "w_then")],
+    )
+    else_graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["e"], name="inner_identity")], "else", [],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["batch", 16])],
+    )
+    nodes = [helper.make_node("If", ["cond"], ["h"], name="branch", then_branch=then_graph, else_branch=else_graph)]
+    inits = []
+    out = "h"
+    if with_outer_matmul:
+        nodes.append(helper.make_node("MatMul", ["h", "w2"], ["y"], name="outer_matmul"))
+        inits.append(numpy_helper.from_array(_x((16, 16), seed=2, scale=0.25), "w2"))
+        out = "y"
+    graph = helper.make_graph(
+        nodes, "if",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16]),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", 16])],
+        inits,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def test_subgraphs_are_reported_not_silently_skipped(tmp_path) -> None:
+    model = _load(_if_model(with_outer_matmul=True), tmp_path)
+    q = qs.quantize(model, DynamicInt8())
+    d = _decisions(q)
+    assert d["outer_matmul"].action == "quantized"
+    assert d["branch"].action == "float" and "subgraph" in d["branch"].reason
+    assert any("subgraphs were left in float" in w for w in q.plan.warnings)
+    feeds = {"x": _x((4, 16), seed=3), "cond": np.array(True)}
+    assert sqnr_db(_out(model, feeds), _out(q.model, feeds)) >= 30.0
+    only_if = _load(_if_model(with_outer_matmul=False), tmp_path, "only_if.onnx")
+    with pytest.raises(qs.UnsupportedModelError, match="subgraph"):
+        qs.quantize(only_if, DynamicInt8())

@@ -15,6 +15,9 @@ import pytest
 import quantscope as qs
 import realmodels
 from quantscope.analysis.evaluate import measure_latency, predict
+from quantscope.graph.prepare import prepare
+from quantscope.graph.queries import node_label
+from quantscope.graph.sentinels import sentinel_tensors
 from quantscope.numerics.metrics import cosine_similarity
 from quantscope.runtime import optimized_op_types
 
@@ -32,8 +35,12 @@ def test_minilm_dynamic_int8_keeps_embeddings(
     by_op = q.plan.summary()["quantized_by_op"]
     assert by_op == {"MatMul": 36, "Gather": 2}  # 6 x (q, k, v, o, ffn in/out); word + position tables
     assert sum(d.action == "fused" for d in q.plan.decisions) == 36  # every projection bias folded in
-    # the attention-score products (activation x activation) and the mask path stay float
-    assert all(d.action == "float" for d in q.plan.decisions if d.op_type in ("Softmax", "Where"))
+    # the additive attention mask (finfo.min) is found, and no quantized node reads it
+    prepared, _ = prepare(model)
+    tainted = sentinel_tensors(prepared.ir.graph)
+    readers = {node_label(n) for n in prepared.ir.graph if any(v is not None and v.name in tainted for v in n.inputs)}
+    assert len(readers) >= 6  # one score Add per layer
+    assert not readers & {d.node for d in q.plan.decisions if d.action != "float"}
 
     evaluation = qs.Dataset.from_arrays(realmodels.minilm_dataset(sentences, minilm_tokenizer_json))
     ref = predict(model, evaluation, batch_size=16)[0]

@@ -40,7 +40,14 @@ from quantscope.config import DynamicInt8, MethodConfig
 from quantscope.errors import UnsupportedModelError
 from quantscope.graph.prepare import prepare
 from quantscope.graph.qdq import NameAllocator, add_initializer
-from quantscope.graph.queries import attr_float, attr_int, const_array, consumers, node_label
+from quantscope.graph.queries import (
+    attr_float,
+    attr_int,
+    const_array,
+    consumers,
+    node_label,
+    nodes_with_subgraphs,
+)
 from quantscope.graph.rewrite import new_node, take_over_output
 from quantscope.graph.sentinels import sentinel_tensors
 from quantscope.io import Model
@@ -259,8 +266,19 @@ class DynamicInt8Method:
                     channels=rows if axis == 0 else 1, input_index=0,
                 )
             )
+        n_sub = sum(
+            1 for n in ir.traversal.RecursiveGraphIterator(model.ir.graph) if n.graph is not model.ir.graph
+        )
+        for node in nodes_with_subgraphs(model.ir.graph):
+            label = node_label(node)
+            if not decisions[label].reason.startswith("excluded by"):
+                decisions[label] = NodeDecision(
+                    node=label, op_type=node.op_type, action="float",
+                    reason=f"holds a subgraph (the If/Loop/Scan bodies hold {n_sub} node(s)); this method does "
+                    "not quantize inside subgraphs, so they stay float",
+                )
         if not weights:
-            reasons = sorted({d.reason for d in decisions.values()})
+            reasons = sorted({d.reason for d in decisions.values()}, key=lambda r: (not r.startswith("holds"), r))
             raise UnsupportedModelError(
                 "dynamic-int8 found nothing to quantize in this model: "
                 + "; ".join(reasons[:5])
@@ -269,9 +287,6 @@ class DynamicInt8Method:
         if any(d.op_type == "Conv" and d.action == "quantized" for d in decisions.values()):
             warnings.append(CONV_SLOW_WARNING)
             logger.warning(CONV_SLOW_WARNING)
-        n_sub = sum(
-            1 for n in ir.traversal.RecursiveGraphIterator(model.ir.graph) if n.graph is not model.ir.graph
-        )
         if n_sub:
             warnings.append(f"{n_sub} node(s) inside If/Loop/Scan subgraphs were left in float")
         shared = len(weights) - len({w.tensor for w in weights})
