@@ -160,3 +160,26 @@ def test_cli_convert_needs_trust_for_pickles(tmp_path, forest):
     text = " ".join(done.output.split())
     assert "int8 methods cannot quantize" in text and "label: equal" in text
     assert qs.load(out).op_histogram() == {"ai.onnx.ml::TreeEnsembleClassifier": 1}
+
+
+def test_default_ops_turn_a_linear_model_into_a_matmul_graph_that_quantizes():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _tabular(300, seed=9)
+    clf = LogisticRegression(max_iter=500).fit(x, y)
+    plain = to_onnx(clf, x[:32])
+    assert "ai.onnx.ml::LinearClassifier" in plain.op_histogram()
+    assert any("default_ops=True" in n for n in plain.notes)  # the note says how to do better
+    model = to_onnx(clf, x[:32], default_ops=True)
+    ops = model.op_histogram()
+    assert "ai.onnx.ml::LinearClassifier" not in ops and ops["MatMul"] == 1
+    onnx.checker.check_model(model.to_proto(), full_check=True)
+    q = qs.quantize(model, qs.StaticInt8(), qs.Dataset.from_arrays({"X": x[:64].astype(np.float32)}))
+    assert [d.op_type for d in q.plan.quantized_nodes] == ["MatMul"]
+    data = qs.Dataset.from_arrays({"X": x[100:].astype(np.float32)})
+    ref_label, ref = predict(model, data)
+    got_label, got = predict(q.model, data)
+    assert sqnr_db(ref, got) > 18.0  # int8 probabilities, unscaled features: measured 24 dB
+    assert float(np.mean(ref_label == got_label)) >= 0.9
+    with pytest.raises(ConfigError, match="does not take these options"):
+        to_onnx(clf, x[:8], not_an_option=True)

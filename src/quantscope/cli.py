@@ -569,10 +569,12 @@ def report(results_path: Path, out_dir: Path | None) -> None:
 @click.option("--trust", is_flag=True,
               help="Allow loading pickle/joblib files and Keras files with code: loading them runs that code.")
 @click.option("--opset", type=int, help="ONNX opset to export (default: the converter's).")
+@click.option("--default-ops", is_flag=True,
+              help="scikit-learn: write linear models and scalers as MatMul graphs (quantizable), not ai.onnx.ml ops.")
 @click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance of the output check.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance of the output check.")
 def convert(source: str, output: Path, example_path: Path | None, samples: int, trust: bool, opset: int | None,
-            rtol: float, atol: float) -> None:
+            default_ops: bool, rtol: float, atol: float) -> None:
     """Convert a PyTorch, Keras/TensorFlow or scikit-learn model to a checked ONNX file.
 
     SOURCE is a .keras/.h5 file, a SavedModel directory, a pickle/joblib file (needs --trust),
@@ -600,6 +602,8 @@ def convert(source: str, output: Path, example_path: Path | None, samples: int, 
     kwargs: dict[str, Any] = {"rtol": rtol, "atol": atol}
     if opset is not None:
         kwargs["opset"] = opset
+    if default_ops:
+        kwargs["default_ops"] = True
     if is_factory_spec(source):
         if str(Path.cwd()) not in sys.path:
             sys.path.insert(0, str(Path.cwd()))  # like `python -m`: modules beside you import

@@ -93,7 +93,7 @@ def to_onnx(obj: Any, example_inputs: Any = None, **kwargs: Any) -> Model:
         return from_path(obj, example_inputs, **kwargs)
     importer = importer_for(obj)
     logger.info("converting a %s model with the %s importer", type(obj).__qualname__, importer.name)
-    return importer.load().convert(obj, example_inputs, **kwargs)
+    return _call(importer.load().convert, importer.name, obj, example_inputs, **kwargs)
 
 
 def from_path(path: str | os.PathLike[str], example_inputs: Any = None, *, trust: bool = False, **kwargs: Any) -> Model:
@@ -113,16 +113,27 @@ def from_path(path: str | os.PathLike[str], example_inputs: Any = None, *, trust
         return load(p)
     if p.is_dir():
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
-            return IMPORTERS[1].load().convert_saved_model(p, example_inputs, **kwargs)
+            return _call(IMPORTERS[1].load().convert_saved_model, "SavedModel", p, example_inputs, **kwargs)
         raise ConfigError(f"{p} is a directory but not a TensorFlow SavedModel (no saved_model.pb in it)")
     for imp in IMPORTERS:
         if suffix in imp.suffixes:
-            return imp.load().convert_file(p, example_inputs, trust=trust, **kwargs)
+            return _call(imp.load().convert_file, imp.name, p, example_inputs, trust=trust, **kwargs)
     raise ConfigError(
         f"cannot tell what kind of model {p} is from its suffix {suffix or '(none)'}; quantscope reads "
         ".onnx, .keras, .h5, SavedModel directories, and (with trust) .pkl/.pickle/.joblib files; "
         "for a PyTorch model use a 'module:function' that returns the model and example inputs"
     )
+
+
+def _call(fn: Any, name: str, *args: Any, **kwargs: Any) -> Model:
+    """Call an importer, turning options it does not take into a :class:`ConfigError`."""
+    import inspect
+
+    try:
+        inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"the {name} importer does not take these options: {exc}") from exc
+    return fn(*args, **kwargs)
 
 
 def is_factory_spec(source: str) -> bool:

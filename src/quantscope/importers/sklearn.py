@@ -46,6 +46,8 @@ from quantscope.io import Model
 logger = logging.getLogger(__name__)
 
 ML_DOMAIN = "ai.onnx.ml"
+DEFAULT_OPS_FOR = ("LinearClassifier", "LinearRegressor", "Normalizer", "Scaler")
+"""ai.onnx.ml operators that skl2onnx can also write with default-domain operators."""
 PICKLE_WARNING = (
     "loading a pickle or joblib file runs arbitrary code stored in it; pass trust=True "
     "(--trust on the command line) only for files you made or whose source you trust"
@@ -59,21 +61,62 @@ def convert(
     input_name: str = "X",
     opset: int | None = None,
     keep_float64: bool = False,
+    default_ops: bool = False,
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
 ) -> Model:
-    """Convert a fitted estimator or pipeline; ``example_inputs`` is a 2-D array of samples."""
+    """Convert a fitted estimator or pipeline; ``example_inputs`` is a 2-D array of samples.
+
+    ``default_ops=True`` asks skl2onnx to write linear models, scalers and normalizers with
+    default-domain operators (MatMul, Add, Sub, ...) instead of ``ai.onnx.ml`` ones, so int8 and
+    float16 methods can work on them; when skl2onnx cannot, the ``ai.onnx.ml`` form is kept and
+    the notes say why.
+    """
     if not isinstance(estimator, BaseEstimator):
         raise ConfigError(f"the sklearn importer converts a fitted estimator, not a {type(estimator).__name__}")
     x, ref_dtype = _example(estimator, example_inputs, keep_float64)
+    notes = [
+        f"imported from scikit-learn {sklearn.__version__} with skl2onnx {skl2onnx.__version__} "
+        f"({type(estimator).__name__}, input {input_name}: {x.dtype}[batch, {x.shape[1]}])"
+    ]
+    proto = None
+    if default_ops:
+        try:
+            proto = _to_onnx(estimator, x, input_name, opset, black_op=set(DEFAULT_OPS_FOR))
+            notes.append(
+                "default_ops: linear models, scalers and normalizers (if any) written with default-domain "
+                "operators instead of ai.onnx.ml ones"
+            )
+        except ConversionError as exc:
+            notes.append(f"default_ops: not possible for this model ({exc}); kept the ai.onnx.ml form")
+    if proto is None:
+        proto = _to_onnx(estimator, x, input_name, opset)
+    ml_ops = Counter(n.op_type for n in proto.graph.node if n.domain == ML_DOMAIN)
+    if ml_ops:
+        ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(ml_ops.items()))
+        hint = ""
+        if not default_ops and set(ml_ops) & set(DEFAULT_OPS_FOR):
+            hint = "; convert with default_ops=True (--default-ops) to write linear models and scalers as MatMul graphs"
+        notes.append(
+            f"{sum(ml_ops.values())} node(s) use ai.onnx.ml operators ({ops}); they keep their "
+            "parameters in node attributes, so int8 methods cannot quantize them and they stay float; "
+            "analysis applies to the whole model, and float16/int8 to its default-domain "
+            f"(MatMul, Conv) nodes, if any{hint}"
+        )
+    model = finalize(proto, notes=notes)
+    check = _check(model, estimator, x, x.astype(ref_dtype), rtol=rtol, atol=atol)
+    return Model(ir=model.ir, fingerprint=model.fingerprint, notes=(*model.notes, check))
+
+
+def _to_onnx(estimator: Any, x: np.ndarray, input_name: str, opset: int | None, black_op: set[str] | None = None) -> Any:
     options = {id(step): {"zipmap": False} for step in _steps(estimator) if _has_zipmap(step)}
     target: dict[str, int] | None = None
     if opset is not None:
         target = {"": int(opset), ML_DOMAIN: 3}
     try:
-        proto = skl2onnx.to_onnx(
+        return skl2onnx.to_onnx(
             estimator, initial_types=[(input_name, _tensor_type(x))], target_opset=target,
-            options=options or None,
+            options=options or None, black_op=black_op,
         )
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -82,22 +125,6 @@ def convert(
             "Check the estimator is fitted and that skl2onnx supports every step "
             "(custom transformers need a registered converter)"
         ) from exc
-    notes = [
-        f"imported from scikit-learn {sklearn.__version__} with skl2onnx {skl2onnx.__version__} "
-        f"({type(estimator).__name__}, input {input_name}: {x.dtype}[batch, {x.shape[1]}])"
-    ]
-    ml_ops = Counter(n.op_type for n in proto.graph.node if n.domain == ML_DOMAIN)
-    if ml_ops:
-        ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(ml_ops.items()))
-        notes.append(
-            f"{sum(ml_ops.values())} node(s) use ai.onnx.ml operators ({ops}); they keep their "
-            "parameters in node attributes, so int8 methods cannot quantize them and they stay float; "
-            "analysis applies to the whole model, and float16/int8 to its default-domain "
-            "(MatMul, Conv) nodes, if any"
-        )
-    model = finalize(proto, notes=notes)
-    check = _check(model, estimator, x, x.astype(ref_dtype), rtol=rtol, atol=atol)
-    return Model(ir=model.ir, fingerprint=model.fingerprint, notes=(*model.notes, check))
 
 
 def convert_file(path: str | os.PathLike[str], example_inputs: Any = None, *, trust: bool = False, **kwargs: Any) -> Model:
