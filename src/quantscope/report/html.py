@@ -29,8 +29,8 @@ nav { font-size: 13px; margin: 8px 0 16px; } nav a { margin-right: 12px; color: 
 .muted, figcaption, .legend { color: var(--muted); font-size: 12.5px; }
 .summary { background: #f3f6fb; border-left: 4px solid var(--accent); padding: 10px 14px; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
-th, td { border-bottom: 1px solid var(--line); padding: 4px 9px; text-align: right;
+table { border-collapse: collapse; margin: 8px 0; font-size: 12.5px; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 6px; text-align: right;
          white-space: nowrap; }
 th { background: #f6f8fa; position: sticky; top: 0; }
 td.l, th.l { text-align: left; } td.wrap { white-space: normal; text-align: left; }
@@ -144,8 +144,8 @@ def _variants(results: Results) -> str:
     best = f.best_variant(results)
     extra = [k for k in dict.fromkeys(q for v in results.variants for q in v.quality) if k != m][:3]
     headers = ["", "variant", "method", m, "vs float", *extra, "size", "smaller",
-               "b1, 1 thread", f"b{n}, 1 thread" if n else "bN, 1 thread", "b1, all threads",
-               f"b{n_all}, all threads" if n_all else "bN, all threads", "peak memory", "energy"]
+               "b1, 1 thread", f"b{n}, 1 thread" if n else "bN, 1 thread",
+               f"all threads, b1 / b{n_all or 'N'}", "peak memory", "energy"]
     rows, classes = [], []
     allowed = f.budget(results)
     for v in results.variants:
@@ -162,8 +162,7 @@ def _variants(results: Results) -> str:
             f"{ratio:.2f}×" if ratio is not None else "-",
             f.fmt_ms(f.latency_ms(v, 1)),
             f.fmt_ms(f.latency_ms(v, n)) if n else "-",
-            f.fmt_ms(f.latency_ms(v, 1, None)),
-            f.fmt_ms(f.latency_ms(v, n_all, None)) if n_all else "-",
+            _pair(f.latency_ms(v, 1, None), f.latency_ms(v, n_all, None) if n_all else None),
             f"{v.memory.peak_rss_mb:.0f} MiB (+{v.memory.model_rss_mb:.0f})" if v.memory else "-",
             f"{v.energy.total_uj:.3g} µJ" if v.energy else "-",
         ])
@@ -177,9 +176,19 @@ def _variants(results: Results) -> str:
     legend.append("latency: median over repeated runs after warm-up, the same session options for "
                   "every variant; peak memory: resident set of a fresh process after loading and "
                   "running (+ the part the model added)")
-    headers, rows = f.drop_empty_columns(headers, rows, keep=4)
-    table = _table(headers, rows, cls="variants", row_classes=classes, left=3)
+    if all(v.name.startswith(v.method or "float") for v in results.variants):
+        for row in rows:  # the names already say the method: an empty column is dropped below
+            row[2] = ""
+    headers, rows = f.drop_empty_columns(headers, rows, keep=2)
+    table = _table(headers, rows, cls="variants", row_classes=classes,
+                   left=3 if "method" in headers else 2)
     return table + f'<p class="legend">{_e("; ".join(legend))}.</p>'
+
+
+def _pair(a: float | None, b: float | None) -> str:
+    if a is None and b is None:
+        return "-"
+    return f"{f.fmt_ms(a).removesuffix(' ms')} / {f.fmt_ms(b)}"
 
 
 def _tradeoffs(results: Results) -> str:
