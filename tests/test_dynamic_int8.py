@@ -595,3 +595,25 @@ def test_subgraphs_are_reported_not_silently_skipped(tmp_path) -> None:
     only_if = _load(_if_model(with_outer_matmul=False), tmp_path, "only_if.onnx")
     with pytest.raises(qs.UnsupportedModelError, match="subgraph"):
         qs.quantize(only_if, DynamicInt8())
+
+
+def test_bias_written_first_is_still_folded(tmp_path) -> None:
+    w, b = _x((32, 16), seed=1, scale=0.2), _x((16,), seed=2)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+         helper.make_node("Add", ["b", "h"], ["y"], name="bias_first")],
+        "bias_first",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    model = _load(proto, tmp_path)
+    q = qs.quantize(model, DynamicInt8())
+    d = _decisions(q)
+    assert d["bias_first"].action == "fused" and "swapped" in d["bias_first"].reason
+    optimized = optimized_op_types(q.model)
+    assert optimized.get("DynamicQuantizeMatMul") == 1 and "Add" not in optimized, optimized
+    x = _x((8, 32), seed=3)
+    assert sqnr_db(_out(model, {"x": x}), _out(q.model, {"x": x})) >= 33.0

@@ -64,8 +64,8 @@ CONV_ATTRIBUTES = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "st
 CONV_SLOW_WARNING = (
     "Conv is written as ConvInteger, which ONNX Runtime runs slower than float Conv on x86 CPUs without "
     "VNNI (measured on this machine, AVX2: the PP-OCR classifier runs 1.9x slower with its 42 dense Convs "
-    "as ConvInteger, 10x slower if its grouped Convs are too, so those stay float); keep the default "
-    "op_types=('MatMul', 'Gemm') unless the target runs ConvInteger fast"
+    "as ConvInteger, 10x slower if its grouped Convs are too, so those stay float); leave Conv out of "
+    "op_types (the default) unless the target runs ConvInteger fast"
 )
 
 
@@ -168,7 +168,7 @@ def _how(site: WeightSite, config: DynamicInt8, bits: int, bias: _Bias | None) -
             f"{w}; uint8 activations quantized at run time: DynamicQuantizeLinear → ConvInteger → "
             "Cast → Mul (+ bias Add); slow on x86, see warnings"
         )
-    kernel = "DynamicQuantizeMatMul"
+    kernel = "DynamicQuantizeMatMul, or MatMulIntegerToFloat when it shares its input's quantization"
     tail = " (+ bias Add)" if site.node.op_type == "Gemm" and len(site.node.inputs) > 2 and site.node.inputs[2] is not None else ""
     if bias is not None:
         tail = f", bias {node_label(bias.node)} folded in"
