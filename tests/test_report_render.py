@@ -12,6 +12,8 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from quantscope.analysis.results import LayerError, Results, VariantResult
@@ -20,6 +22,7 @@ from quantscope.report import _format as f
 from quantscope.report import load_results, render
 from quantscope.report.html import SECTIONS, render_html
 from quantscope.report.markdown import md_escape, render_markdown
+from quantscope.report.svgbars import hbar_chart
 from quantscope.report.text import render_text
 from report_fixtures import make_results
 
@@ -255,3 +258,41 @@ def test_changes_are_shown_in_the_metrics_direction() -> None:
     assert f.fmt_drop("kl", 0.25, higher_is_better=False) == "+0.25"  # kl rose: worse
     assert f.fmt_drop("mean_abs", -0.5, higher_is_better=False) == "-0.5"  # error fell: better
     assert f.fmt_quality("sqnr_db", 31.26) == "31.3 dB" and f.fmt_quality("cosine", 0.99987) == "0.9999"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.01, 100), st.floats(0, 1)), min_size=1, max_size=12),
+       st.booleans())
+def test_pareto_front_is_exactly_the_non_dominated_points(
+    pts: list[tuple[float, float]], higher: bool
+) -> None:
+    sign = 1 if higher else -1
+
+    def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        no_worse = a[0] <= b[0] and sign * a[1] >= sign * b[1]
+        return no_worse and (a[0] < b[0] or sign * a[1] > sign * b[1])
+
+    front = f.pareto_front(pts, higher)
+    assert [pts[i][0] for i in front] == sorted(pts[i][0] for i in front)
+    for i, p in enumerate(pts):
+        dominated = any(dominates(q, p) for q in pts)
+        if i in front:
+            assert not dominated
+        elif not dominated:  # an exact duplicate of a front point is left out once
+            assert any(pts[j] == p for j in front)
+
+
+def test_bar_chart_escapes_and_draws_one_bar_per_value() -> None:
+    svg = hbar_chart(["<b>&", "ok"], [3.0, -1.5], ["#c00", "#0c0"], xlabel="x <", title="t&")
+    root = ET.fromstring(svg)
+    rects = [el for el in root.iter() if el.tag == "rect"]
+    assert len(rects) == 2 and "<b>" not in svg and "&lt;b&gt;&amp;" in svg
+    with pytest.raises(ValueError, match="one label"):
+        hbar_chart(["a"], [1.0, 2.0], ["#000"], xlabel="", title="")
+
+
+def test_render_does_not_change_its_input(tmp_path: Path) -> None:
+    results = make_results(robustness=False)
+    before = json.dumps(results.to_dict(), sort_keys=True)
+    render(results, tmp_path)
+    assert json.dumps(results.to_dict(), sort_keys=True) == before
