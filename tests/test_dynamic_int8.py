@@ -617,3 +617,17 @@ def test_bias_written_first_is_still_folded(tmp_path) -> None:
     assert optimized.get("DynamicQuantizeMatMul") == 1 and "Add" not in optimized, optimized
     x = _x((8, 32), seed=3)
     assert sqnr_db(_out(model, {"x": x}), _out(q.model, {"x": x})) >= 33.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 8), st.integers(1, 8)), elements=finite), st.sampled_from([None, 0, 1]))
+def test_u8s8_safe_weights_never_exceed_64(w: np.ndarray, axis: int | None) -> None:
+    from quantscope.numerics.affine import quantize
+    from quantscope.numerics.dynamic import U8S8_SAFE_MAGNITUDE, u8s8_safe_weight_qparams
+
+    assert 255 * U8S8_SAFE_MAGNITUDE * 2 <= 32767 < 255 * (U8S8_SAFE_MAGNITUDE + 1) * 2
+    qp = u8s8_safe_weight_qparams(w, axis)
+    q = quantize(w, qp)
+    assert int(np.abs(q.astype(np.int32)).max()) <= U8S8_SAFE_MAGNITUDE
+    scale = qp.scale if axis is None else np.expand_dims(qp.scale, 1 - axis)
+    assert np.all(np.abs(dequantize(q, qp) - w) <= scale / 2 * (1 + 1e-5) + 1e-30)
