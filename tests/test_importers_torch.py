@@ -194,3 +194,17 @@ def test_cli_convert_calls_a_module_function(tmp_path):
     assert got.shape == (5, 3) and got.min() >= 0.0  # the Relu is there, batch 5 runs
     missing = CliRunner().invoke(cli.main, ["convert", f"{factory}:nothing", "-o", str(tmp_path / "x.onnx")])
     assert missing.exit_code == 2 and "has no function 'nothing'" in " ".join(missing.output.split())
+
+
+def test_importer_and_backend_modules_import_no_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, quantscope, quantscope.importers, quantscope.importers.check, quantscope.backends.tflite\n"
+        "heavy = ('torch', 'tensorflow', 'keras', 'sklearn', 'skl2onnx', 'tf2onnx', 'ai_edge_litert')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

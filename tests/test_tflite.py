@@ -127,3 +127,14 @@ def test_bad_requests_are_config_errors(cnn, tmp_path):
         tflite.convert_keras(cnn, tmp_path, variants=("int8",))
     with pytest.raises(ConfigError, match="unknown TFLite variant"):
         tflite.convert_keras(cnn, tmp_path, variants=("int4",))
+
+
+def test_a_savedmodel_directory_converts_and_loads_back(cnn, tmp_path, evaluation):
+    saved = tmp_path / "saved"
+    cnn.export(saved, verbose=False)
+    (variant,) = tflite.convert_keras(saved, tmp_path, variants=("float16",), stem="saved")
+    again = tflite.load(variant.path, "again")
+    x = next(iter(evaluation.batches(16))).inputs["image"]
+    ref = cnn(x, training=False).numpy()
+    got = again.predict(qs.Dataset.from_arrays({"image": x}), batch_size=5)[0]
+    assert again.name == "again" and sqnr_db(ref, got) > 50.0
