@@ -6,6 +6,8 @@ import io
 import json
 import math
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
@@ -296,3 +298,15 @@ def test_render_does_not_change_its_input(tmp_path: Path) -> None:
     before = json.dumps(results.to_dict(), sort_keys=True)
     render(results, tmp_path)
     assert json.dumps(results.to_dict(), sort_keys=True) == before
+
+
+def test_renderers_are_reachable_from_the_package_without_loading_them_early() -> None:
+    code = ("import sys, quantscope; "
+            "assert 'matplotlib' not in sys.modules and 'quantscope.report.html' not in sys.modules; "
+            "from quantscope.report import render_html, render_markdown, render_text; "
+            "assert render_html.__module__ == 'quantscope.report.html'; "
+            "from quantscope.report import render; "
+            "assert quantscope.report is render  # qs.report(results, dir): the function wins")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -2,8 +2,10 @@
 
 ``render(results, out_dir)`` writes ``index.html`` (one self-contained page), ``summary.md`` and
 ``results.json`` into ``out_dir``; ``load_results(path)`` reads a ``results.json`` back, so
-``quantscope report out/results.json`` re-renders. matplotlib and rich are imported only when a
-renderer that needs them runs, so importing this package stays light.
+``quantscope report out/results.json`` re-renders. ``render_text`` (rich), ``render_markdown`` and
+``render_html`` (matplotlib) are imported only when used, so importing this package stays light.
+Note: ``quantscope.report`` as an attribute of the top-level package is :func:`render` (``qs.report``);
+import from this package with ``from quantscope.report import ...``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ from quantscope.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_results", "render"]
+__all__ = ["load_results", "render", "render_html", "render_markdown", "render_text"]
+
+_LAZY = {"render_html": "html", "render_markdown": "markdown", "render_text": "text"}
+
+
+def __getattr__(name: str) -> object:
+    """``render_html``/``render_markdown``/``render_text`` import matplotlib or rich only when asked."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def render(results: Results, out_dir: str | os.PathLike[str]) -> Path:
