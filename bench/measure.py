@@ -100,6 +100,13 @@ def latencies(
     """
     from quantscope.runtime import make_session
 
+    out: dict[str, float] = {}
+    for key, path in list(paths.items()):
+        if path.suffix == ".tflite":  # the LiteRT interpreter's own timing loop
+            from quantscope.backends.tflite import load
+
+            out[key] = load(path).measure_latency(feeds, threads=threads, runs=rounds).median_ms
+    paths = {k: p for k, p in paths.items() if k not in out}
     sessions = {}
     for key, path in paths.items():
         sess = make_session(path, threads=threads)
@@ -117,15 +124,21 @@ def latencies(
             times[key].append((time.perf_counter() - t0) * 1e3)
         if r >= 4 and time.perf_counter() - t_start > budget_s:
             break
-    return {k: float(np.median(v)) for k, v in times.items()}
+    return {**out, **{k: float(np.median(v)) for k, v in times.items()}}
 
 
 # --------------------------------------------------------------------------- quality
 
 
-def outputs(path: Path, arrays: dict[str, np.ndarray], *, batch: int = 16) -> np.ndarray:
+def outputs(path: Path, arrays: dict[str, np.ndarray], *, batch: int = 16, tflite: bool = False) -> np.ndarray:
     """The first output of ``path`` over ``arrays`` (2 threads, all optimizations)."""
     from quantscope.runtime import make_session
+
+    if tflite:
+        from quantscope.backends.tflite import load
+        from quantscope.data import Dataset
+
+        return load(path).predict(Dataset.from_arrays(arrays), batch_size=batch, threads=2)[0]
 
     sess = make_session(path, threads=2)
     want = [i.name for i in sess.get_inputs()]

@@ -49,6 +49,7 @@ class BenchModel:
     calib_dirs: dict[int, Path]  # calibration size -> folder of .npz shards
     latency_feeds: Callable[[int], dict[str, np.ndarray]]  # batch size -> feeds
     notes: str = ""
+    keras_path: Path | None = None  # the Keras source of ``path``: the peer is the TFLite converter
 
     def eval_arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         with np.load(self.eval_npz) as z:
@@ -306,9 +307,82 @@ def minilm(work: Path, calib_sizes: list[int], n_eval: int = 100) -> BenchModel:
     )
 
 
+# --------------------------------------------------------------------------- Keras CNN (TFLite peer)
+
+
+def _train_keras_digits(x: np.ndarray, y: np.ndarray, seed: int = 0):  # -> keras.Model
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 1), name="image"),
+            keras.layers.Conv2D(16, 3, padding="same", name="conv1"),
+            keras.layers.BatchNormalization(name="bn1"),
+            keras.layers.ReLU(name="relu1"),
+            keras.layers.MaxPooling2D(name="pool1"),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(name="pool2"),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv3"),
+            keras.layers.MaxPooling2D(name="pool3"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(10, name="logits"),
+        ],
+        name="digits_keras_cnn",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(x, y, epochs=15, batch_size=32, verbose=0, shuffle=True)
+    return model
+
+
+def keras_digits(work: Path, calib_sizes: list[int]) -> BenchModel:
+    """A Keras CNN trained here on sklearn's digits (NHWC), converted to ONNX by quantscope's importer."""
+    import quantscope as qs
+    from quantscope.examples import DIGITS_META, example_path
+    from quantscope.importers.keras import convert
+
+    folder = work / "keras-digits"
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = json.loads(example_path(DIGITS_META).read_text())
+    eval_idx = np.asarray(meta["split"]["eval_indices"])
+    images, labels = _digits_images()
+    nhwc = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    train_idx = np.setdiff1d(np.arange(len(images)), eval_idx)
+    keras_path = folder / "digits-cnn-v2.keras"  # v2: Flatten + Dense head (GAP head reached 70 %)
+    onnx_path = folder / "digits-cnn-v2.onnx"
+    if not onnx_path.is_file():
+        model = _train_keras_digits(nhwc[train_idx], labels[train_idx])
+        model.save(keras_path)
+        qs.save(convert(model, nhwc[train_idx[:8]]), onnx_path)
+    dirs = {}
+    for n in calib_sizes:
+        target = folder / f"calib-{n}-v{DATA_VERSION}"
+        if not (target / "COMPLETE").is_file():
+            pick = np.random.default_rng(0).permutation(train_idx)[:n]
+            _write_shards(target, {"image": nhwc[pick]})
+        dirs[n] = target
+    eval_npz = _cached_npz(folder / f"eval-v{DATA_VERSION}.npz",
+                           lambda: {"image": nhwc[eval_idx], "labels": labels[eval_idx]})
+    return BenchModel(
+        name="keras-cnn",
+        description="Keras CNN (3 conv, BN, dense head, 10 classes) trained here on sklearn digits, NHWC 32x32; "
+        "quantscope quantizes its ONNX conversion, the peer is the TFLite converter",
+        path=onnx_path,
+        task="accuracy",
+        eval_npz=eval_npz,
+        calib_dirs=dirs,
+        latency_feeds=_feeds_from(eval_npz),
+        notes="TFLite models run in the LiteRT interpreter (latency timed by its own loop, not round-robin); "
+        "calibration: quantscope the whole set, TFLite int8 the same samples as its representative dataset",
+        keras_path=keras_path,
+    )
+
+
 BUILDERS: dict[str, Callable[[Path, list[int]], BenchModel]] = {
     "digits": digits,
     "ppocr-cls": ppocr_cls,
     "ppocr-det": ppocr_det,
     "minilm": minilm,
+    "keras": keras_digits,
 }

@@ -10,7 +10,21 @@ import math
 from typing import Any
 
 LAT_KEYS = ("b1t1", "b1t2", "b8t1", "b8t2")
-TOOL_NAMES = {"quantscope": "quantscope", "ort": "onnxruntime.quantization", "float": "float"}
+TOOL_NAMES = {"quantscope": "quantscope", "ort": "onnxruntime.quantization", "tflite": "TFLite converter",
+              "float": "float"}
+
+
+def is_static(run: dict[str, Any]) -> bool:
+    """A full-integer model calibrated on data: static-* of ours and ORT's, TFLite's int8."""
+    return run["variant"].startswith("static-") or (run["tool"] == "tflite" and run["variant"] == "int8")
+
+
+def _peer(section: dict[str, Any]) -> str:
+    return section.get("peer", "ort")
+
+
+def _peer_variant(section: dict[str, Any], variant: str) -> str:
+    return "int8" if _peer(section) == "tflite" and variant.startswith("static-") else variant
 
 # targets from issue 7, at the largest calibration set
 TARGET_LOSS = 0.5
@@ -56,7 +70,7 @@ def _rows_by(section: dict[str, Any]) -> dict[tuple[str, str, int | None], dict[
 
 
 def _best_static(section: dict[str, Any], tool: str, n: int) -> dict[str, Any] | None:
-    cands = [r for r in section["runs"] if r["tool"] == tool and r["variant"].startswith("static-")
+    cands = [r for r in section["runs"] if r["tool"] == tool and is_static(r)
              and r["samples"] == n and r["status"] == "ok"]
     return max(cands, key=lambda r: r["quality"]) if cands else None
 
@@ -87,7 +101,7 @@ def ratios_table(section: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for (tool, variant, n), ours in by.items():
         if tool != "quantscope":
             continue
-        peer = by.get(("ort", variant, n))
+        peer = by.get((_peer(section), _peer_variant(section, variant), n))
         if peer is None:
             continue
         if ours["status"] != "ok" or peer["status"] != "ok":
@@ -96,9 +110,9 @@ def ratios_table(section: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             continue
         rows.append(_pair_row(variant, n, ours, peer))
     for n in sorted({r["samples"] for r in section["runs"] if r["samples"]}):
-        ours, peer = _best_static(section, "quantscope", n), _best_static(section, "ort", n)
+        ours, peer = _best_static(section, "quantscope", n), _best_static(section, _peer(section), n)
         if ours and peer:
-            rows.append(_pair_row(f"best static ({ours['variant'][7:]} / {peer['variant'][7:]})", n, ours, peer))
+            rows.append(_pair_row(f"best static ({ours['variant']} / {peer['variant']})", n, ours, peer))
     return head, rows
 
 
@@ -126,7 +140,7 @@ def targets(section: dict[str, Any], n: int) -> list[list[str]]:
     """The issue's targets for static-int8 at calibration size ``n``: measured, target, met?"""
     out: list[list[str]] = []
     by = _rows_by(section)
-    ours, peer = _best_static(section, "quantscope", n), _best_static(section, "ort", n)
+    ours, peer = _best_static(section, "quantscope", n), _best_static(section, _peer(section), n)
 
     def add(what: str, value: float | None, target: str, ok: bool | None, note: str = "") -> None:
         verdict = "n/a" if ok is None else ("met" if ok else "NOT met")
@@ -142,7 +156,8 @@ def targets(section: dict[str, Any], n: int) -> list[list[str]]:
         add("quality loss, best vs best", None, f"<= {TARGET_LOSS}x", None,
             "peer produced no static model" if ours else "no quantscope static model")
     for cal in ("minmax", "percentile", "entropy"):
-        o, p = by.get(("quantscope", f"static-{cal}", n)), by.get(("ort", f"static-{cal}", n))
+        o = by.get(("quantscope", f"static-{cal}", n))
+        p = by.get((_peer(section), _peer_variant(section, f"static-{cal}"), n))
         if not o:
             continue
         killed = p is not None and p["status"] in ("out of memory", "timeout")
@@ -220,7 +235,7 @@ def markdown(results: dict[str, Any]) -> str:
     for sec in results["models"]:
         parts += [f"## {sec['name']}", "", f"{sec['description']}. Quality: {sec['task']}. {sec['notes']}.", ""]
         head, rows = ratios_table(sec)
-        parts += ["### Ratios quantscope / onnxruntime.quantization", "", _md_table(head, rows), ""]
+        parts += [f"### Ratios quantscope / {TOOL_NAMES[_peer(sec)]}", "", _md_table(head, rows), ""]
         head, rows = runs_table(sec)
         parts += ["### Absolute values", "", _md_table(head, rows), ""]
     return "\n".join(parts) + "\n"
@@ -234,7 +249,7 @@ def print_tables(results: dict[str, Any]) -> None:
     for sec in results["models"]:
         n_max = _n_max(sec)
         for title, (head, rows) in (
-            (f"{sec['name']}: quantscope / onnxruntime.quantization", ratios_table(sec)),
+            (f"{sec['name']}: quantscope / {TOOL_NAMES[_peer(sec)]}", ratios_table(sec)),
             (f"{sec['name']}: absolute values", runs_table(sec)),
         ):
             table = Table(title=title)

@@ -25,7 +25,7 @@ from bench.models import BUILDERS, REPO_ROOT, BenchModel
 logger = logging.getLogger("bench")
 
 CALIBRATIONS = ("minmax", "percentile", "entropy")
-UNCALIBRATED = {"quantscope": ("dynamic", "int4", "float16"), "ort": ("dynamic", "int4")}
+UNCALIBRATED = {"quantscope": ("dynamic", "int4", "float16"), "ort": ("dynamic", "int4"), "tflite": ("dynamic", "float16")}
 LATENCY_SETTINGS = ((1, 1), (1, 2), (8, 1), (8, 2))  # (batch, threads)
 ALL_MODELS = ("digits", "ppocr-cls", "minilm", "ppocr-det", "keras")
 
@@ -106,21 +106,30 @@ def bench_model(bm: BenchModel, args: argparse.Namespace) -> dict[str, Any]:
         "quality": measure.float_quality(bm, reference, labels), "size": measure.size_bytes(bm.path),
     }]
 
-    logger.info("%s: peer pre-processing (quant_pre_process)", bm.name)
-    pre_out = folder / "ort-preprocessed.onnx"
-    pre = measure.run_job(_job("ort", "preprocess", bm.path, pre_out, None, None), **limits)
-    runs.append({"tool": "ort", "variant": "preprocess", "samples": None, "path": None, **asdict(pre)})
-    peer_input = pre_out if pre.status == "ok" else bm.path
+    peer = "tflite" if bm.keras_path else "ort"
+    peer_input = bm.path
+    if peer == "ort":
+        logger.info("%s: peer pre-processing (quant_pre_process)", bm.name)
+        pre_out = folder / "ort-preprocessed.onnx"
+        pre = measure.run_job(_job("ort", "preprocess", bm.path, pre_out, None, None), **limits)
+        runs.append({"tool": "ort", "variant": "preprocess", "samples": None, "path": None, **asdict(pre)})
+        peer_input = pre_out if pre.status == "ok" else bm.path
 
     jobs: list[dict[str, Any]] = []
     for n in args.calib_sizes:
         for cal in args.calibrations:
-            for tool, src in (("quantscope", bm.path), ("ort", peer_input)):
-                jobs.append(_job(tool, f"static-{cal}", src, folder / f"{tool}-static-{cal}-{n}.onnx", bm.calib_dirs[n], n))
-    for tool, variants in UNCALIBRATED.items():
-        for v in variants:
-            src = peer_input if (tool == "ort" and v == "dynamic") else bm.path
-            jobs.append(_job(tool, v, src, folder / f"{tool}-{v}.onnx", None, None))
+            jobs.append(_job("quantscope", f"static-{cal}", bm.path, folder / f"quantscope-static-{cal}-{n}.onnx", bm.calib_dirs[n], n))
+            if peer == "ort":
+                jobs.append(_job("ort", f"static-{cal}", peer_input, folder / f"ort-static-{cal}-{n}.onnx", bm.calib_dirs[n], n))
+        if peer == "tflite":
+            jobs.append({**_job("tflite", "int8", bm.path, folder / f"tflite-{n}.int8.tflite", bm.calib_dirs[n], n),
+                         "keras": str(bm.keras_path)})
+    for v in UNCALIBRATED["quantscope"]:
+        jobs.append(_job("quantscope", v, bm.path, folder / f"quantscope-{v}.onnx", None, None))
+    for v in UNCALIBRATED[peer]:
+        src = peer_input if v == "dynamic" else bm.path
+        suffix = f".{v}.tflite" if peer == "tflite" else ".onnx"
+        jobs.append({**_job(peer, v, src, folder / f"{peer}-{v}{suffix}", None, None), "keras": str(bm.keras_path)})
 
     for spec in jobs:
         t0 = time.perf_counter()
@@ -129,7 +138,7 @@ def bench_model(bm: BenchModel, args: argparse.Namespace) -> dict[str, Any]:
                "path": spec["out"], **asdict(res)}
         if res.status == "ok":
             try:
-                out = measure.outputs(Path(spec["out"]), arrays)
+                out = measure.outputs(Path(spec["out"]), arrays, tflite=spec["tool"] == "tflite")
                 row["quality"] = measure.quality(bm.task, out, reference, labels)
                 row["size"] = measure.size_bytes(Path(spec["out"]))
             except Exception as exc:  # a model that was written but does not run
@@ -143,12 +152,12 @@ def bench_model(bm: BenchModel, args: argparse.Namespace) -> dict[str, Any]:
         if row.get("quality") is not None:
             row["loss"] = base - row["quality"]
     runs_latency(bm, runs, args)
-    return {"name": bm.name, "description": bm.description, "task": bm.task, "notes": bm.notes,
+    return {"name": bm.name, "peer": peer, "description": bm.description, "task": bm.task, "notes": bm.notes,
             "model_path": str(bm.path), "calib_sizes": sorted(set(args.calib_sizes)), "runs": runs}
 
 
 def _best_static(runs: list[dict[str, Any]], tool: str, n: int) -> dict[str, Any] | None:
-    cands = [r for r in runs if r["tool"] == tool and r["variant"].startswith("static-")
+    cands = [r for r in runs if r["tool"] == tool and report.is_static(r)
              and r["samples"] == n and r["status"] == "ok"]
     return max(cands, key=lambda r: r["quality"]) if cands else None
 
@@ -157,7 +166,7 @@ def runs_latency(bm: BenchModel, runs: list[dict[str, Any]], args: argparse.Name
     """Latency of the float model, each tool's best static model (largest set) and the rest."""
     n = max(args.calib_sizes)
     chosen = [runs[0]]
-    for tool in ("quantscope", "ort"):
+    for tool in ("quantscope", "ort", "tflite"):
         best = _best_static(runs, tool, n)
         if best is not None:
             chosen.append(best)
@@ -223,7 +232,7 @@ def write_results(
         old = json.loads(previous.read_text())
         kept = [sec for sec in old["models"] if sec["name"] not in done]
         results["models"] = kept + sections
-        results["skipped"] = {**{k: v for k, v in old.get("skipped", {}).items() if k not in done},
+        results["skipped"] = {**{k: v for k, v in old.get("skipped", {}).items() if k not in args.models},
                               **results["skipped"]}
         results["date"] = old["date"] + " to " + results["date"] if kept else results["date"]
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -241,7 +250,7 @@ def keras_skip_reason() -> str:
         found = False
     if not found:
         return "quantscope.backends.tflite (Keras import, TFLite path) does not exist yet"
-    return "the Keras/TFLite comparison is not wired into the benchmark yet"
+    return ""
 
 
 if __name__ == "__main__":

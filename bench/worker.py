@@ -168,11 +168,26 @@ def run_ort(spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0}
 
 
+def run_tflite(spec: dict[str, Any]) -> dict[str, Any]:
+    """The TFLite converter's modes on the Keras source (``dynamic``, ``int8``, ``float16``)."""
+    import quantscope as qs
+    from quantscope.backends.tflite import convert_keras
+
+    variant, out = spec["variant"], Path(spec["out"])
+    t0 = time.perf_counter()
+    calib = qs.Dataset.from_folder(spec["calib"]) if spec.get("calib") else None
+    (written,) = convert_keras(spec["keras"], out.parent, calib=calib, variants=[variant],
+                               num_samples=spec.get("samples") or 1, stem=out.name.split(".")[0])
+    if written.path != out:
+        written.path.replace(out)
+    return {"seconds": time.perf_counter() - t0}
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     result: dict[str, Any] = {"rss_before_mb": _rss_mb()}
     try:
-        runner = {"quantscope": run_quantscope, "ort": run_ort}[spec["tool"]]
+        runner = {"quantscope": run_quantscope, "ort": run_ort, "tflite": run_tflite}[spec["tool"]]
         result.update(runner(spec))
         result["status"] = "ok"
     except LookupError as exc:
