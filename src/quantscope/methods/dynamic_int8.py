@@ -295,7 +295,11 @@ class DynamicInt8Method:
         return QuantPlan(
             method=config.method, decisions=ordered_decisions(model, decisions), weights=tuple(weights),
             notes=tuple(notes), warnings=tuple(warnings),
-            extra={"activation_quantization": "dynamic uint8 per tensor", "weight_bits": bits},
+            extra={
+                "activation_quantization": "dynamic uint8 per tensor",
+                "weight_bits": bits,  # 7: MatMul/Gemm/Conv weights within [-64, 64] (reduce_range)
+                "weight_range": [-64, 64] if bits == 7 else [-127, 127],
+            },
         )
 
     def apply(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Model:
