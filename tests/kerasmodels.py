@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 IMAGE = (16, 16, 3)  # NHWC, as Keras takes images
@@ -19,7 +21,9 @@ def quadrant_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@functools.cache
 def small_cnn(seed: int = 0, train: bool = True):  # -> keras.Model
+    """Built (and trained) once per process and seed; callers must not modify it."""
     import keras
 
     keras.utils.set_random_seed(seed)
