@@ -138,3 +138,20 @@ def test_a_savedmodel_directory_converts_and_loads_back(cnn, tmp_path, evaluatio
     ref = cnn(x, training=False).numpy()
     got = again.predict(qs.Dataset.from_arrays({"image": x}), batch_size=5)[0]
     assert again.name == "again" and sqnr_db(ref, got) > 50.0
+
+
+def test_a_custom_metric_is_carried_to_the_tflite_rows(cnn, variants, evaluation):
+    def hits(outputs, labels):
+        return float(np.sum(outputs[0].argmax(1) == labels))
+
+    float_model = to_onnx(cnn, next(iter(evaluation.batches(4))).inputs["image"])
+    options = AnalysisOptions(latency=False, memory=False, energy=False, layers=False, sensitivity=0)
+    results = qs.analyze(float_model, {}, evaluation, metric=hits, options=options)
+    with pytest.raises(ConfigError):  # a metric function cannot be found by its name
+        tflite.add_to_results(results, float_model, [variants["tflite-float16"]], evaluation, options=options)
+    both = tflite.add_to_results(results, float_model, [variants["tflite-float16"]], evaluation,
+                                 options=options, metric=hits)
+    row = both.variant("tflite-float16")
+    labels = evaluation.labels
+    assert row.quality["hits"] == hits(variants["tflite-float16"].predict(evaluation), labels)
+    assert row.latency == []

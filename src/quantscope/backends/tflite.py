@@ -411,11 +411,13 @@ def add_to_results(
     data: Dataset,
     *,
     options: Any = None,
+    metric: Any = None,
 ) -> Any:
     """``results`` (from :func:`quantscope.analyze` on ``float_model``) with TFLite variants added.
 
     The float ONNX model's outputs on ``data`` are the reference, so the TFLite rows sit beside
-    the ONNX ones in the same report, measured the same way.
+    the ONNX ones in the same report, measured the same way. ``metric`` is needed only when the
+    analysis used a metric function (pass the same one); built-in metrics are found by name.
     """
     import dataclasses
 
@@ -423,7 +425,10 @@ def add_to_results(
     from quantscope.analysis.quality import resolve_metric
 
     bound = data.bind(float_model.inputs)
-    metric = resolve_metric(results.metric, has_labels=bound.labels is not None)
+    primary = resolve_metric(
+        metric if metric is not None else results.metric, has_labels=bound.labels is not None,
+        name=results.metric if callable(metric) else None, higher_is_better=results.higher_is_better,
+    )
     batch = (options.eval_batch_size if options is not None else 32)
     reference = predict(float_model, bound, batch_size=batch)
     taken = {v.name for v in results.variants}
@@ -431,6 +436,6 @@ def add_to_results(
     for variant in variants:
         if variant.name in taken:
             raise ConfigError(f"the results already have a variant named {variant.name!r}")
-        row, _ = measure(variant, data, reference=reference, metric=metric, options=options)
+        row, _ = measure(variant, data, reference=reference, metric=primary, options=options)
         rows.append(row)
     return dataclasses.replace(results, variants=rows)
