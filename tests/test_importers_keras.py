@@ -33,6 +33,7 @@ def test_import_structure_and_validity(cnn, imported):
     (inp,) = imported.inputs
     assert inp.name == "image" and inp.shape == ("batch", 16, 16, 3)  # NHWC, as Keras takes it
     assert [o.name for o in imported.outputs] == ["output"]
+    assert imported.ir.graph.name == "small_cnn"
     ops = imported.op_histogram()
     assert ops["Conv"] == 2 and "BatchNormalization" not in ops  # tf2onnx folds inference-mode BN
     assert any("from_function" in n for n in imported.notes)

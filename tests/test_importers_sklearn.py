@@ -49,6 +49,7 @@ def test_mlp_pipeline_imports_quantizes_and_is_analyzed(mlp):
     (inp,) = model.inputs
     assert inp.dtype == np.float32 and inp.shape == ("batch", 12)  # float64 data → float32 input
     assert [o.name for o in model.outputs] == ["label", "probabilities"]
+    assert model.ir.graph.name == "Pipeline"
     ops = model.op_histogram()
     assert ops["MatMul"] == 3 and "ZipMap" not in " ".join(ops)
     assert any("equal" in n and "probabilities: max |diff|" in n for n in model.notes)

@@ -85,6 +85,7 @@ def test_import_structure_and_validity(trained_cnn, imported):
     (inp,) = imported.inputs
     assert inp.name == "image" and inp.shape == ("batch", 3, 16, 16)
     assert [o.name for o in imported.outputs] == ["output"]
+    assert imported.ir.graph.name == "SmallCNN"  # reports name the model after the framework's
     ops = imported.op_histogram()
     assert ops["Conv"] == 2 and "BatchNormalization" not in ops  # eval-mode BN folded by the exporter
     assert any("dynamic batch" in n for n in imported.notes)

@@ -104,10 +104,16 @@ def finalize(
     notes: Sequence[str] = (),
     output_names: Sequence[str] | None = None,
     batch_dim: bool = True,
+    name: str | None = None,
 ) -> Model:
-    """A validated :class:`Model` from a converter's proto (which is left unchanged)."""
+    """A validated :class:`Model` from a converter's proto (which is left unchanged).
+
+    ``name`` (the framework model's name) becomes the graph name, which reports show.
+    """
     out = onnx.ModelProto()
     out.CopyFrom(proto)
+    if name:
+        out.graph.name = name
     all_notes = [*notes, *dedupe_opsets(out)]
     if output_names is not None:
         rename_outputs(out, output_names)

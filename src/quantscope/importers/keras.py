@@ -126,8 +126,9 @@ def convert(
     with quiet():
         expected = [np.asarray(t) for t in call(*[tf.constant(a) for a in arrays])]
     names = output_names(model, len(expected))
-    what = source or f"Keras model {getattr(model, 'name', type(model).__name__)!r}"
-    return _convert_function(fn, specs, arrays, expected, names, what, random, opset, rtol, atol)
+    model_name = str(getattr(model, "name", "") or type(model).__name__)
+    what = source or f"Keras model {model_name!r}"
+    return _convert_function(fn, specs, arrays, expected, names, what, random, opset, rtol, atol, model_name)
 
 
 def convert_file(path: str | os.PathLike[str], example_inputs: Any = None, *, trust: bool = False, **kwargs: Any) -> Model:
@@ -179,7 +180,7 @@ def convert_saved_model(
     fn = tf.function(call, input_signature=specs)
     expected = [np.asarray(t) for t in call(*[tf.constant(a) for a in arrays])]
     what = f"SavedModel {p.name} ({signature})"
-    return _convert_function(fn, specs, arrays, expected, out_names, what, random, opset, rtol, atol)
+    return _convert_function(fn, specs, arrays, expected, out_names, what, random, opset, rtol, atol, p.name)
 
 
 def _convert_function(
@@ -193,6 +194,7 @@ def _convert_function(
     opset: int,
     rtol: float,
     atol: float,
+    name: str,
 ) -> Model:
     try:
         with quiet():
@@ -204,7 +206,7 @@ def _convert_function(
         f"imported from the {what} with tf2onnx {tf2onnx.__version__} (tensorflow {tf.__version__}, "
         f"opset {opset}, from_function)"
     ]
-    model = finalize(proto, notes=notes, output_names=names)
+    model = finalize(proto, notes=notes, output_names=names, name=name)
     onnx_names = [s.name for s in model.inputs]
     if len(onnx_names) != len(arrays):
         raise ConversionError(f"the ONNX model takes inputs {onnx_names}, the framework {[s.name for s in specs]}")

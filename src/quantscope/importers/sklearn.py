@@ -103,7 +103,7 @@ def convert(
             "analysis applies to the whole model, and float16/int8 to its default-domain "
             f"(MatMul, Conv) nodes, if any{hint}"
         )
-    model = finalize(proto, notes=notes)
+    model = finalize(proto, notes=notes, name=type(estimator).__name__)
     check = _check(model, estimator, x, x.astype(ref_dtype), rtol=rtol, atol=atol)
     return Model(ir=model.ir, fingerprint=model.fingerprint, notes=(*model.notes, check))
 

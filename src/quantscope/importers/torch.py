@@ -56,7 +56,7 @@ def convert(
         + (", dynamic batch" if dynamic else ", static batch (the model did not export with a dynamic one)")
     ]
     names = list(output_names) if output_names is not None else _default_output_names(len(expected))
-    model = finalize(proto, notes=notes, output_names=names, batch_dim=dynamic)
+    model = finalize(proto, notes=notes, output_names=names, batch_dim=dynamic, name=type(module).__name__)
     feeds = _feeds(model, tensors)
     check = check_outputs(model, feeds, expected, framework="torch", rtol=rtol, atol=atol)
     checks = [check.describe()]
