@@ -528,19 +528,59 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
 @click.option("--calib", type=click.Path(path_type=Path), required=True, help="Calibration data (.npz or folder).")
 @_analysis_flags
 @click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: every one.")
+@click.option("--robustness", "with_robustness", is_flag=True,
+              help="Also evaluate every variant under shifted data (needs --modality).")
+@click.option("--modality", type=click.Choice(["image", "text", "tabular"]),
+              help="The data's modality, for --robustness.")
+@click.option("--backend", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True,
+              help="tflite: MODEL_PATH is a .keras file or SavedModel; the TFLite converter's variants "
+                   "(dynamic range, full integer, float16) are measured beside quantscope's.")
 def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_dir: Path | None, max_drop: str | None,
           top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool, seed: int,
-          methods: tuple[str, ...]) -> None:
+          methods: tuple[str, ...], with_robustness: bool, modality: str | None, backend: str) -> None:
     """Quantize MODEL_PATH with every method and calibrator, and measure them all on --data."""
     import quantscope as qs
+    from quantscope.errors import ConfigError, OutputError
 
     budget = _max_drop(max_drop)
+    if with_robustness and modality is None:
+        raise ConfigError("--robustness needs --modality image, text or tabular")
     options = _analysis_options(runs, batch, top, samples, memory, latency, seed)
-    model = qs.load(model_path)
+    calib_data, eval_data = _dataset(calib), _dataset(data_path)
+    if backend == "tflite":
+        from quantscope.importers import from_path
+
+        with progress_bar("converting to ONNX") as update:
+            update(0, 1)
+            model = from_path(model_path, _example_inputs(calib_data))
+            update(1, 1)
+    else:
+        model = qs.load(model_path)
+    rob = {"modality": modality} if with_robustness else None
     with step_progress("sweeping") as update:
-        results = qs.sweep(model, _dataset(calib), _dataset(data_path), methods=list(methods) or None,
-                           metric=metric, max_drop=budget, options=options, seed=seed, progress=update)
+        results = qs.sweep(model, calib_data, eval_data, methods=list(methods) or None, metric=metric,
+                           max_drop=budget, options=options, seed=seed, robustness=rob, progress=update)
+    if backend == "tflite":
+        from quantscope.backends import tflite
+
+        out = (report_dir or Path(".")) / "tflite"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {out} for the .tflite files: {exc.strerror or exc}") from exc
+        with progress_bar("TFLite converter variants") as update:
+            update(0, 1)
+            tfl = tflite.convert_keras(model_path, out, calib=calib_data, seed=seed, stem=model_path.stem)
+            results = tflite.add_to_results(results, model, tfl, eval_data, options=options)
+            update(1, 1)
     _show_results(results, report_dir)
+
+
+def _example_inputs(data: Any) -> Any:
+    """A few samples of ``data`` as a framework importer's example inputs (positional if one input)."""
+    batch = next(iter(data.batches(4)))
+    arrays = dict(batch.inputs)
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
 @main.command()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
 from quantscope.analysis.quality import Metric, MetricFn
@@ -67,6 +68,7 @@ def sweep(
     options: AnalysisOptions | None = None,
     seed: int = 0,
     save_dir: str | os.PathLike[str] | None = None,
+    robustness: Mapping[str, Any] | None = None,
     progress: StepProgress | None = None,
 ) -> Results:
     """Quantize ``model`` with every method (``methods``: names or named configs) and analyze all.
@@ -74,7 +76,9 @@ def sweep(
     Methods that need calibration are skipped with a note when ``calib`` is None. Failures of
     one method never stop the sweep: they appear in ``Results.notes``. Deterministic for a seed.
     With ``save_dir``, every quantized model is written there (``<model>.<variant>.onnx`` plus
-    its sidecar JSON) and measured from that file.
+    its sidecar JSON) and measured from that file. With ``robustness`` (keywords of
+    :func:`quantscope.analysis.robustness.robustness`, ``modality`` required), the float model
+    and every variant are also evaluated under shifted data and ``Results.robustness`` is set.
     """
     if not isinstance(model, Model):
         raise ConfigError(f"sweep() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
@@ -106,10 +110,19 @@ def sweep(
         progress("quantized", len(configs), len(configs))
     opts = options or AnalysisOptions()
     opts = dataclasses.replace(opts, strict=False, seed=seed)
-    return analyze(
+    results = analyze(
         model, variants, data, metric=metric, metric_name=metric_name, max_drop=max_drop, calib=calib,
         options=opts, progress=progress, notes=notes,
     )
+    if robustness is None:
+        return results
+    from quantscope.analysis.robustness import robustness_for
+
+    kwargs = dict(robustness)
+    kwargs.setdefault("seed", seed)
+    if progress is not None and "progress" not in kwargs:
+        kwargs["progress"] = lambda done, total: progress("robustness", done, total or 0)
+    return robustness_for(results, model, variants, data, **kwargs)
 
 
 def _output_dir(save_dir: str | os.PathLike[str] | None) -> Path | None:
