@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from quantscope.errors import ConfigError
 from quantscope.numerics.affine import activation_qparams, dequantize, quantize
@@ -405,3 +406,18 @@ def test_compute_range_errors() -> None:
     with pytest.raises(ConfigError):
         compute_range("minmax", "not an observer")  # type: ignore[arg-type]
     assert compute_range("percentile", obs, percentile=100.0) == (0.0, 9.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(arrays(np.float32, st.integers(1, 200), elements=st.floats(-1e6, 1e6, width=32)), min_size=1, max_size=4))
+def test_minmax_only_observer_matches_the_full_one(batches: list[np.ndarray]) -> None:
+    full, light = TensorObserver(bins=64), TensorObserver(bins=64, histogram=False)
+    for b in batches:
+        full.update(b)
+        light.update(b)
+    assert (light.min, light.max, light.count) == (full.min, full.max, full.count)
+    assert compute_range("minmax", light) == compute_range("minmax", full)
+    for method in ("percentile", "entropy", "mse"):
+        with pytest.raises(ConfigError, match="histogram"):
+            compute_range(method, light)
+    assert TensorObserver.from_dict(light.to_dict()).histogram is False

@@ -51,13 +51,15 @@ def collect(
     num_samples: int | None = None,
     seed: int = 0,
     bins: int = 2048,
+    histograms: bool = True,
     progress: Progress | None = None,
 ) -> TensorStats:
     """Run ``model`` over ``dataset`` once and observe the named float tensors.
 
     Graph inputs are observed from the feeds; intermediate tensors are exposed as extra
     outputs of a copy of the model. Raises :class:`NonFiniteDataError` for NaN/inf in the
-    data and :class:`EmptyDatasetError` when there is nothing to calibrate on.
+    data and :class:`EmptyDatasetError` when there is nothing to calibrate on. With
+    ``histograms=False`` only exact min/max are kept (enough for min-max calibration).
     """
     names = list(dict.fromkeys(tensors))
     data = dataset.bind(model.inputs)
@@ -69,7 +71,7 @@ def collect(
     wanted = [n for n in output_names if n in names]
     skipped = {n: "no element type known; not observable" for n in names if n not in input_names and n not in wanted}
     session = make_session(exposed, optimization="basic")
-    observers: dict[str, TensorObserver] = {n: TensorObserver(bins=bins) for n in names if n not in skipped}
+    observers: dict[str, TensorObserver] = {n: TensorObserver(bins=bins, histogram=histograms) for n in names if n not in skipped}
     total = len(data) if _has_len(data) else None
     done = 0
     for batch in data.batches(batch_size, require_finite=True):

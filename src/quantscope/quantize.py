@@ -136,6 +136,7 @@ def quantize(
                 num_samples=getattr(config, "num_samples", None),
                 seed=getattr(config, "seed", 0),
                 bins=getattr(config, "bins", 2048),
+                histograms=getattr(config, "calibration", None) != "minmax",
                 progress=progress,
             )
             calibration = {
