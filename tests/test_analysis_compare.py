@@ -179,7 +179,7 @@ def test_cli_analyze_bad_input_exits_3(files: dict[str, Path], tmp_path: Path) -
                                    str(tmp_path / data), "--no-memory", "--no-latency"])
         assert out.exit_code == 3, out.output
     bad = runner.invoke(main, ["analyze", str(files["model"]), "--data", str(files["eval"]), "--max-drop", "lots"])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 3
 
 
 def test_cli_sweep_one_method(files: dict[str, Path], tmp_path: Path) -> None:
@@ -191,4 +191,4 @@ def test_cli_sweep_one_method(files: dict[str, Path], tmp_path: Path) -> None:
     assert [v.name for v in results.variants] == ["float", "dynamic-int8"]
     unknown = CliRunner().invoke(main, ["sweep", str(files["model"]), "--calib", str(files["calib"]), "--data",
                                         str(files["eval"]), "-m", "no-such-method"])
-    assert unknown.exit_code == 2, unknown.output
+    assert unknown.exit_code == 3, unknown.output

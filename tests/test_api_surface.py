@@ -16,6 +16,8 @@ import quantscope.errors as errors
 
 EXPECTED_ALL = [
     "Batch",
+    "Binary",
+    "Cluster",
     "ConfigError",
     "ConversionError",
     "DataError",
@@ -23,6 +25,7 @@ EXPECTED_ALL = [
     "Dataset",
     "DynamicInt8",
     "EmptyDatasetError",
+    "Float16",
     "MethodConfig",
     "Model",
     "ModelError",
@@ -38,6 +41,7 @@ EXPECTED_ALL = [
     "SelectorError",
     "StaticInt8",
     "TensorSpec",
+    "Ternary",
     "UnsupportedModelError",
     "WeightInt4",
     "WeightInt8",
@@ -53,11 +57,12 @@ EXPECTED_ALL = [
     "to_onnx",
 ]
 
-# DESIGN.md: 0 ok, 2 usage/config error, 3 model/data/runtime error, 4 quality gate, 1 internal error
+# 0 ok, 2 a command line that does not parse (click), 3 any refused input or runtime failure,
+# 4 quality gate, 1 internal error
 EXIT_CODES: dict[type[errors.QuantscopeError], int] = {
     errors.QuantscopeError: 1,
-    errors.ConfigError: 2,
-    errors.SelectorError: 2,
+    errors.ConfigError: 3,
+    errors.SelectorError: 3,
     errors.ModelError: 3,
     errors.UnsupportedModelError: 3,
     errors.ConversionError: 3,

@@ -1,6 +1,7 @@
 """Bad input: a clear message, the documented exit code, nothing written, the input untouched.
 
-DESIGN.md exit codes: 2 usage/config error; 3 model, data, runtime or output error.
+Exit codes: 2 a command line that does not parse; 3 any input quantscope refuses (model, data,
+option or config value, output path).
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ def test_missing_calib_for_static_int8(ws: Workspace) -> None:
     expect_failure(
         ws,
         ["quantize", ws.model, "-o", ws.out / "q.onnx"],
-        2,
+        3,
         "ConfigError",
         ["static-int8 needs calibration data", "add --calib"],
     )
@@ -275,33 +276,33 @@ def test_missing_calib_for_static_int8(ws: Workspace) -> None:
 def test_bad_config_values(ws: Workspace) -> None:
     args = quantize_args(ws)
     expect_failure(
-        ws, [*args, "--num-samples", "0"], 2, "ConfigError", ["num_samples=0", "integer >= 1"]
+        ws, [*args, "--num-samples", "0"], 3, "ConfigError", ["num_samples=0", "integer >= 1"]
     )
     expect_failure(
-        ws, [*args, "--percentile", "20"], 2, "ConfigError", ["percentile=20", "(50, 100]"]
+        ws, [*args, "--percentile", "20"], 3, "ConfigError", ["percentile=20", "(50, 100]"]
     )
     expect_failure(
         ws,
         [*args, "--method", "magic"],
-        2,
+        3,
         "ConfigError",
         ["unknown method 'magic'", "static-int8"],
     )
     expect_failure(
         ws,
         [*args, "--exclude-op", "Convv"],
-        2,
+        3,
         "SelectorError",
         ["op type 'Convv'", "matched no node", "quantscope inspect"],
     )
     expect_failure(
-        ws, [*args, "--exclude-regex", "("], 2, "ConfigError", ["invalid regular expression"]
+        ws, [*args, "--exclude-regex", "("], 3, "ConfigError", ["invalid regular expression"]
     )
     # rich markup in a message is printed as text, not parsed (a closing tag used to crash the CLI)
     expect_failure(
         ws,
         [*args, "--exclude-regex", "[/x]"],
-        2,
+        3,
         "SelectorError",
         ["pattern '[/x]'", "matched no node"],
     )
@@ -313,30 +314,30 @@ def test_bad_config_files(ws: Workspace) -> None:
     expect_failure(
         ws,
         [*quantize_args(ws), "--config", cfg],
-        2,
+        3,
         "ConfigError",
         ["cannot read config file", "cfg.json"],
     )
     cfg.write_text(json.dumps(["static-int8"]))
     expect_failure(
-        ws, [*quantize_args(ws), "--config", cfg], 2, "ConfigError", ["must hold a JSON object"]
+        ws, [*quantize_args(ws), "--config", cfg], 3, "ConfigError", ["must hold a JSON object"]
     )
     cfg.write_text(json.dumps({"method": "static-int8", "calibraton": "entropy"}))
     expect_failure(
         ws,
         [*quantize_args(ws), "--config", cfg],
-        2,
+        3,
         "ConfigError",
         ["unknown option(s) for static-int8: calibraton", "valid:", "calibration"],
     )
     cfg.write_text(json.dumps({"method": "static-int8", "schema_version": 99}))
     expect_failure(
-        ws, [*quantize_args(ws), "--config", cfg], 2, "ConfigError", ["schema version 99"]
+        ws, [*quantize_args(ws), "--config", cfg], 3, "ConfigError", ["schema version 99"]
     )
     expect_failure(
         ws,
         [*quantize_args(ws), "--config", ws.data / "absent.json"],
-        2,
+        3,
         "ConfigError",
         ["cannot read config file", "absent.json"],
     )
@@ -541,3 +542,48 @@ def test_api_exception_classes(ws: Workspace) -> None:
         assert isinstance(info.value, qs.QuantscopeError)
         assert str(info.value).strip()
     assert ws.snapshot() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# every method: bad settings and models they cannot work on (exit 3, nothing written)
+
+
+def test_cluster_bits_out_of_range(ws: Workspace) -> None:
+    for bits in ("9", "1"):
+        expect_failure(
+            ws,
+            ["quantize", ws.model, "--method", "cluster", "--bits", bits, "-o", ws.out / "q.onnx"],
+            3,
+            "ConfigError",
+            [f"bits={bits}"],
+        )
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["static-int8", "dynamic-int8", "weight-int8", "weight-int4", "cluster", "ternary", "binary"],
+)
+def test_model_with_nothing_to_quantize(ws: Workspace, method: str) -> None:
+    model = ws.root / "in" / "plain.onnx"
+    tinymodels.save(tinymodels.no_quantizable_ops(), model)
+    name = onnx.load(model).graph.input[0].name
+    shape = [d.dim_value or 2 for d in onnx.load(model).graph.input[0].type.tensor_type.shape.dim]
+    ws.npz("plain.npz", **{name: np.ones(shape, np.float32)})
+    args = ["quantize", model, "--method", method, "-o", ws.out / "q.onnx"]
+    if method == "static-int8":
+        args += ["--calib", ws.data / "plain.npz"]
+    message = expect_failure(ws, args, 3, "UnsupportedModelError", [])
+    assert "quantiz" in message or "weight" in message, message
+
+
+def test_block_size_that_does_not_divide_a_weight(ws: Workspace) -> None:
+    model = ws.root / "in" / "mlp.onnx"
+    tinymodels.save(tinymodels.mlp(d_in=48), model)  # the first weight has K = 48
+    expect_failure(
+        ws,
+        ["quantize", model, "--method", "weight-int4", "--block-size", "32", "--set", "min_size=0",
+         "-o", ws.out / "q.onnx"],
+        3,
+        "UnsupportedModelError",
+        ["block_size=32", "K=48"],
+    )

@@ -423,7 +423,7 @@ def test_cli_quantize_dynamic_int8(tmp_path) -> None:
         cli.main, ["quantize", str(src), "--method", "dynamic-int8", "-o", str(tmp_path / "x.onnx"),
                    "--exclude-op", "Conv"],
     )
-    assert bad.exit_code == 2
+    assert bad.exit_code == 3
 
 
 # --------------------------------------------------------------------------- numerics

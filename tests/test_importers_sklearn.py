@@ -152,7 +152,7 @@ def test_cli_convert_needs_trust_for_pickles(tmp_path, forest):
     np.savez(tmp_path / "example.npz", X=x_ex, labels=np.zeros(20))
     out = tmp_path / "forest.onnx"
     refused = CliRunner().invoke(cli.main, ["convert", str(path), "-o", str(out), "--example", str(tmp_path / "example.npz")])
-    assert refused.exit_code == 2 and "runs arbitrary code" in " ".join(refused.output.split())
+    assert refused.exit_code == 3 and "runs arbitrary code" in " ".join(refused.output.split())
     assert not out.exists()
     done = CliRunner().invoke(
         cli.main, ["convert", str(path), "-o", str(out), "--example", str(tmp_path / "example.npz"), "--trust"],

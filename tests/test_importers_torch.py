@@ -194,7 +194,7 @@ def test_cli_convert_calls_a_module_function(tmp_path):
     (got,) = run(make_session(model), {"features": x})
     assert got.shape == (5, 3) and got.min() >= 0.0  # the Relu is there, batch 5 runs
     missing = CliRunner().invoke(cli.main, ["convert", f"{factory}:nothing", "-o", str(tmp_path / "x.onnx")])
-    assert missing.exit_code == 2 and "has no function 'nothing'" in " ".join(missing.output.split())
+    assert missing.exit_code == 3 and "has no function 'nothing'" in " ".join(missing.output.split())
 
 
 def test_importer_and_backend_modules_import_no_framework():

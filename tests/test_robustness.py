@@ -328,7 +328,7 @@ def test_cli_robustness_writes_results_with_the_robustness_section(tmp_path):
     assert {r.slice for r in rob.slices} >= {"camera=a", "camera=b", "label=0", "label=1"}
     assert rob.breaking_points["occlusion"] == {"float": None, "bright.int8": None}
     bad = CliRunner().invoke(main, [*args[:-2], "--shift", "fog"])
-    assert bad.exit_code == 2 and "no image shift named 'fog'" in bad.output
+    assert bad.exit_code == 3 and "no image shift named 'fog'" in bad.output
 
 
 def test_a_metric_function_sees_the_outputs_and_labels_of_each_slice(tmp_path):

@@ -8,10 +8,14 @@ from quantscope.analysis.compare import analyze
 from quantscope.analysis.robustness import robustness
 from quantscope.analysis.sweep import sweep
 from quantscope.config import (
+    Binary,
+    Cluster,
     DynamicInt8,
+    Float16,
     MethodConfig,
     NodeSelector,
     StaticInt8,
+    Ternary,
     WeightInt4,
     WeightInt8,
     config_from_dict,
@@ -41,6 +45,8 @@ from quantscope.specs import TensorSpec
 
 __all__ = [
     "Batch",
+    "Binary",
+    "Cluster",
     "ConfigError",
     "ConversionError",
     "DataError",
@@ -48,6 +54,7 @@ __all__ = [
     "Dataset",
     "DynamicInt8",
     "EmptyDatasetError",
+    "Float16",
     "MethodConfig",
     "Model",
     "ModelError",
@@ -63,6 +70,7 @@ __all__ = [
     "SelectorError",
     "StaticInt8",
     "TensorSpec",
+    "Ternary",
     "UnsupportedModelError",
     "WeightInt4",
     "WeightInt8",

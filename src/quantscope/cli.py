@@ -1,6 +1,7 @@
 """The ``quantscope`` command: a thin shell over the public API, and the only place that prints.
 
-Exit codes: 0 ok, 2 usage or config error, 3 model/data/runtime/output error,
+Exit codes: 0 ok, 2 a command line that does not parse, 3 a refused input (model, data, option
+or config value, output path) or a runtime failure,
 4 a quality gate failed, 1 internal error.
 """
 

@@ -5,7 +5,7 @@ the nearest builtin, so ``except ValueError`` keeps working for callers who
 do not know us::
 
     QuantscopeError                      (Exception)   exit code 1 unless below
-    ├── ConfigError                      (ValueError)  exit code 2: bad option or config value
+    ├── ConfigError                      (ValueError)  exit code 3: bad option or config value
     │   └── SelectorError                               a node selector matched nothing
     ├── ModelError                       (ValueError)  exit code 3: unreadable or invalid model
     │   ├── UnsupportedModelError                       nothing in the model can be done
@@ -18,7 +18,10 @@ do not know us::
     ├── OutputError                      (OSError)     exit code 3: cannot write the output
     └── QualityGateError                               exit code 4: no variant within the quality budget
 
-Messages name the problem and the fix.
+Messages name the problem and the fix. Exit code 2 is left to the command line itself (an
+unknown option, a missing argument, a value click cannot parse): every input quantscope
+looks at and refuses, an option's value included, exits 3, so a script can tell
+"the command line is malformed" from "this model, data or setting cannot be used".
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class QuantscopeError(Exception):
 class ConfigError(QuantscopeError, ValueError):
     """An option or configuration value is invalid."""
 
-    exit_code = 2
+    exit_code = 3
 
 
 class SelectorError(ConfigError):
