@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from quantscope.analysis.results import LayerError, Results, VariantResult
+from quantscope.analysis.results import LatencyResult, LayerError, Results, VariantResult
 from quantscope.errors import ConfigError, DataError
 from quantscope.report import _format as f
 from quantscope.report import load_results, render
@@ -306,3 +306,27 @@ def test_renderers_are_reachable_from_the_package_without_loading_them_early() -
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_recommendation_prefers_a_variant_that_is_not_slower_than_float() -> None:
+    def variant(name: str, kind: str, size: int, ms: float, acc: float) -> VariantResult:
+        return VariantResult(
+            name=name, kind=kind, path=None, method=None if kind == "float" else name, config=None,
+            size_bytes=size, param_bytes={}, quality={"accuracy": acc},
+            latency=[LatencyResult(batch=1, threads=1, median_ms=ms, p90_ms=ms, runs=5)],
+        )
+
+    base = Results(model={"name": "m"}, data={"samples": 10}, metric="accuracy", variants=[
+        variant("float", "float", 1000, 1.0, 0.9),
+        variant("small-slow", "onnx", 100, 1.5, 0.9),
+        variant("mid-fast", "onnx", 300, 0.6, 0.9),
+        variant("tiny-bad", "onnx", 50, 0.5, 0.5),
+    ])
+    best = f.best_variant(base)
+    assert best is not None and best[0] == "mid-fast" and "not slower than float" in best[1]
+    # within a budget: the same preference; the lossy one stays out
+    assert f.best_variant(replace(base, max_drop=0.01))[0] == "mid-fast"  # type: ignore[index]
+    # when every candidate is slower, the smallest is named and the reason says so
+    slow = replace(base, variants=[v for v in base.variants if v.name != "mid-fast"])
+    best = f.best_variant(slow)
+    assert best is not None and best[0] == "small-slow" and "slower than float" in best[1]

@@ -128,19 +128,39 @@ def within_budget(results: Results) -> set[str]:
 
 
 def best_variant(results: Results) -> tuple[str, str] | None:
-    """The variant to recommend and why: the smallest within the budget, else the closest to float."""
+    """The variant to recommend and why.
+
+    Candidates are the variants within the budget (with ``max_drop``) or else those tied for
+    the smallest drop against float. Among them, one that is not slower than float (batch 1,
+    1 thread, 5 % tolerance for timing noise) wins over one that is: a smaller file that runs
+    slower is rarely what a deployment wants. Then the smallest file, then the fastest.
+    """
     quantized = [v for v in results.variants if v.kind != "float" and results.drop(v) is not None]
     if not quantized:
         return None
-    inside = within_budget(results)
     if budget(results) is not None:
+        inside = within_budget(results)
         candidates = [v for v in quantized if v.name in inside]
         if not candidates:
             return None
-        pick = min(candidates, key=lambda v: (v.size_bytes, latency_ms(v, 1) or math.inf, v.name))
-        return pick.name, "the smallest variant within the quality budget"
-    pick = min(quantized, key=lambda v: (_drop_key(results.drop(v)), v.size_bytes, v.name))
-    return pick.name, "the quantized variant closest to the float model"
+        what = "the smallest variant within the quality budget"
+    else:
+        least = min(_drop_key(results.drop(v)) for v in quantized)
+        candidates = [v for v in quantized if _drop_key(results.drop(v)) <= least + 1e-9]
+        what = "the smallest of the variants closest to the float model"
+    fast = [v for v in candidates if _not_slower(results, v)]
+    pick = min(fast or candidates, key=lambda v: (v.size_bytes, latency_ms(v, 1) or math.inf, v.name))
+    if fast and len(fast) < len(candidates):
+        what += " that is not slower than float"
+    elif not fast:
+        what += " (all of them run slower than float here)"
+    return pick.name, what
+
+
+def _not_slower(results: Results, v: VariantResult) -> bool:
+    ref = results.reference
+    mine, base = latency_ms(v, 1), latency_ms(ref, 1) if ref is not None else None
+    return mine is None or base is None or mine <= base * 1.05
 
 
 def _drop_key(d: float | None) -> float:
