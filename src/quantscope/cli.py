@@ -356,14 +356,14 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
     for sentence in rob.limitations:
         console.print(f"- {escape(sentence)}", highlight=False)
     if report_dir is not None:
-        try:
-            from quantscope.report import render
-        except ImportError:  # the renderers are optional here: keep the numbers
-            report_dir.mkdir(parents=True, exist_ok=True)
-            written = results.save(report_dir / "results.json")
-        else:
-            written = render(results, report_dir)
-        console.print(f"report written to {escape(str(written))}", highlight=False)
+        _write_report(results, report_dir)
+
+
+def _write_report(results: Any, report_dir: Path) -> None:
+    from quantscope.report import render
+
+    written = render(results, report_dir)
+    console.print(f"report written to {escape(str(written / 'index.html'))}", highlight=False)
 
 
 def _variant_result(name: str, path: Path, model: Any, quality: dict[str, float]) -> Any:
@@ -440,37 +440,16 @@ def _analysis_options(runs: int, batch: int, top: int, samples: int, memory: boo
 def _show_results(results: Any, report_dir: Path | None) -> None:
     """The terminal table, the report files, and the quality gate (exit 4) last."""
     from quantscope.analysis.compare import quality_gate
+    from quantscope.report.text import render_text
 
-    try:
-        from quantscope.report.text import render_text
-    except ImportError:
-        render_text = None
-    if render_text is not None:
-        console.print(render_text(results))
-    else:
-        table = Table(show_edge=False)
-        for col in ("variant", results.metric, "size", "energy"):
-            table.add_column(col)
-        for v in results.variants:
-            q = v.quality.get(results.metric)
-            table.add_row(escape(v.name), "-" if q is None else f"{q:.4g}", _fmt_bytes(v.size_bytes),
-                          f"{v.energy.total_uj:.3g} µJ" if v.energy else "-")
-        console.print(table)
+    console.print(render_text(results))
     for v in results.variants:
         for w in v.warnings:
             err_console.print(f"[yellow]warning:[/] {escape(v.name)}: {escape(w)}", highlight=False)
     for note in results.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if report_dir is not None:
-        try:
-            from quantscope.report import render
-        except ImportError:  # the renderers are optional here: keep the numbers
-            report_dir.mkdir(parents=True, exist_ok=True)
-            results.save(report_dir / "results.json")
-            written = report_dir
-        else:
-            written = render(results, report_dir)
-        console.print(f"report written to {escape(str(written))}/", highlight=False)
+        _write_report(results, report_dir)
     if results.max_drop is not None:
         ok = quality_gate(results)
         console.print(f"within the {results.max_drop:.2%} budget: {', '.join(v.name for v in ok)}", highlight=False)
