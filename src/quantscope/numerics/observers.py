@@ -210,11 +210,12 @@ class TensorObserver:
         self._count_signed(flat, lo, hi)
 
     def _count_signed(self, flat: np.ndarray, lo: float, hi: float) -> None:
-        """Both histograms and the zero count from one bincount over signed bin numbers.
+        """Both histograms and the zero count.
 
-        Bin numbers are ``ceil(|x| / range * bins)`` (right-closed bins, as in ``_Side.add``)
-        with the sign of ``x``, shifted by ``bins``: one pass, few temporaries, which matters
-        because calibration observes every activation of every batch.
+        Bin numbers are ``ceil(|x| / range * bins)`` clipped to ``[1, bins]`` (right-closed
+        bins, as in ``_Side.add``; tiny non-zero magnitudes belong to the first bin). Each sign
+        is compressed out once and counted with one bincount: few passes over memory, which
+        matters because calibration observes every activation of every batch.
         """
         bins = self.bins
         for side, top in ((self._pos, hi), (self._neg, -lo)):
@@ -223,23 +224,17 @@ class TensorObserver:
                     side.range = top
                 elif top > side.range:
                     side._grow(side._doublings_to_cover(top))
-        pos_scale = bins / self._pos.range if self._pos.range > 0 else 0.0
-        neg_scale = bins / self._neg.range if self._neg.range > 0 else 0.0
-        with np.errstate(over="ignore"):
-            scaled = np.where(flat > 0, flat * flat.dtype.type(pos_scale), flat * flat.dtype.type(neg_scale))
-        np.abs(scaled, out=scaled)
-        np.ceil(scaled, out=scaled)
-        np.minimum(scaled, bins, out=scaled)
-        k = scaled.astype(np.intp)
-        k[k == 0] = 1  # tiny non-zero magnitudes belong to the first bin
-        np.copysign(k, flat, out=scaled)
-        slots = scaled.astype(np.intp)
-        slots[flat == 0] = 0
-        slots += bins
-        counts = np.bincount(slots, minlength=2 * bins + 1)
-        self.zeros += int(counts[bins])
-        self._pos.counts += counts[bins + 1 :]
-        self._neg.counts += counts[:bins][::-1]
+        positive = flat[flat > 0]
+        negative = flat[flat < 0]
+        self.zeros += int(flat.size - positive.size - negative.size)
+        for side, values, sign in ((self._pos, positive, 1.0), (self._neg, negative, -1.0)):
+            if values.size == 0:
+                continue
+            with np.errstate(over="ignore"):
+                scaled = values * values.dtype.type(sign * bins / side.range)
+            np.ceil(scaled, out=scaled)
+            np.clip(scaled, 1, bins, out=scaled)
+            side.counts += np.bincount(scaled.astype(np.intp), minlength=bins + 1)[1:]
 
     def merge(self, other: TensorObserver) -> None:
         """Add the statistics of ``other`` (same ``bins``) into this observer.
