@@ -42,6 +42,7 @@ EXPECTED_ALL = [
     "StaticInt8",
     "TensorSpec",
     "Ternary",
+    "TuneResult",
     "UnsupportedModelError",
     "WeightInt4",
     "WeightInt8",
@@ -55,6 +56,7 @@ EXPECTED_ALL = [
     "save",
     "sweep",
     "to_onnx",
+    "tune",
 ]
 
 # 0 ok, 2 a command line that does not parse (click), 3 any refused input or runtime failure,

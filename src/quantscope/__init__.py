@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 from quantscope.analysis.compare import analyze
 from quantscope.analysis.robustness import robustness
 from quantscope.analysis.sweep import sweep
+from quantscope.analysis.tune import TuneResult, tune
 from quantscope.config import (
     Binary,
     Cluster,
@@ -71,6 +72,7 @@ __all__ = [
     "StaticInt8",
     "TensorSpec",
     "Ternary",
+    "TuneResult",
     "UnsupportedModelError",
     "WeightInt4",
     "WeightInt8",
@@ -84,4 +86,5 @@ __all__ = [
     "save",
     "sweep",
     "to_onnx",
+    "tune",
 ]

@@ -556,6 +556,56 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
     _show_results(results, report_dir)
 
 
+@main.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--calib", type=click.Path(path_type=Path), required=True, help="Calibration data (.npz or folder).")
+@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+              help="Evaluation data (.npz or a folder of .npz); 'labels' enable accuracy.")
+@click.option("--max-drop", required=True, help="Quality budget, e.g. 1% (of the float value): exit 4 if nothing meets it.")
+@click.option("--objective", type=click.Choice(["size", "latency"]), default="size", show_default=True,
+              help="What to minimize inside the budget: size on disk, or batch-1 one-thread latency.")
+@click.option("--metric", type=click.Choice(ANALYZE_METRICS), default="auto", show_default=True,
+              help="Primary quality metric (auto: accuracy with labels, else top-1 agreement).")
+@click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: the usual candidates.")
+@click.option("--max-float-nodes", type=int, default=8, show_default=True,
+              help="At most this many nodes kept in float to meet the budget.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the chosen model (and its sidecar JSON) here.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path),
+              help="Write the candidates' report (index.html, summary.md, results.json) here.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset.")
+def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objective: str, metric: str,
+         methods: tuple[str, ...], max_float_nodes: int, output: Path | None, report_dir: Path | None, seed: int) -> None:
+    """Find the smallest (or fastest) configuration of MODEL_PATH within --max-drop, and say why."""
+    import quantscope as qs
+    from quantscope.errors import QualityGateError
+
+    budget = _max_drop(max_drop)
+    model = qs.load(model_path)
+    calib_data, eval_data = _dataset(calib), _dataset(data_path)
+    try:
+        with step_progress("tuning") as update:
+            best = qs.tune(model, calib_data, eval_data, max_drop=budget, objective=objective, metric=metric,
+                           methods=list(methods) or None, max_float_nodes=max_float_nodes, seed=seed,
+                           progress=update)
+    except QualityGateError as exc:
+        for line in getattr(exc, "reasons", []):
+            console.print(f"- {escape(line)}", highlight=False)
+        if report_dir is not None and getattr(exc, "results", None) is not None:
+            _write_report(exc.results, report_dir)  # type: ignore[attr-defined]
+        raise
+    for line in best.reasons:
+        console.print(f"- {escape(line)}", highlight=False)
+    for note in best.results.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if report_dir is not None:
+        _write_report(best.results, report_dir)
+    if output is not None:
+        written = best.quantized.save(output)
+        console.print(f"wrote {escape(str(written))} ({best.name})", highlight=False)
+    else:
+        console.print(f"best: {escape(best.name)} (write it with -o)", highlight=False)
+
+
 def _example_inputs(data: Any) -> Any:
     """A few samples of ``data`` as a framework importer's example inputs (positional if one input)."""
     batch = next(iter(data.batches(4)))

@@ -139,9 +139,10 @@ def _is_constant(value: ir.Value) -> bool:
 def _ratio_db(signal: float, noise: float) -> float:
     if noise == 0.0:
         return math.inf
-    if signal == 0.0:
+    ratio = signal / noise  # 0 when the noise overflowed to inf, nan when the signal did too
+    if ratio == 0.0:
         return -math.inf
-    return 10.0 * math.log10(signal / noise)
+    return 10.0 * math.log10(ratio) if math.isfinite(ratio) else math.nan
 
 
 def worst_nodes(errors: Iterable[LayerError], quantized_nodes: Iterable[str], float_model: Model) -> list[str]:

@@ -1,0 +1,354 @@
+"""``tune``: the smallest (or fastest) configuration whose quality stays inside a budget, and why.
+
+1. Sweep the candidate methods (static-int8 with every calibrator, dynamic-int8, weight-int4,
+   weight-int8, float16, cluster-8; ternary and binary never meet a real budget and are skipped)
+   and measure quality, size, and with ``objective="latency"`` the batch-1, one-thread latency.
+2. If some candidates are within the budget, pick the best by the objective (ties: the other).
+3. Otherwise take the most promising int8 candidate (the smallest drop among those that shrink
+   the model) and keep its most sensitive nodes in float, one more at a time, re-measuring after
+   each, until the budget is met or ``max_float_nodes`` are float. Nodes are ranked by how much
+   quality each buys back when it alone is left in float (all-but sensitivity), measured for the
+   nodes whose own per-layer error is largest.
+4. If nothing meets the budget, :class:`QualityGateError` names the closest configuration.
+
+Every candidate measured, the float-node steps included, is in ``TuneResult.results``; the
+``reasons`` are plain sentences built from those numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
+from quantscope.analysis.layers import worst_nodes
+from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
+from quantscope.analysis.results import Results, VariantResult
+from quantscope.analysis.sensitivity import candidates, layer_sensitivity
+from quantscope.analysis.sweep import sweep, sweep_configs
+from quantscope.config import MethodConfig, NodeSelector
+from quantscope.data import Dataset
+from quantscope.errors import ConfigError, QualityGateError, QuantscopeError
+from quantscope.io import Model
+from quantscope.quantize import QuantizedModel, quantize
+
+logger = logging.getLogger(__name__)
+
+Objective = Literal["size", "latency"]
+OBJECTIVES = ("size", "latency")
+NEVER_WIN = frozenset({"ternary", "binary"})
+INT8_METHODS = ("static-int8", "dynamic-int8", "weight-int8")
+DEFAULT_CANDIDATES = (
+    "static-int8/minmax", "static-int8/percentile", "static-int8/entropy", "static-int8/mse",
+    "dynamic-int8", "weight-int4", "weight-int8", "float16", "cluster-8",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneResult:
+    """The chosen configuration, the model it makes, every candidate measured, and why."""
+
+    name: str  # the chosen variant's name in ``results``
+    config: MethodConfig  # its ``exclude.names`` holds the nodes kept in float, if any
+    quantized: QuantizedModel
+    results: Results  # every candidate measured (max_drop set to the budget)
+    reasons: list[str]
+    float_nodes: tuple[str, ...] = ()  # nodes kept in float by the greedy step, in the order added
+
+
+def tune_configs(methods: Sequence[str] | None = None, *, seed: int = 0) -> dict[str, MethodConfig]:
+    """The named candidate configs: :data:`DEFAULT_CANDIDATES`, or every sweep config of ``methods``.
+
+    Ternary and binary are left out of the default set (they lose too much to meet a budget);
+    naming them in ``methods`` includes them.
+    """
+    if methods is None:
+        everything = sweep_configs(None, seed=seed)
+        return {name: everything[name] for name in DEFAULT_CANDIDATES if name in everything}
+    return sweep_configs(methods, seed=seed)
+
+
+def tune(
+    model: Model,
+    calib: Dataset | None,
+    data: Dataset,
+    *,
+    max_drop: float,
+    objective: Objective = "size",
+    methods: Sequence[str] | dict[str, MethodConfig] | None = None,
+    metric: str | MetricFn | Metric = "auto",
+    options: AnalysisOptions | None = None,
+    max_float_nodes: int = 8,
+    seed: int = 0,
+    progress: StepProgress | None = None,
+) -> TuneResult:
+    """The smallest (``objective="size"``) or fastest (``"latency"``) configuration within ``max_drop``.
+
+    ``max_drop`` is a fraction of the float model's value of the primary metric (0.01 = 1 %).
+    ``methods`` limits the candidates (names as in :func:`tune_configs`, or named configs);
+    ``options`` overrides how much is measured (default: quality and size, plus batch-1
+    one-thread latency for the latency objective; no memory, energy or sweep sensitivity).
+    Deterministic for a seed. Raises :class:`QualityGateError` when no candidate, even with up
+    to ``max_float_nodes`` nodes kept in float, stays within the budget.
+    """
+    if isinstance(max_drop, bool) or not isinstance(max_drop, int | float) or not 0 <= max_drop < 1:
+        raise ConfigError(f"max_drop={max_drop!r} must be a fraction in [0, 1), e.g. 0.01 for 1 %")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective={objective!r}; choose 'size' or 'latency'")
+    if isinstance(max_float_nodes, bool) or not isinstance(max_float_nodes, int) or max_float_nodes < 0:
+        raise ConfigError(f"max_float_nodes={max_float_nodes!r} must be an integer >= 0")
+    configs = methods if isinstance(methods, dict) else tune_configs(methods, seed=seed)
+    opts = _options(options, objective, seed)
+    if not isinstance(model, Model):
+        raise ConfigError(f"tune() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
+    primary = resolve_metric(metric, has_labels=data.bind(model.inputs).labels is not None)
+    results = sweep(model, calib, data, methods=configs, metric=primary, max_drop=max_drop, options=opts,
+                    seed=seed, progress=progress)
+    allowed = allowed_drop(results)
+    reasons = [_budget_sentence(results, allowed)]
+    measured = [v for v in results.variants if v.kind != "float" and results.drop(v) is not None]
+    if not measured:
+        raise QualityGateError(
+            f"no candidate could be quantized and measured on this model ({'; '.join(results.notes) or 'no notes'}); "
+            "check the model with quantscope inspect"
+        )
+    inside = results.within_budget(allowed)
+    reasons += [_failed_sentence(results, v, allowed) for v in measured if v not in inside]
+    if inside:
+        pick = _best(inside, objective)
+        reasons.append(_chosen_sentence(results, pick, inside, objective))
+        config = configs[pick.name]
+        q = quantize(model, config, calib if config.needs_calibration else None)
+        return TuneResult(name=pick.name, config=config, quantized=q, results=results, reasons=reasons)
+    base = _most_promising(results, measured)
+    config = configs[base.name]
+    if config.needs_calibration and calib is None:  # sweep skipped it; cannot happen when it was measured
+        raise ConfigError(f"{base.name} needs calibration data")
+    reasons.append(
+        f"No candidate met the budget; {base.name} shrinks the model and loses the least "
+        f"({_fmt(results.drop(base))}), so its most sensitive nodes are kept in float one at a time."
+    )
+    return _greedy(model, calib, data, results, base, config, allowed, reasons, primary, opts,
+                   max_float_nodes, seed, progress)
+
+
+def allowed_drop(results: Results) -> float:
+    """The budget in metric units: ``results.max_drop`` times the float value (the quality-gate rule)."""
+    ref = results.reference
+    if results.max_drop is None or ref is None or results.metric not in ref.quality:
+        raise QualityGateError(f"no float model result to compare against for metric {results.metric!r}")
+    base = abs(ref.quality[results.metric])
+    return results.max_drop * base if base > 0 and math.isfinite(base) else results.max_drop
+
+
+def _options(options: AnalysisOptions | None, objective: Objective, seed: int) -> AnalysisOptions:
+    if options is not None:
+        return dataclasses.replace(options, seed=seed, strict=False, sensitivity=0)
+    return AnalysisOptions(
+        latency=objective == "latency", batch_sizes=(1,), threads=(1,), warmup=3, runs=15, memory=False,
+        energy=False, layers=True, sensitivity=0, seed=seed, strict=False,
+    )
+
+
+# --- choosing -------------------------------------------------------------------------------------
+
+
+def _latency(v: VariantResult) -> float:
+    for lat in v.latency:
+        if lat.batch == 1 and lat.threads == 1:
+            return lat.median_ms
+    return math.inf
+
+
+def _best(inside: Sequence[VariantResult], objective: Objective) -> VariantResult:
+    if objective == "latency":
+        return min(inside, key=lambda v: (_latency(v), v.size_bytes, v.name))
+    return min(inside, key=lambda v: (v.size_bytes, _latency(v), v.name))
+
+
+def _most_promising(results: Results, measured: Sequence[VariantResult]) -> VariantResult:
+    """The compressing int8 candidate with the smallest drop (else any compressing one, else any)."""
+    ref = results.reference
+    float_size = ref.size_bytes if ref is not None else math.inf
+    shrinking = [v for v in measured if v.size_bytes < float_size and v.config is not None]
+    int8 = [v for v in shrinking if v.method in INT8_METHODS]
+    pool = int8 or shrinking or list(measured)
+    return min(pool, key=lambda v: (_drop_key(results.drop(v)), v.size_bytes, v.name))
+
+
+def _drop_key(d: float | None) -> float:
+    return math.inf if d is None or math.isnan(d) else d
+
+
+# --- keeping nodes in float ---------------------------------------------------------------------------
+
+
+def _greedy(
+    model: Model,
+    calib: Dataset | None,
+    data: Dataset,
+    results: Results,
+    base: VariantResult,
+    config: MethodConfig,
+    allowed: float,
+    reasons: list[str],
+    metric: Metric,
+    opts: AnalysisOptions,
+    max_float_nodes: int,
+    seed: int,
+    progress: StepProgress | None,
+) -> TuneResult:
+    cal = calib if config.needs_calibration else None
+    full = quantize(model, config, cal)
+    order = _rank_nodes(model, full, base, data, cal, metric, opts, max_float_nodes, progress)
+    variants = list(results.variants)
+    best: tuple[float, VariantResult] = (_drop_key(results.drop(base)), base)
+    previous = results.drop(base)
+    kept: list[str] = []
+    for k, node in enumerate(order[:max_float_nodes], start=1):
+        if progress is not None:
+            progress(f"keeping {node} in float", k - 1, min(len(order), max_float_nodes))
+        kept.append(node)
+        cfg = _with_excluded(config, kept)
+        try:
+            q = quantize(model, cfg, cal)
+        except QuantscopeError as exc:  # e.g. nothing left to quantize
+            kept.pop()
+            reasons.append(f"Keeping {node} in float as well leaves nothing to gain: {exc}")
+            logger.info("tune: stopped adding float nodes at %s: %s", node, exc)
+            break
+        name = f"{base.name}+{k}float"
+        one = analyze(model, {name: q}, data, metric=metric, max_drop=results.max_drop, calib=calib,
+                      options=opts)
+        vr = one.variant(name)
+        variants.append(vr)
+        merged = dataclasses.replace(results, variants=variants)
+        drop = merged.drop(vr)
+        reasons.append(
+            f"Keeping {node} ({_op(full, node)}) in float took the drop from {_fmt(previous)} to {_fmt(drop)} "
+            f"({_bought(previous, drop)})."
+        )
+        previous = drop
+        if _drop_key(drop) < best[0]:
+            best = (_drop_key(drop), vr)
+        if drop is not None and drop <= allowed:
+            ref = merged.reference
+            reasons.append(
+                f"Chose {name}: {base.name} with {k} node(s) kept in float ({', '.join(kept)}), drop {_fmt(drop)} "
+                f"within the budget {_fmt(allowed)}, {_size(vr.size_bytes)} on disk"
+                + (f" ({ref.size_bytes / vr.size_bytes:.2f}x smaller than float)" if ref and vr.size_bytes else "")
+                + "."
+            )
+            if progress is not None:
+                progress("tuned", k, k)
+            return TuneResult(name=name, config=cfg, quantized=q, results=merged, reasons=reasons,
+                              float_nodes=tuple(kept))
+    final = dataclasses.replace(results, variants=variants)
+    closest = min((v for v in variants if v.kind != "float"), key=lambda v: _drop_key(final.drop(v)))
+    err = QualityGateError(
+        f"no configuration stays within the quality budget: {final.metric} may drop by at most "
+        f"{final.max_drop:.2%} of the float value ({_fmt(allowed)}); the closest is {closest.name} with a drop of "
+        f"{_fmt(final.drop(closest))} (after keeping up to {len(kept)} node(s) of {base.name} in float). "
+        "Relax --max-drop, allow more float nodes, or try other methods"
+    )
+    err.results = final  # type: ignore[attr-defined]  # lets the CLI still write the report
+    err.reasons = reasons  # type: ignore[attr-defined]
+    raise err
+
+
+def _rank_nodes(
+    model: Model,
+    full: QuantizedModel,
+    base: VariantResult,
+    data: Dataset,
+    calib: Dataset | None,
+    metric: Metric,
+    opts: AnalysisOptions,
+    max_float_nodes: int,
+    progress: StepProgress | None,
+) -> list[str]:
+    """Quantized nodes, the one whose float version buys back the most quality first.
+
+    The nodes adding the most per-layer error are measured (``2 * max_float_nodes`` of them, at
+    least 8) with all-but sensitivity; nodes that buy back nothing follow in per-layer-error order.
+    """
+    plan = full.plan
+    ranked = worst_nodes(base.layers, [d.node for d in plan.quantized_nodes], model)
+    nodes = candidates(plan, ranked, max(2 * max_float_nodes, 8))
+    if not nodes:
+        return []
+    sens = layer_sensitivity(
+        model, full.config, plan, data, metric=metric, calib=calib, nodes=nodes, mode="all-but", full=full.model,
+        samples=opts.sensitivity_samples, seed=opts.seed, progress=progress,
+    )
+    sign = 1.0 if metric.higher_is_better else -1.0
+    gain = {s.node: sign * s.delta for s in sens}
+    helpful = sorted((n for n in nodes if gain.get(n, 0.0) > 0), key=lambda n: (-gain[n], nodes.index(n)))
+    return helpful + [n for n in nodes if n not in helpful]
+
+
+def _with_excluded(config: MethodConfig, names: Sequence[str]) -> MethodConfig:
+    ex = config.exclude
+    merged = NodeSelector(names=tuple(dict.fromkeys((*ex.names, *names))), patterns=ex.patterns, op_types=ex.op_types)
+    return dataclasses.replace(config, exclude=merged)
+
+
+def _op(q: QuantizedModel, node: str) -> str:
+    return next((d.op_type for d in q.plan.decisions if d.node == node), "node")
+
+
+# --- sentences ----------------------------------------------------------------------------------
+
+
+def _fmt(x: float | None) -> str:
+    return "unknown" if x is None else f"{x:.4g}"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _bought(before: float | None, after: float | None) -> str:
+    if before is None or after is None:
+        return "not measurable"
+    gain = before - after
+    return f"bought back {gain:.4g}" if gain > 0 else f"bought back nothing ({gain:+.4g})"
+
+
+def _budget_sentence(results: Results, allowed: float) -> str:
+    ref = results.reference
+    value = ref.quality[results.metric] if ref is not None else float("nan")
+    return (
+        f"Budget: {results.metric} may drop by at most {results.max_drop:.2%} of the float model's "
+        f"{value:.4g}, i.e. {_fmt(allowed)}."
+    )
+
+
+def _failed_sentence(results: Results, v: VariantResult, allowed: float) -> str:
+    drop = results.drop(v)
+    return f"{v.name} misses the budget: drop {_fmt(drop)}, {_fmt(_drop_key(drop) - allowed)} over."
+
+
+def _chosen_sentence(results: Results, pick: VariantResult, inside: Sequence[VariantResult], objective: Objective) -> str:
+    ref = results.reference
+    others = [v for v in inside if v is not pick]
+    if objective == "latency":
+        what = f"the fastest within the budget at {_latency(pick):.3g} ms (batch 1, 1 thread)"
+        if ref is not None and math.isfinite(_latency(ref)):
+            what += f", float {_latency(ref):.3g} ms"
+        runner = ", ".join(f"{v.name} {_latency(v):.3g} ms" for v in sorted(others, key=_latency)[:3])
+    else:
+        what = f"the smallest within the budget at {_size(pick.size_bytes)}"
+        if ref is not None and pick.size_bytes:
+            what += f" ({ref.size_bytes / pick.size_bytes:.2f}x smaller than float's {_size(ref.size_bytes)})"
+        runner = ", ".join(f"{v.name} {_size(v.size_bytes)}" for v in sorted(others, key=lambda v: v.size_bytes)[:3])
+    text = f"Chose {pick.name}: {what}, drop {_fmt(results.drop(pick))}"
+    return text + (f"; next: {runner}." if runner else "; no other candidate met the budget.")
