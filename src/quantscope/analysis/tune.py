@@ -133,7 +133,7 @@ def tune(
         f"({_fmt(results.drop(base))}), so its most sensitive nodes are kept in float one at a time."
     )
     return _greedy(model, calib, data, results, base, config, allowed, reasons, primary, opts,
-                   max_float_nodes, seed, progress)
+                   max_float_nodes, progress)
 
 
 def allowed_drop(results: Results) -> float:
@@ -199,7 +199,6 @@ def _greedy(
     metric: Metric,
     opts: AnalysisOptions,
     max_float_nodes: int,
-    seed: int,
     progress: StepProgress | None,
 ) -> TuneResult:
     cal = calib if config.needs_calibration else None
