@@ -133,7 +133,9 @@ def best_variant(results: Results) -> tuple[str, str] | None:
     Candidates are the variants within the budget (with ``max_drop``) or else those tied for
     the smallest drop against float. Among them, one that is not slower than float (batch 1,
     1 thread, 5 % tolerance for timing noise) wins over one that is: a smaller file that runs
-    slower is rarely what a deployment wants. Then the smallest file, then the fastest.
+    slower is rarely what a deployment wants. Then the smallest file, then the highest SQNR
+    against float (timing noise must not pick between variants of the same size), then the
+    fastest.
     """
     quantized = [v for v in results.variants if v.kind != "float" and results.drop(v) is not None]
     if not quantized:
@@ -149,12 +151,17 @@ def best_variant(results: Results) -> tuple[str, str] | None:
         candidates = [v for v in quantized if _drop_key(results.drop(v)) <= least + 1e-9]
         what = "the smallest of the variants closest to the float model"
     fast = [v for v in candidates if _not_slower(results, v)]
-    pick = min(fast or candidates, key=lambda v: (v.size_bytes, latency_ms(v, 1) or math.inf, v.name))
+    pick = min(fast or candidates, key=lambda v: (v.size_bytes, -_fidelity(v), latency_ms(v, 1) or math.inf, v.name))
     if fast and len(fast) < len(candidates):
         what += " that is not slower than float"
     elif not fast:
         what += " (all of them run slower than float here)"
     return pick.name, what
+
+
+def _fidelity(v: VariantResult) -> float:
+    sqnr = v.quality.get("sqnr_db")
+    return sqnr if sqnr is not None and not math.isnan(sqnr) else -math.inf
 
 
 def _not_slower(results: Results, v: VariantResult) -> bool:
