@@ -81,11 +81,14 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("quantscope", "onnxruntime", "onnx", "onnx-ir", "numpy", "sympy", "torch", "tensorflow"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
+    for pkg in ("quantscope", "onnxruntime", "onnx", "onnx-ir", "numpy", "sympy", "torch", "tensorflow",
+                "ai-edge-litert"):
+        for dist in (pkg, f"{pkg}-cpu"):
+            try:
+                out[pkg] = version(dist)
+                break
+            except PackageNotFoundError:
+                out[pkg] = "not installed"
     return out
 
 
@@ -234,7 +237,7 @@ def write_results(
         results["models"] = kept + sections
         results["skipped"] = {**{k: v for k, v in old.get("skipped", {}).items() if k not in args.models},
                               **results["skipped"]}
-        results["date"] = old["date"] + " to " + results["date"] if kept else results["date"]
+        results["date"] = old["date"].split(" to ")[0] + " to " + results["date"] if kept else results["date"]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.with_suffix(".json").write_text(json.dumps(results, indent=1))
     args.results.write_text(report.markdown(results))
