@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import sys
 import time
@@ -183,8 +184,16 @@ def run_tflite(spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0}
 
 
+_PATH_KEYS = ("model", "calib", "out", "preprocessed", "keras")
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
+    # the peer writes scratch files (shape-inference temporaries, external data) into the
+    # working directory: run in the job's own folder, with every path made absolute first
+    spec = {k: str(Path(v).resolve()) if k in _PATH_KEYS and isinstance(v, str) else v for k, v in spec.items()}
+    result_path = Path(argv[1]).resolve()
+    os.chdir(Path(argv[0]).resolve().parent)
     result: dict[str, Any] = {"rss_before_mb": _rss_mb()}
     try:
         runner = {"quantscope": run_quantscope, "ort": run_ort, "tflite": run_tflite}[spec["tool"]]
@@ -195,7 +204,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-4000:])
     result["peak_rss_mb"] = _peak_rss_mb()
-    Path(argv[1]).write_text(json.dumps(result))
+    result_path.write_text(json.dumps(result))
     return 0
 
 
