@@ -206,3 +206,26 @@ def test_embedding_table_is_gathered_as_int8(tmp_path):
     sqnr = sqnr_db(_outputs(model, {"ids": ids[:16]})[0], _outputs(q.model, {"ids": ids[:16]})[0])
     print(f"embedding SQNR {sqnr:.1f} dB")
     assert sqnr > 25.0
+
+
+def test_calibration_batch_shrinks_to_the_activation_budget(monkeypatch, tmp_path) -> None:
+    """A smaller batch keeps peak memory bounded; the statistics (min-max) do not change."""
+    import quantscope.calibrate as calibrate
+
+    model = qs.load(tinymodels.save(tinymodels.conv_bn_relu(), tmp_path / "m.onnx"))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, *[d if isinstance(d, int) else 1 for d in model.inputs[0].shape][1:]))
+    data = qs.Dataset.from_arrays({model.inputs[0].name: x.astype(np.float32)})
+    full = qs.quantize(model, qs.StaticInt8(batch_size=24), data)
+    seen: list[int] = []
+    original = calibrate._batch_within_budget
+
+    def spy(*args, **kwargs):
+        seen.append(original(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(calibrate, "ACTIVATION_BUDGET_BYTES", 1)
+    monkeypatch.setattr(calibrate, "_batch_within_budget", spy)
+    small = qs.quantize(model, qs.StaticInt8(batch_size=24), data)
+    assert seen == [1]
+    assert [a.to_dict() for a in small.plan.activations] == [a.to_dict() for a in full.plan.activations]

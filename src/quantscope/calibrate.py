@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from quantscope.data import Dataset
 from quantscope.errors import EmptyDatasetError, NonFiniteDataError
@@ -71,6 +72,7 @@ def collect(
     wanted = [n for n in output_names if n in names]
     skipped = {n: "no element type known; not observable" for n in names if n not in input_names and n not in wanted}
     session = make_session(exposed, optimization="basic")
+    batch_size = _batch_within_budget(session, data, wanted, batch_size)
     observers: dict[str, TensorObserver] = {n: TensorObserver(bins=bins, histogram=histograms) for n in names if n not in skipped}
     total = len(data) if _has_len(data) else None
     done = 0
@@ -94,6 +96,33 @@ def collect(
             )
     logger.info("calibrated %d tensors on %d samples", len(observers), done)
     return TensorStats(observers=observers, num_samples=done, skipped=skipped)
+
+
+ACTIVATION_BUDGET_BYTES = 256 << 20
+"""Calibration exposes every observed tensor of a whole batch at once; above this many bytes
+per batch the batch is made smaller (the statistics do not depend on the batch size)."""
+
+
+def _batch_within_budget(session: Any, data: Dataset, wanted: list[str], batch_size: int) -> int:
+    """``batch_size``, lowered so the exposed tensors of one batch fit the activation budget.
+
+    The size per sample is measured by running the first sample alone (shapes of exported
+    models are often symbolic, so they cannot be read from the graph).
+    """
+    if batch_size <= 1 or not wanted:
+        return batch_size
+    first = next(iter(data.batches(1)), None)
+    if first is None:
+        return batch_size
+    per_sample = sum(int(a.nbytes) for a in run(session, first.inputs, wanted))
+    if per_sample * batch_size <= ACTIVATION_BUDGET_BYTES:
+        return batch_size
+    smaller = max(1, ACTIVATION_BUDGET_BYTES // max(per_sample, 1))
+    logger.info(
+        "calibration batch %d -> %d: the observed tensors take %.1f MB per sample",
+        batch_size, smaller, per_sample / 1e6,
+    )
+    return int(smaller)
 
 
 def _has_len(obj: object) -> bool:
