@@ -13,7 +13,7 @@ from quantscope.analysis.evaluate import predict
 from quantscope.errors import ConfigError
 from quantscope.importers import from_path, importer_for, to_onnx
 from quantscope.numerics.metrics import sqnr_db, top1_agreement
-from quantscope.runtime import make_session, run
+from quantscope.runtime import make_session, optimized_op_types, run
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,9 @@ def test_import_quantize_analyze(imported):
     eval_x, eval_y = kerasmodels.quadrant_images(128, seed=4)
     q = qs.quantize(imported, qs.StaticInt8(), qs.Dataset.from_arrays({"image": calib_x}))
     onnx.checker.check_model(q.model.to_proto(), full_check=True)
-    assert {"Conv", "MatMul"} <= {d.op_type for d in q.plan.quantized_nodes}
+    # the Dense layer's MatMul + bias Add is quantized as one Gemm, BatchNorm folded into Conv
+    assert {"Conv", "Gemm"} <= {d.op_type for d in q.plan.quantized_nodes}
+    assert not {"Mul", "Add"} & set(optimized_op_types(q.model))
     assert any("tf2onnx" in n for n in q.plan.notes)  # where the model came from, in the plan
     data = qs.Dataset.from_arrays({"image": eval_x}, labels=eval_y)
     ref = predict(imported, data)[0]

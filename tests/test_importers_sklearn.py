@@ -176,7 +176,7 @@ def test_default_ops_turn_a_linear_model_into_a_matmul_graph_that_quantizes():
     assert "ai.onnx.ml::LinearClassifier" not in ops and ops["MatMul"] == 1
     onnx.checker.check_model(model.to_proto(), full_check=True)
     q = qs.quantize(model, qs.StaticInt8(), qs.Dataset.from_arrays({"X": x[:64].astype(np.float32)}))
-    assert [d.op_type for d in q.plan.quantized_nodes] == ["MatMul"]
+    assert [d.op_type for d in q.plan.quantized_nodes] == ["Gemm"]  # MatMul + bias, fused
     data = qs.Dataset.from_arrays({"X": x[100:].astype(np.float32)})
     ref_label, ref = predict(model, data)
     got_label, got = predict(q.model, data)

@@ -353,7 +353,7 @@ class StaticInt8Method:
     """Calibrated full-integer int8 QDQ."""
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
-        prepared, _ = prepare(model)
+        prepared, _ = prepare(model, bias_into_gemm=True)
         return prepared
 
     def tensors_to_observe(self, model: Model, config: MethodConfig) -> list[str]:
@@ -543,6 +543,6 @@ def _values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
 
 def preview(model: Model, config: StaticInt8) -> list[NodeDecision]:
     """Per-node decisions static-int8 would take, before any calibration (ranges unknown)."""
-    prepared, _ = prepare(model)
+    prepared, _ = prepare(model, bias_into_gemm=True)
     decisions, _, _ = _Planner(prepared, config, None).run()
     return decisions
