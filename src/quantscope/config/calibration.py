@@ -1,0 +1,201 @@
+"""Calibration as a value: which range rule, on how many samples, in what batches.
+
+A calibrator is a small frozen object (``MinMax()``, ``Percentile(99.99)``, ``Entropy()``,
+``MSE()``) that turns one tensor's running statistics into a ``(lo, hi)`` range and says
+whether it needs histograms. :class:`Calibration` bundles it with the sampling settings;
+a method asks for statistics with a :class:`StatisticsRequest` (the tensors plus the
+calibration), so nothing downstream reads calibration settings out of a method config.
+
+Every calibrator registers itself by name; the CLI's choices and the config checks are built
+from :func:`calibrator_names`, so adding a calibrator is one class here (or in its own module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from quantscope.errors import ConfigError
+
+if TYPE_CHECKING:
+    from quantscope.numerics.observers import TensorObserver
+
+_CALIBRATORS: dict[str, type[Calibrator]] = {}
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Base of every range rule. Subclasses set ``name`` and implement :meth:`range`."""
+
+    name: ClassVar[str] = ""
+    needs_histograms: ClassVar[bool] = True
+    help: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _CALIBRATORS[cls.name] = cls
+
+    def range(self, observer: TensorObserver) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params()}
+
+    def __str__(self) -> str:
+        params = self.params()
+        return self.name + (f"({', '.join(map(str, params.values()))})" if params else "")
+
+
+@dataclass(frozen=True)
+class MinMax(Calibrator):
+    """The exact observed range (widened to contain 0): nothing is ever clipped."""
+
+    name: ClassVar[str] = "minmax"
+    needs_histograms: ClassVar[bool] = False
+    help: ClassVar[str] = "exact observed range; never clips"
+
+    def range(self, observer: TensorObserver) -> tuple[float, float]:
+        from quantscope.numerics.observers import minmax_range
+
+        return minmax_range(observer)
+
+
+@dataclass(frozen=True)
+class Percentile(Calibrator):
+    """Clip ``(100 - percentile) / 2`` percent of the values off each tail."""
+
+    name: ClassVar[str] = "percentile"
+    help: ClassVar[str] = "clip the tails beyond a percentile (default 99.99)"
+    percentile: float = 99.99
+
+    def __post_init__(self) -> None:
+        p = self.percentile
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 50.0 < p <= 100.0:
+            raise ConfigError(f"percentile={p!r} is not valid; it must be a number in (50, 100]")
+        object.__setattr__(self, "percentile", float(p))
+
+    def range(self, observer: TensorObserver) -> tuple[float, float]:
+        from quantscope.numerics.observers import percentile_range
+
+        return percentile_range(observer, self.percentile)
+
+
+@dataclass(frozen=True)
+class Entropy(Calibrator):
+    """The range whose quantized histogram has the least KL divergence from the observed one."""
+
+    name: ClassVar[str] = "entropy"
+    help: ClassVar[str] = "least KL divergence between float and quantized histograms"
+
+    def range(self, observer: TensorObserver) -> tuple[float, float]:
+        from quantscope.numerics.observers import entropy_range
+
+        return entropy_range(observer)
+
+
+@dataclass(frozen=True)
+class MSE(Calibrator):
+    """The range with the least expected squared quantization error."""
+
+    name: ClassVar[str] = "mse"
+    help: ClassVar[str] = "least expected squared quantization error"
+
+    def range(self, observer: TensorObserver) -> tuple[float, float]:
+        from quantscope.numerics.observers import mse_range
+
+        return mse_range(observer)
+
+
+def calibrator_names() -> tuple[str, ...]:
+    """Every registered calibrator, in registration order (the CLI's choices)."""
+    return tuple(_CALIBRATORS)
+
+
+def calibrator(name: str | Calibrator, **params: Any) -> Calibrator:
+    """The calibrator called ``name`` with ``params`` (a :class:`Calibrator` passes through)."""
+    if isinstance(name, Calibrator):
+        if params:
+            raise ConfigError(f"parameters {sorted(params)} given with a ready calibrator {name}")
+        return name
+    cls = _CALIBRATORS.get(str(name))
+    if cls is None:
+        raise ConfigError(
+            f"unknown calibration method {name!r}; choose one of: {', '.join(calibrator_names())}"
+        )
+    accepted = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(params) - accepted
+    if unknown:
+        raise ConfigError(
+            f"calibration method {name!r} takes "
+            + (", ".join(sorted(accepted)) if accepted else "no parameters")
+            + f"; got {sorted(unknown)}"
+        )
+    return cls(**params)
+
+
+def calibrator_from_dict(d: Mapping[str, Any]) -> Calibrator:
+    d = dict(d)
+    return calibrator(d.pop("name", None), **d)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calibration:
+    """How to calibrate: the range rule, a seeded subset of ``num_samples``, batches, histogram bins."""
+
+    method: Calibrator = dataclasses.field(default_factory=MinMax)
+    num_samples: int | None = 256
+    batch_size: int = 16
+    seed: int = 0
+    bins: int = 2048
+
+    def __post_init__(self) -> None:
+        if isinstance(self.method, str):
+            object.__setattr__(self, "method", calibrator(self.method))
+        if not isinstance(self.method, Calibrator):
+            raise ConfigError(f"method must be a calibrator such as MinMax(), not {self.method!r}")
+        for name, lo, hi in (("batch_size", 1, None), ("seed", 0, None), ("bins", 128, 1 << 16)):
+            _check_int(name, getattr(self, name), lo, hi)
+        if self.num_samples is not None:
+            _check_int("num_samples", self.num_samples, 1, None)
+
+    @property
+    def needs_histograms(self) -> bool:
+        return self.method.needs_histograms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method.to_dict(),
+            "num_samples": self.num_samples,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "bins": self.bins,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        d = dict(d)
+        method = d.pop("method", {"name": "minmax"})
+        return cls(method=calibrator_from_dict(method) if isinstance(method, Mapping) else method, **d)
+
+
+@dataclass(frozen=True)
+class StatisticsRequest:
+    """What a method needs observed before it can plan: these tensors, calibrated this way."""
+
+    tensors: tuple[str, ...]
+    calibration: Calibration
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tensors", tuple(dict.fromkeys(self.tensors)))
+
+
+def _check_int(name: str, value: object, lo: int, hi: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{name}={value!r} is not valid; it must be an integer {bound}")
