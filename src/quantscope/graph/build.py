@@ -106,15 +106,18 @@ def node(
     outputs: Sequence[str] | None = None,
     domain: str = "",
     num_outputs: int = 1,
+    name: str | None = None,
 ) -> ir.Node:
     """A node named ``{base}_{op_type}`` whose outputs get unique names, types and shapes.
 
     ``outputs`` are the base names of the outputs (default ``{base}_{op_type}``, with ``_{i}`` when
     there are several); ``attributes`` are ``ir.Attr`` objects or a mapping of Python values.
+    ``name`` is used as given instead (a node that replaces another keeps that one's name).
     The node is not inserted: use ``graph.insert_before``/``insert_after`` or :func:`insert_first`.
     """
     attrs = ir.convenience.convert_attributes(attributes) if isinstance(attributes, Mapping) else list(attributes)
-    created = ir.Node(domain, op_type, list(inputs), attrs, name=names(f"{base}_{op_type}"), num_outputs=num_outputs)
+    node_name = name if name is not None else names(f"{base}_{op_type}")
+    created = ir.Node(domain, op_type, list(inputs), attrs, name=node_name, num_outputs=num_outputs)
     for i, out in enumerate(created.outputs):
         if outputs is not None:
             out.name = names(outputs[i])
