@@ -37,7 +37,7 @@ class NameAllocator:
 
     def __init__(self, graph: ir.Graph) -> None:
         self._used: set[str] = set()
-        for g in _graphs(graph):
+        for g in (graph, *graph.subgraphs()):
             self._used.update(g.initializers)
             self._used.update(v.name for v in g.inputs if v.name)
             for n in g:
@@ -60,18 +60,6 @@ class NameAllocator:
     def reserve(self, name: str) -> None:
         """Mark ``name`` as taken (a name made elsewhere that later names must avoid)."""
         self._used.add(name)
-
-
-def _graphs(graph: ir.Graph) -> list[ir.Graph]:
-    """``graph`` and every subgraph (If/Loop/Scan bodies) below it."""
-    found = [graph]
-    for n in ir.traversal.RecursiveGraphIterator(graph):
-        for attr in n.attributes.values():
-            if attr.type == ir.AttributeType.GRAPH:
-                found.append(attr.as_graph())
-            elif attr.type == ir.AttributeType.GRAPHS:
-                found.extend(attr.as_graphs())
-    return found
 
 
 def initializer(
