@@ -119,6 +119,18 @@ def test_onnx_unpack_of_a_constant_is_folded_by_ort(bits: int) -> None:
     assert optimized_op_types(model) == {}  # every unpacking op was constant-folded
 
 
+def _expand_and_check(coded: CodedTensor) -> tuple[list[ir.Node], dict[str, int]]:
+    """Expand ``coded`` into a graph of its own, check it, and compare its output with ``decode``."""
+    graph = ir.Graph([], [], nodes=[], name="expand", opset_imports={"": 13})
+    nodes, weight, sizes = expand_coded_weight(graph, NameAllocator(graph), coded, "w")
+    graph.extend(nodes)
+    graph.outputs.append(weight)
+    model = Model(ir=ir.Model(graph, ir_version=8))
+    onnx.checker.check_model(model.to_proto(), full_check=True)
+    np.testing.assert_array_equal(run(make_session(model, optimization="none"), {})[0], coded.decode())
+    return nodes, sizes
+
+
 @pytest.mark.parametrize(
     ("shape", "axis", "bits"),
     [
@@ -143,14 +155,7 @@ def test_expanded_weight_equals_numpy_decode(
         axis=axis,
         bits=bits,
     )
-    graph = ir.Graph([], [], nodes=[], name="expand", opset_imports={"": 13})
-    nodes, weight, sizes = expand_coded_weight(graph, NameAllocator(graph), coded, "w")
-    graph.extend(nodes)
-    graph.outputs.append(weight)
-    model = Model(ir=ir.Model(graph, ir_version=8))
-    onnx.checker.check_model(model.to_proto(), full_check=True)
-    got = run(make_session(model, optimization="none"), {})[0]
-    np.testing.assert_array_equal(got, coded.decode())
+    _, sizes = _expand_and_check(coded)
     assert sizes["packed_bytes"] == packed_size(codes.size, bits)
     assert sizes["codebook_bytes"] == 4 * int(np.prod(book_shape))
 
@@ -165,14 +170,6 @@ def test_factored_codebook_stores_scales_and_levels(
     shape = (5, 7, 3)
     codes = rng.integers(0, len(levels), size=shape).astype(np.uint8)
     coded = CodedTensor.scaled(codes, rng.random(shape[axis]), np.array(levels), axis, bits)
-    graph = ir.Graph([], [], nodes=[], name="expand", opset_imports={"": 13})
-    nodes, weight, sizes = expand_coded_weight(graph, NameAllocator(graph), coded, "w")
-    graph.extend(nodes)
-    graph.outputs.append(weight)
-    model = Model(ir=ir.Model(graph, ir_version=8))
-    onnx.checker.check_model(model.to_proto(), full_check=True)
-    np.testing.assert_array_equal(
-        run(make_session(model, optimization="none"), {})[0], coded.decode()
-    )
+    nodes, sizes = _expand_and_check(coded)
     assert sizes["codebook_bytes"] == 4 * (shape[axis] + len(levels)) == coded.stored_codebook_bytes
     assert "Mul" in {n.op_type for n in nodes}
