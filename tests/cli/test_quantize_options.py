@@ -196,7 +196,7 @@ def test_help_lists_methods_calibrators_and_the_config_rule() -> None:
 def test_calibration_choices_and_check_come_from_the_registry() -> None:
     from quantscope.config import CALIBRATION_METHODS
 
-    assert CALIBRATION_METHODS == calibrator_names()
+    assert calibrator_names() == CALIBRATION_METHODS
     with pytest.raises(qs.ConfigError, match="choose one of: minmax, percentile, entropy, mse"):
         qs.StaticInt8(calibration="nope")
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from quantscope.cli.options import method_options, method_settings
+from quantscope.cli.options import dataset, method_options, method_settings
 from quantscope.cli.output import console, fmt_bytes, progress_bar, say, warn
 from quantscope.config import calibrator_names, config_classes
 from quantscope.config.calibration import calibrator
@@ -43,13 +43,7 @@ def quantize(model_path: Path, method: str | None, output: Path, calib: Path | N
              settings: tuple[str, ...], config_file: Path | None, **opts: Any) -> None:
     """Quantize MODEL_PATH and write the quantized model plus a sidecar JSON (config, plan, versions)."""
     import quantscope as qs
-    from quantscope.config.compose import (
-        choose_method,
-        compose_config,
-        parse_settings,
-        read_config_file,
-    )
-    from quantscope.config.fields import overrides
+    from quantscope.config.compose import config_from_options, read_config_file
     from quantscope.errors import ConfigError
     from quantscope.model_io import check_output_path
     from quantscope.quantize import sidecar_path
@@ -57,14 +51,9 @@ def quantize(model_path: Path, method: str | None, output: Path, calib: Path | N
     model = qs.load(model_path)
     check_output_path(output, model.path, *model.data_files)
     file = read_config_file(config_file) if config_file is not None else None
-    chosen = choose_method(method, file, f"--config {config_file}")
-    cli = method_settings()
-    names = {s.targets[chosen][0]: s.cli.split("/")[0] for s in cli if chosen in s.targets}
-    config = compose_config(chosen, file, overrides(cli, chosen, opts), parse_settings(settings), option_names=names)
-    data = None
-    if calib is not None:
-        data = qs.Dataset.from_folder(calib) if calib.is_dir() else qs.Dataset.from_npz(calib)
-    elif config.needs_calibration:
+    config = config_from_options(method, file, method_settings(), opts, settings, file_name=f"--config {config_file}")
+    data = dataset(calib) if calib is not None else None
+    if data is None and config.needs_calibration:
         raise ConfigError(f"{config.method} needs calibration data: add --calib calib.npz")
     start = time.perf_counter()
     with progress_bar("calibrating") as update:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from quantscope.config.base import MethodConfig, config_class, config_from_dict
+from quantscope.config.fields import CliSetting, overrides
 from quantscope.errors import ConfigError
 
 DEFAULT_METHOD = "static-int8"
@@ -92,3 +93,19 @@ def compose_config(
             cfg[key] = value
     cfg.update(settings)
     return config_from_dict(cfg)
+
+
+def config_from_options(
+    method: str | None,
+    file: Mapping[str, Any] | None,
+    cli: Iterable[CliSetting],
+    parsed: Mapping[str, Any],
+    set_items: Iterable[str] = (),
+    *,
+    file_name: str = "the config file",
+) -> MethodConfig:
+    """The config a command line asks for: ``--method``, the config file, the parsed method options, ``--set``."""
+    chosen = choose_method(method, file, file_name)
+    cli = list(cli)
+    names = {s.targets[chosen][0]: s.cli.split("/")[0] for s in cli if chosen in s.targets}
+    return compose_config(chosen, file, overrides(cli, chosen, parsed), parse_settings(set_items), option_names=names)
