@@ -62,7 +62,10 @@ class StaticInt8(MethodConfig):
 
     def __post_init__(self) -> None:
         if isinstance(self.calibration, Calibrator):  # a value: keep its name, its parameters as fields
+            fields = {f.name for f in dataclasses.fields(self)}
             for name, value in self.calibration.params().items():
+                if name not in fields:
+                    raise ConfigError(f"calibrator {self.calibration} has a parameter {name!r} static-int8 cannot store")
                 object.__setattr__(self, name, value)
             object.__setattr__(self, "calibration", self.calibration.name)
         super().__post_init__()
