@@ -1,44 +1,9 @@
-"""What a model is made of, and what static-int8 would do with each node (no data needed)."""
+"""Deprecated name of :mod:`quantscope.inspection`, kept for one release.
 
-from __future__ import annotations
+``inspect`` shadows the standard library's module of the same name; import from
+:mod:`quantscope.inspection` instead. This module only re-exports its names.
+"""
 
-import os
-from collections import Counter
-from pathlib import Path
-from typing import Any
+from quantscope.inspection import inspect_model
 
-import onnx
-
-from quantscope.config import StaticInt8
-from quantscope.io import external_data_files, load
-from quantscope.methods.static_int8 import preview
-
-
-def inspect_model(path: str | os.PathLike[str]) -> dict[str, Any]:
-    model = load(path)
-    p = Path(path)
-    # the model's own file plus every external data file it refers to (whatever their names)
-    external = external_data_files(onnx.load(str(p), load_external_data=False), p.parent)
-    size = p.stat().st_size + sum(f.stat().st_size for f in external)
-    decisions = preview(model, StaticInt8())
-    by_action = Counter(d.action for d in decisions)
-    return {
-        "path": str(p),
-        "file_bytes": size,
-        "opset": model.opset,
-        "ir_version": model.ir.ir_version,
-        "producer": model.ir.producer_name,
-        "inputs": [s.to_dict() for s in model.inputs],
-        "outputs": [s.to_dict() for s in model.outputs],
-        "ops": model.op_histogram(),
-        "parameters": model.parameter_count(),
-        "parameter_bytes": model.parameter_bytes(),
-        "quantizable_by_op": dict(Counter(d.op_type for d in decisions if d.action == "quantized")),
-        "quantizable": {
-            "quantized": by_action.get("quantized", 0),
-            "fused": by_action.get("fused", 0),
-            "float": by_action.get("float", 0),
-            "float_reasons": dict(Counter(d.reason for d in decisions if d.action == "float").most_common()),
-        },
-        "nodes": [d.to_dict() for d in decisions],
-    }
+__all__ = ["inspect_model"]

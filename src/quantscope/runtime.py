@@ -15,7 +15,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from quantscope.errors import RuntimeFailure
-from quantscope.io import Model
+from quantscope.model_io import Model
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from quantscope.config._checks import check_int as _check_int
+from quantscope.config._checks import check_number
 from quantscope.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,19 +29,31 @@ _CALIBRATORS: dict[str, type[Calibrator]] = {}
 
 @dataclass(frozen=True)
 class Calibrator:
-    """Base of every range rule. Subclasses set ``name`` and implement :meth:`range`."""
+    """Base of every range rule. Subclasses set ``name`` and ``observer_range`` (or override :meth:`range`)."""
 
     name: ClassVar[str] = ""
     needs_histograms: ClassVar[bool] = True
     help: ClassVar[str] = ""
+    observer_range: ClassVar[str] = ""  # the function of quantscope.numerics.observers that computes it
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, *, name: str = "", observer_range: str = "", help: str = "", histograms: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``class Entropy(Calibrator, name="entropy", observer_range="entropy_range", help=...)`` registers it."""
         super().__init_subclass__(**kwargs)
-        if cls.name:
-            _CALIBRATORS[cls.name] = cls
+        given = {"name": name, "observer_range": observer_range, "help": help, "needs_histograms": histograms}
+        for attr, value in given.items():
+            if value not in ("", None):
+                setattr(cls, attr, value)
+        if name:
+            _CALIBRATORS[name] = cls
 
     def range(self, observer: TensorObserver) -> tuple[float, float]:
-        raise NotImplementedError
+        """The ``(lo, hi)`` range of one tensor's statistics (parameters passed in field order)."""
+        from quantscope.numerics import observers
+
+        return getattr(observers, self.observer_range)(observer, *self.params().values())
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -53,63 +67,32 @@ class Calibrator:
 
 
 @dataclass(frozen=True)
-class MinMax(Calibrator):
+class MinMax(Calibrator, name="minmax", observer_range="minmax_range", histograms=False,
+             help="exact observed range; never clips"):
     """The exact observed range (widened to contain 0): nothing is ever clipped."""
-
-    name: ClassVar[str] = "minmax"
-    needs_histograms: ClassVar[bool] = False
-    help: ClassVar[str] = "exact observed range; never clips"
-
-    def range(self, observer: TensorObserver) -> tuple[float, float]:
-        from quantscope.numerics.observers import minmax_range
-
-        return minmax_range(observer)
 
 
 @dataclass(frozen=True)
-class Percentile(Calibrator):
+class Percentile(Calibrator, name="percentile", observer_range="percentile_range",
+                 help="clip the tails beyond a percentile (default 99.99)"):
     """Clip ``(100 - percentile) / 2`` percent of the values off each tail."""
 
-    name: ClassVar[str] = "percentile"
-    help: ClassVar[str] = "clip the tails beyond a percentile (default 99.99)"
     percentile: float = 99.99
 
     def __post_init__(self) -> None:
-        p = self.percentile
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 50.0 < p <= 100.0:
-            raise ConfigError(f"percentile={p!r} is not valid; it must be a number in (50, 100]")
-        object.__setattr__(self, "percentile", float(p))
-
-    def range(self, observer: TensorObserver) -> tuple[float, float]:
-        from quantscope.numerics.observers import percentile_range
-
-        return percentile_range(observer, self.percentile)
+        check_number("percentile", self.percentile, 50.0, 100.0)
+        object.__setattr__(self, "percentile", float(self.percentile))
 
 
 @dataclass(frozen=True)
-class Entropy(Calibrator):
+class Entropy(Calibrator, name="entropy", observer_range="entropy_range",
+              help="least KL divergence between float and quantized histograms"):
     """The range whose quantized histogram has the least KL divergence from the observed one."""
 
-    name: ClassVar[str] = "entropy"
-    help: ClassVar[str] = "least KL divergence between float and quantized histograms"
-
-    def range(self, observer: TensorObserver) -> tuple[float, float]:
-        from quantscope.numerics.observers import entropy_range
-
-        return entropy_range(observer)
-
 
 @dataclass(frozen=True)
-class MSE(Calibrator):
+class MSE(Calibrator, name="mse", observer_range="mse_range", help="least expected squared quantization error"):
     """The range with the least expected squared quantization error."""
-
-    name: ClassVar[str] = "mse"
-    help: ClassVar[str] = "least expected squared quantization error"
-
-    def range(self, observer: TensorObserver) -> tuple[float, float]:
-        from quantscope.numerics.observers import mse_range
-
-        return mse_range(observer)
 
 
 def calibrator_names() -> tuple[str, ...]:
@@ -193,9 +176,3 @@ class StatisticsRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tensors", tuple(dict.fromkeys(self.tensors)))
-
-
-def _check_int(name: str, value: object, lo: int, hi: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
-        raise ConfigError(f"{name}={value!r} is not valid; it must be an integer {bound}")

@@ -17,8 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 import quantscope as qs
 import tinymodels
 from quantscope import cli
-from quantscope.inspect import inspect_model
-from quantscope.io import atomic_write_text
+from quantscope.inspection import inspect_model
+from quantscope.model_io import atomic_write_text
 from quantscope.numerics.metrics import sqnr_db
 
 

@@ -1,0 +1,68 @@
+"""The ``quantscope`` command: a thin shell over the public API, and the only place that prints.
+
+Exit codes: 0 ok, 2 a command line that does not parse, 3 a refused input (model, data, option
+or config value, output path) or a runtime failure, 4 a quality gate failed, 1 internal error.
+
+Modules: :mod:`.output` (consoles, progress, tables), :mod:`.options` (the method options
+generated from the config classes, shared parsers), one module per group of commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from quantscope import __version__
+from quantscope.cli.analyze import analyze, demo, report, robustness, sweep, tune
+from quantscope.cli.convert import convert
+from quantscope.cli.inspect_cmd import inspect_command
+from quantscope.cli.output import console, err_console, progress_bar, step_progress
+from quantscope.cli.quantize import quantize
+from quantscope.errors import QuantscopeError
+
+__all__ = ["console", "err_console", "main", "progress_bar", "step_progress"]
+
+
+class _Group(click.Group):
+    """Turns quantscope errors into one clear line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QuantscopeError as exc:
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+        except Exception as exc:  # an internal error: show it plainly, exit 1
+            logging.getLogger("quantscope").debug("internal error", exc_info=True)
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+            err_console.print("run with --verbose for the traceback, and please report it")
+            if ctx.obj and ctx.obj.get("verbose"):
+                raise
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="quantscope")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens, and show tracebacks of internal errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Post-training quantization and analysis of trained models, executed by ONNX Runtime."""
+    ctx.obj = {"verbose": verbose}
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+for _command in (inspect_command, quantize, demo, robustness, analyze, sweep, tune, report, convert):
+    main.add_command(_command)

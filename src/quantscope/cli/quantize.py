@@ -1,0 +1,78 @@
+"""``quantscope quantize``: one model, one method, the written model and its sidecar."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from quantscope.cli.options import dataset, method_options, method_settings
+from quantscope.cli.output import console, fmt_bytes, progress_bar, say, warn
+from quantscope.config import calibrator_names, config_classes
+from quantscope.config.calibration import calibrator
+
+
+def _epilog() -> str:
+    methods = "\n".join(
+        f"  {name:<13} {(cls.__doc__ or '').strip().splitlines()[0]}" for name, cls in config_classes().items()
+    )
+    calibrators = "\n".join(f"  {name:<13} {calibrator(name).help}" for name in calibrator_names())
+    return (
+        f"\b\nMethods (-m/--method):\n{methods}\n\n\b\nCalibrators (--calibration, static-int8):\n{calibrators}\n\n"
+        "A method option given for a method that does not have it is refused. With --config, the file "
+        "is the base: options and --set override its fields, an option and a --set for the same field "
+        "are refused, and -m/--method must name the file's method or be left out (exit 3 otherwise)."
+    )
+
+
+@click.command(epilog=_epilog())
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("-m", "--method", default=None,
+              help="Quantization method (listed below).  [default: the config file's, else static-int8]")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path), required=True, help="Output .onnx path.")
+@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data (.npz or a folder of .npz).")
+@method_options
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any config field, value as JSON (repeatable), e.g. --set min_size=0.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="JSON config (same schema as the sidecar's 'config'); options override its fields.")
+def quantize(model_path: Path, method: str | None, output: Path, calib: Path | None,
+             settings: tuple[str, ...], config_file: Path | None, **opts: Any) -> None:
+    """Quantize MODEL_PATH and write the quantized model plus a sidecar JSON (config, plan, versions)."""
+    import quantscope as qs
+    from quantscope.config.compose import config_from_options, read_config_file
+    from quantscope.errors import ConfigError
+    from quantscope.model_io import check_output_path
+    from quantscope.quantize import sidecar_path
+
+    model = qs.load(model_path)
+    check_output_path(output, model.path, *model.data_files)
+    file = read_config_file(config_file) if config_file is not None else None
+    config = config_from_options(method, file, method_settings(), opts, settings, file_name=f"--config {config_file}")
+    data = dataset(calib) if calib is not None else None
+    if data is None and config.needs_calibration:
+        raise ConfigError(f"{config.method} needs calibration data: add --calib calib.npz")
+    start = time.perf_counter()
+    with progress_bar("calibrating") as update:
+        q = qs.quantize(model, config, data, progress=update)
+    written = q.save(output)
+    elapsed = time.perf_counter() - start
+    summary = q.plan.summary()
+    console.print(
+        f"[green]wrote[/] {escape(str(written))} ({fmt_bytes(written.stat().st_size)}, "
+        f"from {fmt_bytes(model_path.stat().st_size)}) in {elapsed:.1f} s"
+    )
+    say(
+        f"{config.method}: quantized {summary['quantized']} node(s) "
+        f"({', '.join(f'{k} {v}' for k, v in summary['quantized_by_op'].items())}), "
+        f"fused {summary['fused']}, float {summary['float']}"
+    )
+    for reason, n in list(summary["float_reasons"].items())[:6]:
+        say(f"  float x{n}: {reason}")
+    for w in q.plan.warnings:
+        warn(w)
+    say(f"plan and config: {sidecar_path(written)}")
+
