@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.graph.qdq import NameAllocator
+from quantscope.graph.build import NameAllocator, initializer, node
 from quantscope.numerics.lowbit import CodedTensor
 from quantscope.numerics.packing import check_bits, pack_bits
 
@@ -45,16 +45,7 @@ class _Builder:
         self.nodes: list[ir.Node] = []
 
     def const(self, suffix: str, array: np.ndarray) -> ir.Value:
-        name = self.names(f"{self.base}_{suffix}")
-        tensor = ir.tensor(np.array(array, order="C"), name=name)  # keeps 0-d scalars 0-d
-        value = ir.Value(
-            name=name,
-            const_value=tensor,
-            type=ir.TensorType(tensor.dtype),
-            shape=ir.Shape(tensor.shape),
-        )
-        self.graph.register_initializer(value)
-        return value
+        return initializer(self.graph, self.names, f"{self.base}_{suffix}", array)
 
     def op(
         self,
@@ -64,20 +55,12 @@ class _Builder:
         shape: tuple[int, ...],
         **attrs: int | str | list[int],
     ) -> ir.Value:
-        node = ir.Node(
-            "",
-            op_type,
-            inputs,
-            [ir.convenience.convert_attribute(k, v) for k, v in attrs.items()],
-            name=self.names(f"{self.base}_{op_type}"),
-            num_outputs=1,
+        created = node(
+            self.names, op_type, inputs, base=self.base, attributes=attrs,
+            outputs=[f"{self.base}_{op_type.lower()}"], dtypes=[dtype], shapes=[shape],
         )
-        out = node.outputs[0]
-        out.name = self.names(f"{self.base}_{op_type.lower()}")
-        out.type = ir.TensorType(dtype)
-        out.shape = ir.Shape(shape)
-        self.nodes.append(node)
-        return out
+        self.nodes.append(created)
+        return created.outputs[0]
 
     def shape(self, suffix: str, dims: tuple[int, ...] | list[int]) -> ir.Value:
         return self.const(suffix, np.asarray(dims, dtype=np.int64))

@@ -1,0 +1,12 @@
+"""onnx-ir passes that ready a float model for quantization without changing what it computes.
+
+Each is an in-place :class:`onnx_ir.passes.InPlacePass` in its own module;
+:func:`quantscope.graph.prepare.prepare` composes them with onnx-ir's own common passes.
+"""
+
+from quantscope.graph.passes._base import RewritePass
+from quantscope.graph.passes.fold_batchnorm import FoldBatchNormPass
+from quantscope.graph.passes.fold_channel_affine import FoldChannelAffinePass
+from quantscope.graph.passes.matmul_add_to_gemm import MatMulAddToGemmPass
+
+__all__ = ["FoldBatchNormPass", "FoldChannelAffinePass", "MatMulAddToGemmPass", "RewritePass"]
