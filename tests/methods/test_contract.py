@@ -14,10 +14,10 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-import tinymodels
 from onnx import TensorProto, helper
 
 import quantscope as qs
+import tinymodels
 from quantscope.config import MethodConfig, NodeSelector, config_from_dict
 from quantscope.methods import method_for, registered_configs
 from quantscope.plan import QuantPlan

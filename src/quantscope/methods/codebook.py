@@ -25,8 +25,8 @@ import onnx_ir as ir
 
 from quantscope.calibrate import TensorStats
 from quantscope.config import Binary, Cluster, MethodConfig, Ternary
+from quantscope.graph.build import NameAllocator
 from quantscope.graph.expand import expand_coded_weight
-from quantscope.graph.qdq import NameAllocator
 from quantscope.graph.queries import const_array, node_label
 from quantscope.io import Model
 from quantscope.methods import register

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.graph.qdq import NameAllocator, add_initializer
+from quantscope.graph import build
 from quantscope.graph.queries import attr_float, attr_int, const_array, consumers, node_label
-from quantscope.graph.rewrite import new_node, take_over_output
 from quantscope.plan import WeightQuant
 
 CONV_ATTRIBUTES = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
@@ -25,14 +24,14 @@ class Writer:
 
     def __init__(self, graph: ir.Graph, weights: dict[tuple[str, int | None, int], QuantizedWeight]) -> None:
         self.graph = graph
-        self.names = NameAllocator(graph)
+        self.names = build.NameAllocator(graph)
         self.weights = weights
         self.cache: dict[tuple[object, ...], tuple[ir.Value, ir.Value]] = {}
         self._zero_point: ir.Value | None = None
 
     def _w_zero_point(self) -> ir.Value:
         if self._zero_point is None:
-            self._zero_point = add_initializer(self.graph, self.names, "weight_zero_point", np.zeros((), np.int8))
+            self._zero_point = build.initializer(self.graph, self.names, "weight_zero_point", np.zeros((), np.int8))
         return self._zero_point
 
     def _weight(self, node: ir.Node, wq: WeightQuant, *, transpose: bool, scale_shape: tuple[int, ...]) -> tuple[ir.Value, ir.Value]:
@@ -44,15 +43,15 @@ class Writer:
         if transpose:
             q = np.ascontiguousarray(q.T)
         base = wq.tensor or "weight"
-        q_val = add_initializer(self.graph, self.names, f"{base}_quantized", q)
+        q_val = build.initializer(self.graph, self.names, f"{base}_quantized", q)
         if scale.ndim:
             scale = scale.reshape(scale_shape)
-        s_val = add_initializer(self.graph, self.names, f"{base}_scale", scale)
+        s_val = build.initializer(self.graph, self.names, f"{base}_scale", scale)
         self.cache[key] = (q_val, s_val)
         return q_val, s_val
 
     def _quantize_input(self, x: ir.Value, base: str) -> ir.Node:
-        return new_node(
+        return build.node(
             self.names, "DynamicQuantizeLinear", [x], base=base, num_outputs=3,
             dtypes=[ir.DataType.UINT8, ir.DataType.FLOAT, ir.DataType.UINT8],
             shapes=[x.shape, ir.Shape([]), ir.Shape([])],
@@ -60,15 +59,15 @@ class Writer:
 
     def _rescale(self, integer: ir.Value, dql: ir.Node, w_scale: ir.Value, out: ir.Value, base: str) -> list[ir.Node]:
         """Cast the int32 product to float and multiply by ``x_scale * w_scale``."""
-        to_float = new_node(
+        to_float = build.node(
             self.names, "Cast", [integer], base=base, attributes=[ir.AttrInt64("to", int(ir.DataType.FLOAT))],
             dtypes=[ir.DataType.FLOAT], shapes=[out.shape],
         )
-        scale = new_node(
+        scale = build.node(
             self.names, "Mul", [dql.outputs[1], w_scale], base=f"{base}_scale", dtypes=[ir.DataType.FLOAT],
             shapes=[w_scale.shape],
         )
-        mul = new_node(
+        mul = build.node(
             self.names, "Mul", [to_float.outputs[0], scale.outputs[0]], base=base, dtypes=[ir.DataType.FLOAT],
             shapes=[out.shape],
         )
@@ -76,7 +75,7 @@ class Writer:
 
     def _replace(self, node: ir.Node, new: list[ir.Node], result: ir.Value) -> None:
         self.graph.insert_before(node, new)
-        take_over_output(self.graph, self.names, node.outputs[0], result)
+        build.take_over(self.names, node.outputs[0], result, suffix="unconverted")
         self.graph.remove(node, safe=True)
 
     def matmul(self, node: ir.Node, wq: WeightQuant, fused_adds: set[str]) -> None:
@@ -87,7 +86,7 @@ class Writer:
         transpose = node.op_type == "Gemm" and attr_int(node, "transB", 0) == 1
         w_q, w_scale = self._weight(node, wq, transpose=transpose, scale_shape=(-1,))
         dql = self._quantize_input(x, base)
-        mm = new_node(
+        mm = build.node(
             self.names, "MatMulInteger", [dql.outputs[0], w_q, dql.outputs[2], self._w_zero_point()], base=base,
             dtypes=[ir.DataType.INT32], shapes=[out.shape],
         )
@@ -98,8 +97,8 @@ class Writer:
             beta = attr_float(node, "beta", 1.0)
             c_const = const_array(c)
             if beta != 1.0 and c_const is not None:
-                c = add_initializer(self.graph, self.names, f"{c.name or base}_beta", (c_const * np.float32(beta)).astype(np.float32))
-            add = new_node(self.names, "Add", [result, c], base=f"{base}_bias", dtypes=[ir.DataType.FLOAT], shapes=[out.shape])
+                c = build.initializer(self.graph, self.names, f"{c.name or base}_beta", (c_const * np.float32(beta)).astype(np.float32))
+            add = build.node(self.names, "Add", [result, c], base=f"{base}_bias", dtypes=[ir.DataType.FLOAT], shapes=[out.shape])
             new.append(add)
             result = add.outputs[0]
         self._replace(node, new, result)
@@ -118,24 +117,24 @@ class Writer:
         ids = node.inputs[1]
         q_val, s_val = self._weight(node, wq, transpose=False, scale_shape=(-1, 1))
         axis0 = [ir.AttrInt64("axis", 0)]
-        rows = new_node(
+        rows = build.node(
             self.names, "Gather", [q_val, ids], base=base, attributes=axis0, dtypes=[ir.DataType.INT8],
             shapes=[out.shape],
         )
-        to_float = new_node(
+        to_float = build.node(
             self.names, "Cast", [rows.outputs[0]], base=base, attributes=[ir.AttrInt64("to", int(ir.DataType.FLOAT))],
             dtypes=[ir.DataType.FLOAT], shapes=[out.shape],
         )
         new = [rows, to_float]
         scale = s_val
         if wq.axis is not None:
-            row_scales = new_node(
+            row_scales = build.node(
                 self.names, "Gather", [s_val, ids], base=f"{base}_scale", attributes=axis0,
                 dtypes=[ir.DataType.FLOAT],
             )
             new.append(row_scales)
             scale = row_scales.outputs[0]
-        mul = new_node(
+        mul = build.node(
             self.names, "Mul", [to_float.outputs[0], scale], base=base, dtypes=[ir.DataType.FLOAT], shapes=[out.shape]
         )
         new.append(mul)
@@ -152,7 +151,7 @@ class Writer:
         w_q, w_scale = self._weight(node, wq, transpose=False, scale_shape=(-1, *spatial))
         dql = self._quantize_input(x, base)
         attrs = [a for name, a in node.attributes.items() if name in CONV_ATTRIBUTES]
-        conv = new_node(
+        conv = build.node(
             self.names, "ConvInteger", [dql.outputs[0], w_q, dql.outputs[2], self._w_zero_point()], base=base,
             attributes=attrs, dtypes=[ir.DataType.INT32], shapes=[out.shape],
         )
@@ -161,10 +160,10 @@ class Writer:
         if len(node.inputs) > 2 and node.inputs[2] is not None:
             b = const_array(node.inputs[2])
             assert b is not None  # the plan leaves Convs with a non-constant bias in float
-            b_val = add_initializer(
+            b_val = build.initializer(
                 self.graph, self.names, f"{node.inputs[2].name or base}_channels", b.reshape(-1, *spatial).astype(np.float32)
             )
-            add = new_node(self.names, "Add", [result, b_val], base=f"{base}_bias", dtypes=[ir.DataType.FLOAT], shapes=[out.shape])
+            add = build.node(self.names, "Add", [result, b_val], base=f"{base}_bias", dtypes=[ir.DataType.FLOAT], shapes=[out.shape])
             new.append(add)
             result = add.outputs[0]
         self._replace(node, new, result)

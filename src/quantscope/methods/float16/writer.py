@@ -8,7 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 from quantscope.config import Float16
-from quantscope.graph.qdq import NameAllocator
+from quantscope.graph import build
 from quantscope.graph.queries import node_label
 from quantscope.graph.rewrite import cast
 from quantscope.io import Model
@@ -41,7 +41,7 @@ class Writer:
 
     def __init__(self, model: ir.Model) -> None:
         self.model = model
-        self.names = NameAllocator(model.graph)
+        self.names = build.NameAllocator(model.graph)
         self.counts = Counts()
         self.weights: list[tuple[str, str, int, int]] = []  # tensor, node, input index, elements
         self._casts: dict[tuple[int, ir.Value, ir.DataType], ir.Value] = {}
@@ -73,12 +73,8 @@ class Writer:
                 value.type = ir.TensorType(F16)
                 self._halves[value] = value
             else:
-                name = self.names(f"{value.name}_fp16")
-                new = ir.Value(name=name, type=ir.TensorType(F16), shape=value.shape,
-                               const_value=ir.tensor(half, name=name))
                 owner = value.graph if value.graph is not None else self.model.graph
-                owner.register_initializer(new)
-                self._halves[value] = new
+                self._halves[value] = build.initializer(owner, self.names, f"{value.name}_fp16", half)
         return self._halves[value]
 
     def fix_attributes(self, node: ir.Node, switch: Switch) -> None:
@@ -158,10 +154,7 @@ class Writer:
                 users = [(u, i) for u, i in v.uses() if node_label(u) in convert]
                 if not users:
                     continue
-                hname = self.names(f"{name}_fp16")
-                h = ir.Value(name=hname, type=ir.TensorType(F16), shape=v.shape,
-                             const_value=ir.tensor(self.counts.add(tensor.numpy()), name=hname))
-                graph.register_initializer(h)
+                h = build.initializer(graph, self.names, f"{name}_fp16", self.counts.add(tensor.numpy()))
                 back = self.cast_to(h, F32, graph)
                 back.name = self.names(f"{name}_fp32")
                 for u, i in users:

@@ -9,8 +9,8 @@ import numpy as np
 import onnx_ir as ir
 
 from quantscope.config import StaticInt8
+from quantscope.graph.build import NameAllocator
 from quantscope.graph.qdq import (
-    NameAllocator,
     gather_from_quantized_table,
     insert_qdq,
     make_input_integer,

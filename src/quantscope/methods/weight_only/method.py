@@ -42,8 +42,8 @@ import onnx_ir as ir
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, WeightInt4, WeightInt8, _WeightOnly
 from quantscope.errors import UnsupportedModelError
+from quantscope.graph.build import NameAllocator
 from quantscope.graph.prepare import prepare, upgrade_opset
-from quantscope.graph.qdq import NameAllocator
 from quantscope.graph.queries import const_array, node_label
 from quantscope.io import Model
 from quantscope.methods import register

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.graph.qdq import NameAllocator, add_initializer
+from quantscope.graph import build
+from quantscope.graph.build import NameAllocator
 from quantscope.graph.queries import attr_float, const_array, node_label
 from quantscope.numerics.blockwise import BlockQuant
 
@@ -14,10 +15,10 @@ MS_DOMAIN = "com.microsoft"
 
 def matmulnbits_inputs(graph: ir.Graph, names: NameAllocator, base: str, bq: BlockQuant) -> tuple[ir.Value | None, ...]:
     """The packed weight, scales and (asymmetric only) zero points, stored once per weight."""
-    b = add_initializer(graph, names, f"{base}_Q{bq.bits}", bq.matmulnbits_b())
-    scales = add_initializer(graph, names, f"{base}_scales", bq.matmulnbits_scales())
+    b = build.initializer(graph, names, f"{base}_Q{bq.bits}", bq.matmulnbits_b())
+    scales = build.initializer(graph, names, f"{base}_scales", bq.matmulnbits_scales())
     zp_array = bq.matmulnbits_zero_points()
-    zp = None if zp_array is None else add_initializer(graph, names, f"{base}_zero_points", zp_array)
+    zp = None if zp_array is None else build.initializer(graph, names, f"{base}_zero_points", zp_array)
     return b, scales, zp
 
 
@@ -31,13 +32,13 @@ def _bias(graph: ir.Graph, names: NameAllocator, node: ir.Node, n: int) -> tuple
     c = const_array(c_value)
     if c is not None and c.size in (1, n) and (c.ndim == 0 or c.shape[-1] in (1, n)) and c.ndim <= 2:
         vec = np.broadcast_to((beta * c.astype(np.float32)).reshape(-1), (n,)).astype(np.float32)
-        return add_initializer(graph, names, f"{c_value.name or label}_bias", vec), None, []
+        return build.initializer(graph, names, f"{c_value.name or label}_bias", vec), None, []
     if c is not None:
-        scaled = add_initializer(graph, names, f"{c_value.name or label}_scaled", (beta * c).astype(np.float32))
+        scaled = build.initializer(graph, names, f"{c_value.name or label}_scaled", (beta * c).astype(np.float32))
         return None, scaled, []
     if beta == 1.0:
         return None, c_value, []
-    beta_value = add_initializer(graph, names, f"{label}_beta", np.asarray(beta, np.float32))
+    beta_value = build.initializer(graph, names, f"{label}_beta", np.asarray(beta, np.float32))
     mul = ir.Node("", "Mul", [c_value, beta_value], name=names(f"{label}_beta_Mul"), num_outputs=1)
     mul.outputs[0].name = names(f"{label}_beta_C")
     return None, mul.outputs[0], [mul]
@@ -79,17 +80,6 @@ def replace_with_matmulnbits(
     ir.convenience.replace_nodes_and_values(graph, node, [node], new_nodes, [node.outputs[0]], [result])
 
 
-def _typed_initializer(graph: ir.Graph, names: NameAllocator, base: str, array: np.ndarray, dtype: ir.DataType) -> ir.Value:
-    """An initializer stored as ``dtype`` (int4/uint4 need the type given explicitly)."""
-    name = names(base)
-    value = ir.Value(
-        name=name, const_value=ir.tensor(array, dtype=dtype, name=name),
-        type=ir.TensorType(dtype), shape=ir.Shape(array.shape),
-    )
-    graph.register_initializer(value)
-    return value
-
-
 def dequantize_node(
     graph: ir.Graph,
     names: NameAllocator,
@@ -107,11 +97,11 @@ def dequantize_node(
         else (ir.DataType.UINT8 if wide else ir.DataType.UINT4)
     )
     inputs: list[ir.Value | None] = [
-        _typed_initializer(graph, names, f"{base}_q{bq.bits}", dq.values, dtype),
-        add_initializer(graph, names, f"{base}_scale", dq.scale),
+        build.initializer(graph, names, f"{base}_q{bq.bits}", dq.values, dtype=dtype),
+        build.initializer(graph, names, f"{base}_scale", dq.scale),
     ]
     if dq.zero_point is not None:
-        inputs.append(_typed_initializer(graph, names, f"{base}_zero_point", dq.zero_point, dtype))
+        inputs.append(build.initializer(graph, names, f"{base}_zero_point", dq.zero_point, dtype=dtype))
     node = ir.Node(
         "", "DequantizeLinear", inputs,
         [ir.AttrInt64("axis", k_axis), ir.AttrInt64("block_size", dq.block_size)],
