@@ -1,7 +1,9 @@
 """The one entry point for quantization: ``quantize(model, config, data)``.
 
-It dispatches on the config's type through the method registry, runs calibration when the
-method needs it, and returns a :class:`QuantizedModel` (nothing is written unless asked).
+It dispatches on the config's type through the method registry and runs the one pipeline
+(:mod:`quantscope.methods.base`): bind the data once, prepare, collect the statistics the
+method requests (if any), plan once, apply the plan's payload, check that ONNX Runtime loads
+the result. It returns a :class:`QuantizedModel` (nothing is written unless asked).
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ where the speed comes from. The choices below follow what those fusions need:
   ``finfo(float32).min``) are never quantized; Softmax inputs stay float, its output uses
   the fixed range [0, 1]; element-wise Mul stays float (it guards decomposed GELU and
   LayerNorm chains and gains little).
+
+The per-op policy is a table of rules (:mod:`.rules`), walked by the planner
+(:mod:`.planner`); this module asks for statistics, resolves the ranges and keeps the int8
+weights as the plan's payload; :mod:`.writer` writes them.
 """
 
 from __future__ import annotations
