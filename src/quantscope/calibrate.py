@@ -1,21 +1,25 @@
 """One streaming pass over calibration data, feeding an observer per tensor.
 
-Only running statistics are kept (exact min/max and fixed-size histograms), so memory does
-not grow with the number of samples; every calibrator (min-max, percentile, entropy, MSE)
-reads its range from the same statistics afterwards.
+A method asks for statistics with a :class:`~quantscope.config.calibration.StatisticsRequest`
+(the tensors, and a :class:`~quantscope.config.calibration.Calibration` value saying how).
+Only running statistics are kept (exact min/max, and fixed-size histograms when the
+calibrator needs them), so memory does not grow with the number of samples; the calibrator
+(min-max, percentile, entropy, MSE) reads its range from the same statistics afterwards.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quantscope.config.calibration import Calibration, Calibrator, StatisticsRequest
+from quantscope.config.calibration import calibrator as as_calibrator
 from quantscope.data import Dataset
 from quantscope.errors import EmptyDatasetError, NonFiniteDataError
 from quantscope.io import Model
-from quantscope.numerics.observers import TensorObserver, compute_range
+from quantscope.numerics.observers import TensorObserver
 from quantscope.runtime import make_session, run, with_outputs
 
 logger = logging.getLogger(__name__)
@@ -31,12 +35,21 @@ class TensorStats:
     observers: Mapping[str, TensorObserver]
     num_samples: int
     skipped: Mapping[str, str] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
     def __contains__(self, name: object) -> bool:
         return name in self.observers
 
-    def range(self, name: str, method: str, **params: float) -> tuple[float, float]:
-        return compute_range(method, self.observers[name], **params)
+    def range(self, name: str, calibrator: Calibrator | str | None = None, **params: Any) -> tuple[float, float]:
+        """The range of tensor ``name`` by ``calibrator`` (default: the one the statistics were taken for).
+
+        A calibrator name with its parameters (``"percentile", percentile=99.9``) is accepted too.
+        """
+        if calibrator is None:
+            if self.calibration is None:
+                raise ValueError("no calibrator given and these statistics carry no calibration")
+            calibrator = self.calibration.method
+        return as_calibrator(calibrator, **params).range(self.observers[name])
 
     def absmax(self, name: str) -> float:
         obs = self.observers[name]
@@ -46,34 +59,37 @@ class TensorStats:
 def collect(
     model: Model,
     dataset: Dataset,
-    tensors: Iterable[str],
+    request: StatisticsRequest,
     *,
-    batch_size: int = 16,
-    num_samples: int | None = None,
-    seed: int = 0,
-    bins: int = 2048,
-    histograms: bool = True,
     progress: Progress | None = None,
 ) -> TensorStats:
-    """Run ``model`` over ``dataset`` once and observe the named float tensors.
+    """Run ``model`` over ``dataset`` once and observe the tensors ``request`` names.
 
-    Graph inputs are observed from the feeds; intermediate tensors are exposed as extra
-    outputs of a copy of the model. Raises :class:`NonFiniteDataError` for NaN/inf in the
-    data and :class:`EmptyDatasetError` when there is nothing to calibrate on. With
-    ``histograms=False`` only exact min/max are kept (enough for min-max calibration).
+    ``dataset`` must already be bound to the model's inputs (:meth:`Dataset.bind`; the caller
+    binds once). ``request.calibration`` says how many samples (a seeded subset), in what
+    batches, and whether histograms are kept (only when its calibrator needs them; min-max
+    needs exact min/max only). Graph inputs are observed from the feeds; intermediate tensors
+    are exposed as extra outputs of a copy of the model. Raises :class:`NonFiniteDataError`
+    for NaN/inf in the data and :class:`EmptyDatasetError` when there is nothing to
+    calibrate on.
     """
-    names = list(dict.fromkeys(tensors))
-    data = dataset.bind(model.inputs)
-    if num_samples is not None:
-        data = data.take(num_samples, seed=seed)
+    calibration = request.calibration
+    names = list(request.tensors)
+    data = dataset
+    if calibration.num_samples is not None:
+        data = data.take(calibration.num_samples, seed=calibration.seed)
     input_names = {spec.name for spec in model.inputs}
     exposed = with_outputs(model, [n for n in names if n not in input_names])
     output_names = [v.name for v in exposed.ir.graph.outputs]
     wanted = [n for n in output_names if n in names]
     skipped = {n: "no element type known; not observable" for n in names if n not in input_names and n not in wanted}
     session = make_session(exposed, optimization="basic")
-    batch_size = _batch_within_budget(session, data, wanted, batch_size)
-    observers: dict[str, TensorObserver] = {n: TensorObserver(bins=bins, histogram=histograms) for n in names if n not in skipped}
+    batch_size = _batch_within_budget(session, data, wanted, calibration.batch_size)
+    observers: dict[str, TensorObserver] = {
+        n: TensorObserver(bins=calibration.bins, histogram=calibration.needs_histograms)
+        for n in names
+        if n not in skipped
+    }
     total = len(data) if _has_len(data) else None
     done = 0
     for batch in data.batches(batch_size, require_finite=True):
@@ -94,8 +110,8 @@ def collect(
                 f"tensor {name!r} produced {obs.nonfinite} NaN/inf value(s) during calibration although "
                 "the inputs were finite; the float model itself overflows on this data"
             )
-    logger.info("calibrated %d tensors on %d samples", len(observers), done)
-    return TensorStats(observers=observers, num_samples=done, skipped=skipped)
+    logger.info("calibrated %d tensors on %d samples (%s)", len(observers), done, calibration.method)
+    return TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration)
 
 
 ACTIVATION_BUDGET_BYTES = 256 << 20

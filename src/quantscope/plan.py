@@ -2,12 +2,17 @@
 
 A plan is plain data. It is computed from a model and its statistics, applied to write the
 quantized graph, and saved in the sidecar JSON so a run can be read and reproduced.
+
+A plan made in this process also carries a ``payload``: what its method computed while
+planning (quantized weights, scales, codebooks, the converted float16 graph) so that applying
+it computes nothing twice. The payload lives in memory only: it is neither saved nor
+compared, and a plan read back from a sidecar has none (its method recomputes it on apply).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 Action = Literal["quantized", "fused", "float"]
@@ -68,6 +73,11 @@ class QuantPlan:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    payload: Any = field(default=None, compare=False, repr=False)
+
+    def with_payload(self, payload: Any) -> QuantPlan:
+        """This plan carrying ``payload`` (what its method's writer needs)."""
+        return replace(self, payload=payload)
 
     @property
     def quantized_nodes(self) -> list[NodeDecision]:

@@ -1,7 +1,9 @@
 """The one entry point for quantization: ``quantize(model, config, data)``.
 
-It dispatches on the config's type through the method registry, runs calibration when the
-method needs it, and returns a :class:`QuantizedModel` (nothing is written unless asked).
+It dispatches on the config's type through the method registry and runs the one pipeline
+(:mod:`quantscope.methods.base`): bind the data once, prepare, collect the statistics the
+method requests (if any), plan once, apply the plan's payload, check that ONNX Runtime loads
+the result. It returns a :class:`QuantizedModel` (nothing is written unless asked).
 """
 
 from __future__ import annotations
@@ -121,30 +123,19 @@ def quantize(
         raise ConfigError(
             f"{config.method} needs calibration data: pass a Dataset (from the CLI: --calib calib.npz)"
         )
-    if data is not None:
-        data.bind(model.inputs)  # fail on mismatched names/shapes/dtypes before any work
+    bound = data.bind(model.inputs) if data is not None else None  # fail on mismatches before any work
     prepared = method.prepare(model, config)
     stats: TensorStats | None = None
     calibration: dict[str, Any] = {}
-    if config.needs_calibration:
-        assert data is not None
-        names = method.tensors_to_observe(prepared, config)
-        if names:
-            stats = collect(
-                prepared, data, names,
-                batch_size=getattr(config, "batch_size", 16),
-                num_samples=getattr(config, "num_samples", None),
-                seed=getattr(config, "seed", 0),
-                bins=getattr(config, "bins", 2048),
-                histograms=getattr(config, "calibration", None) != "minmax",
-                progress=progress,
-            )
-            calibration = {
-                "samples": stats.num_samples,
-                "method": getattr(config, "calibration", None),
-                "tensors": len(stats.observers),
-            }
-        # else: no tensor needs a range (nothing quantizable found); the plan says why
+    request = method.statistics(prepared, config)
+    if request is not None and request.tensors and bound is not None:
+        stats = collect(prepared, bound, request, progress=progress)
+        calibration = {
+            "samples": stats.num_samples,
+            "method": request.calibration.method.name,
+            "tensors": len(stats.observers),
+        }
+    # else: nothing to observe (data-free, or nothing quantizable found: the plan says why)
     plan = method.plan(prepared, config, stats)
     quantized = method.apply(prepared, config, plan)
     # the result must load in ONNX Runtime before we call it a success
@@ -152,7 +143,7 @@ def quantize(
     return QuantizedModel(
         model=quantized,
         config=config,
-        plan=plan,
+        plan=plan.with_payload(None),  # written now: the payload's arrays need not stay alive
         source_fingerprint=model.fingerprint,
         source_path=model.path,
         source_data_files=model.data_files,

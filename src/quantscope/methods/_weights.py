@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.config import MethodConfig
 from quantscope.graph.queries import attr_float, attr_int, const_array, node_label
-from quantscope.io import Model
-from quantscope.plan import NodeDecision
+from quantscope.methods.base import Decisions, Selection
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,38 +60,40 @@ def _site(node: ir.Node) -> tuple[WeightSite | None, str]:
 
 
 def weight_sites(
-    model: Model, config: MethodConfig, op_types: Sequence[str], *, min_size: int = 0
-) -> tuple[list[WeightSite], dict[str, NodeDecision]]:
+    selection: Selection, op_types: Sequence[str], *, min_size: int = 0
+) -> tuple[list[WeightSite], Decisions]:
     """Weights to rewrite, and a float decision (with its reason) for every other node."""
-    graph = model.ir.graph
-    excluded = config.exclude.resolve((node_label(n), n.op_type) for n in graph) if config.exclude else {}
     sites: list[WeightSite] = []
-    decisions: dict[str, NodeDecision] = {}
-    for node in graph:
-        label = node_label(node)
-
-        def keep(reason: str, node: ir.Node = node, label: str = label) -> None:
-            decisions[label] = NodeDecision(node=label, op_type=node.op_type, action="float", reason=reason)
-
-        if label in excluded:
-            keep(f"excluded by {excluded[label]}")
+    decisions = Decisions(selection)
+    decisions.keep_excluded()
+    for node in selection.nodes:
+        if selection.is_excluded(node):
             continue
         if node.op_type in ("MatMul", "Gemm", "Conv") and node.op_type not in op_types:
-            keep(f"{node.op_type} is not among this method's op types ({', '.join(op_types)})")
+            decisions.keep(node, f"{node.op_type} is not among this method's op types ({', '.join(op_types)})")
             continue
         site, reason = _site(node)
         if site is None:
-            keep(reason)
-            continue
-        if site.array.dtype != np.float32:
-            keep(f"weight is {site.array.dtype}, not float32")
-            continue
-        if site.array.size < min_size:
-            keep(f"weight has {site.array.size} elements, below min_size={min_size}; not worth rewriting")
-            continue
-        sites.append(site)
+            decisions.keep(node, reason)
+        elif site.array.dtype != np.float32:
+            decisions.keep(node, f"weight is {site.array.dtype}, not float32")
+        elif site.array.size < min_size:
+            decisions.keep(
+                node, f"weight has {site.array.size} elements, below min_size={min_size}; not worth rewriting"
+            )
+        else:
+            sites.append(site)
     return sites, decisions
 
 
-def ordered_decisions(model: Model, decisions: dict[str, NodeDecision]) -> tuple[NodeDecision, ...]:
-    return tuple(decisions[node_label(n)] for n in model.ir.graph if node_label(n) in decisions)
+def finite_groups(
+    sites: Sequence[WeightSite], decisions: Decisions, axis_of: Callable[[WeightSite], int | None]
+) -> dict[tuple[str, int | None], list[WeightSite]]:
+    """Sites grouped by (weight tensor, axis) so a shared weight is computed once; NaN/inf weights stay float."""
+    groups: dict[tuple[str, int | None], list[WeightSite]] = {}
+    for site in sites:
+        if not np.all(np.isfinite(site.array)):
+            decisions.keep(site.node, "weight holds NaN or infinity; kept float")
+            continue
+        groups.setdefault((site.value.name or site.label, axis_of(site)), []).append(site)
+    return groups

@@ -22,22 +22,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
-from onnx_ir.passes import common as common_passes
 
 from quantscope.calibrate import TensorStats
 from quantscope.config import Binary, Cluster, MethodConfig, Ternary
-from quantscope.errors import UnsupportedModelError
+from quantscope.graph.build import NameAllocator
 from quantscope.graph.expand import expand_coded_weight
-from quantscope.graph.prepare import prepare
-from quantscope.graph.qdq import NameAllocator
 from quantscope.graph.queries import const_array, node_label
 from quantscope.io import Model
 from quantscope.methods import register
-from quantscope.methods._weights import WeightSite, ordered_decisions, weight_sites
+from quantscope.methods._weights import WeightSite, finite_groups, weight_sites
+from quantscope.methods.base import Method, Subgraphs, nothing_found, select
 from quantscope.numerics.kmeans import cluster_weights
 from quantscope.numerics.lowbit import CodedTensor, binarize, reconstruction_error, ternarize
 from quantscope.numerics.packing import packed_size
-from quantscope.plan import NodeDecision, QuantPlan, WeightQuant
+from quantscope.plan import QuantPlan, WeightQuant
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +69,20 @@ class _Coded:
     def name(self) -> str:
         return self.sites[0].value.name or self.sites[0].label
 
+    @property
+    def float_bytes(self) -> int:
+        return 4 * int(self.coded.codes.size)
 
-class _CodebookMethod:
+    @property
+    def stored_bytes(self) -> int:
+        return packed_size(int(self.coded.codes.size), self.coded.bits) + self.coded.stored_codebook_bytes
+
+
+Payload = dict[tuple[str, int | None], CodedTensor]
+"""The coded weights of a plan, by (weight tensor name, codebook axis)."""
+
+
+class _CodebookMethod(Method):
     """The shared planner and writer; subclasses say how one weight is coded."""
 
     def _axis(self, site_axis: int, config: MethodConfig) -> int | None:
@@ -87,126 +97,61 @@ class _CodebookMethod:
     def _warnings(self, config: MethodConfig) -> list[str]:
         return []
 
-    # -- Method protocol ---------------------------------------------------------------
-    def prepare(self, model: Model, config: MethodConfig) -> Model:
-        prepared, _ = prepare(model)
-        return prepared
-
-    def tensors_to_observe(self, model: Model, config: MethodConfig) -> list[str]:
-        return []  # data-free: weights only
-
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, Cluster | Ternary | Binary)
-        sites, decisions = weight_sites(model, config, config.op_types, min_size=config.min_size)
-        groups: dict[tuple[str, int | None], list[WeightSite]] = {}
-        for site in sites:
-            if not np.all(np.isfinite(site.array)):
-                decisions[site.label] = NodeDecision(
-                    node=site.label,
-                    op_type=site.node.op_type,
-                    action="float",
-                    reason="weight holds NaN or infinity; kept float",
-                )
-                continue
-            axis = self._axis(site.out_axis, config)
-            groups.setdefault((site.value.name or site.label, axis), []).append(site)
+        sites, decisions = weight_sites(select(model, config), config.op_types, min_size=config.min_size)
+        subgraphs = Subgraphs.of(model)
+        subgraphs.mark(decisions)
+        groups = finite_groups(sites, decisions, lambda site: self._axis(site.out_axis, config))
         if not groups:
-            reasons = sorted({d.reason for d in decisions.values()})
-            raise UnsupportedModelError(
-                f"{config.method} found no weight to code in this model: "
-                + "; ".join(reasons[:5])
-                + ". Nothing was written."
-            )
+            raise nothing_found(config.method, decisions.values(), "no weight to code")
         coded_weights: list[_Coded] = []
         for (_, axis), group in groups.items():
             w = group[0].array
             coded = self._code(w, axis, config)
-            error = reconstruction_error(w, coded.decode())
-            coded_weights.append(_Coded(tuple(group), axis, coded, error))
+            coded_weights.append(_Coded(tuple(group), axis, coded, reconstruction_error(w, coded.decode())))
         weight_plans: list[WeightQuant] = []
         details: list[dict[str, object]] = []
-        float_total = coded_total = 0
-        heavy: list[str] = []
         for item in coded_weights:
             what = self._describe(item.coded, config)
             sqnr = item.error["sqnr_db"]
             quality = f"rel. error {item.error['rel_error']:.4f}, " + (
                 f"SQNR {sqnr:.1f} dB" if sqnr is not None else "exact"
             )
-            first = item.sites[0].label
             for i, site in enumerate(item.sites):
-                shared = (
-                    f"; weight {item.name!r} is shared with {first} and coded once" if i else ""
-                )
-                decisions[site.label] = NodeDecision(
-                    node=site.label,
-                    op_type=site.node.op_type,
-                    action="quantized",
-                    reason=f"{what}; packed codes expanded by constant ops at load; {quality}{shared}",
+                shared = f"; weight {item.name!r} is shared with {item.sites[0].label} and coded once" if i else ""
+                decisions.decide(
+                    site.node, "quantized", f"{what}; packed codes expanded by constant ops at load; {quality}{shared}"
                 )
                 weight_plans.append(
                     WeightQuant(
-                        tensor=item.name,
-                        node=site.label,
-                        dtype="uint8",
-                        axis=item.axis,
-                        bits=item.coded.bits,
+                        tensor=item.name, node=site.label, dtype="uint8", axis=item.axis, bits=item.coded.bits,
                         channels=int(item.coded.codebook.shape[0]) if item.axis is not None else 1,
                         input_index=site.index,
                     )
                 )
-            n = int(item.coded.codes.size)
-            packed = packed_size(n, item.coded.bits)
-            book = item.coded.stored_codebook_bytes
-            float_total += 4 * n
-            coded_total += packed + book
-            if packed + book >= 4 * n:
-                heavy.append(item.name)
-            details.append(
-                {
-                    "tensor": item.name,
-                    "nodes": [s.label for s in item.sites],
-                    "shape": [int(d) for d in item.coded.shape],
-                    "bits": item.coded.bits,
-                    "codebook": "per-tensor"
-                    if item.axis is None
-                    else f"per-channel (axis {item.axis})",
-                    "entries": int(item.coded.codebook.shape[-1]),
-                    "rel_error": float(item.error["rel_error"] or 0.0),
-                    "sqnr_db": None if sqnr is None else float(sqnr),
-                    "float_bytes": 4 * n,
-                    "packed_bytes": packed,
-                    "codebook_bytes": book,
-                }
-            )
+            details.append(_detail(item))
+        float_total = sum(item.float_bytes for item in coded_weights)
+        coded_total = sum(item.stored_bytes for item in coded_weights)
+        heavy = [item.name for item in coded_weights if item.stored_bytes >= item.float_bytes]
         warnings = self._warnings(config)
         if heavy:
             warnings.append(
                 f"the codebooks of {len(heavy)} weight(s) ({', '.join(heavy[:5])}) are as large as "
                 "the float weight itself; per-channel codebooks pay off only for long channels"
             )
-        n_sub = sum(
-            1
-            for n in ir.traversal.RecursiveGraphIterator(model.ir.graph)
-            if n.graph is not model.ir.graph
-        )
-        if n_sub:
-            warnings.append(f"{n_sub} node(s) inside If/Loop/Scan subgraphs were left in float")
+        warnings += subgraphs.warnings()
         worst = max(float(item.error["rel_error"] or 0.0) for item in coded_weights)
-        notes = [*model.notes, EXPANSION_NOTE]
         logger.info(
             "%s: %d weight(s) coded, %d -> %d bytes, worst rel. error %.4f",
-            config.method,
-            len(details),
-            float_total,
-            coded_total,
-            worst,
+            config.method, len(details), float_total, coded_total, worst,
         )
+        payload: Payload = {(item.name, item.axis): item.coded for item in coded_weights}
         return QuantPlan(
             method=config.method,
-            decisions=ordered_decisions(model, decisions),
+            decisions=decisions.ordered(),
             weights=tuple(weight_plans),
-            notes=tuple(notes),
+            notes=(*model.notes, EXPANSION_NOTE),
             warnings=tuple(warnings),
             extra={
                 "storage": STORAGE,
@@ -217,33 +162,52 @@ class _CodebookMethod:
                     "ratio": coded_total / float_total if float_total else 1.0,
                 },
             },
+            payload=payload,
         )
 
-    def apply(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Model:
-        clone = model.ir.clone()
+    def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Payload:
+        """Code the plan's weights again (a plan read from a sidecar carries no codes)."""
+        nodes = {node_label(n): n for n in model.ir.graph}
+        payload: Payload = {}
+        for wq in plan.weights:
+            key = (wq.tensor, wq.axis)
+            if key not in payload:
+                w = const_array(nodes[wq.node].inputs[wq.input_index])
+                assert w is not None
+                payload[key] = self._code(w, wq.axis, config)
+        return payload
+
+    def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: Payload) -> None:
         graph = clone.graph
         names = NameAllocator(graph)
         nodes = {node_label(n): n for n in graph}
         written: dict[tuple[str, int | None], ir.Value] = {}
         for wq in plan.weights:
             node = nodes[wq.node]
-            value = node.inputs[wq.input_index]
-            assert value is not None
-            key = (value.name or wq.tensor, wq.axis)
+            key = (wq.tensor, wq.axis)
             if key not in written:
-                w = const_array(value)
-                assert w is not None
-                coded = self._code(w, wq.axis, config)
-                new_nodes, weight, _ = expand_coded_weight(
-                    graph, names, coded, value.name or "weight"
-                )
+                new_nodes, weight, _ = expand_coded_weight(graph, names, payload[key], wq.tensor or "weight")
                 graph.insert_before(node, new_nodes)
                 written[key] = weight
             node.replace_input_with(wq.input_index, written[key])
-        common_passes.RemoveUnusedNodesPass()(clone)  # drops the float weights now unused
-        graph.sort()
-        clone.metadata_props["quantscope.method"] = config.method
-        return Model(ir=clone, path=None, fingerprint="", notes=model.notes)
+
+
+def _detail(item: _Coded) -> dict[str, object]:
+    n = int(item.coded.codes.size)
+    sqnr = item.error["sqnr_db"]
+    return {
+        "tensor": item.name,
+        "nodes": [s.label for s in item.sites],
+        "shape": [int(d) for d in item.coded.shape],
+        "bits": item.coded.bits,
+        "codebook": "per-tensor" if item.axis is None else f"per-channel (axis {item.axis})",
+        "entries": int(item.coded.codebook.shape[-1]),
+        "rel_error": float(item.error["rel_error"] or 0.0),
+        "sqnr_db": None if sqnr is None else float(sqnr),
+        "float_bytes": 4 * n,
+        "packed_bytes": packed_size(n, item.coded.bits),
+        "codebook_bytes": item.coded.stored_codebook_bytes,
+    }
 
 
 @register(Cluster)

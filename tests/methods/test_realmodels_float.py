@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # also under --import-mode=importlib
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # also under --import-mode=importlib
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import realmodels
 
 pytestmark = pytest.mark.real
 
-SENTENCES_TXT = Path(__file__).resolve().parent / "data" / "sentences.txt"
+SENTENCES_TXT = Path(__file__).resolve().parents[1] / "data" / "sentences.txt"
 
 # sentence-transformers' README quick start, model all-MiniLM-L6-v2:
 # similarities of these three sentences are 0.6660, 0.1046 and 0.1411.

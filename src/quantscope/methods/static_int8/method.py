@@ -1,0 +1,213 @@
+"""Full-integer int8 (static) quantization written as QDQ.
+
+Weights become int8 symmetric (per output channel) behind DequantizeLinear; activations get
+8-bit per-tensor parameters from calibration and a QuantizeLinear/DequantizeLinear pair.
+ONNX Runtime's optimizer then fuses ``DQ → op → Q`` groups into its integer kernels
+(QLinearConv, QLinearMatMul, MatMulIntegerToFloat, QGemm, QLinearAdd, ...), which is
+where the speed comes from. The choices below follow what those fusions need:
+
+* Relu/Clip right after a quantized op are *fused*: the Q goes after the activation, whose
+  calibrated range starts at 0, so ONNX Runtime drops the Relu into the integer kernel.
+* Data-movement ops (MaxPool, Reshape, Transpose, ...) reuse their input's scale and zero
+  point; ONNX Runtime only removes Q/DQ around them when both sides match.
+* MatMul outputs are quantized only when an integer op consumes them; otherwise the
+  float output lets ONNX Runtime use MatMulIntegerToFloat without a requantization error.
+* Tensors holding values near the float32 limits (attention masks built from
+  ``finfo(float32).min``) are never quantized; Softmax inputs stay float, its output uses
+  the fixed range [0, 1]; element-wise Mul stays float (it guards decomposed GELU and
+  LayerNorm chains and gains little).
+
+The per-op policy is a table of rules (:mod:`.rules`), walked by the planner
+(:mod:`.planner`); this module asks for statistics, resolves the ranges and keeps the int8
+weights as the plan's payload; :mod:`.writer` writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from quantscope.calibrate import TensorStats
+from quantscope.config import MethodConfig, StaticInt8
+from quantscope.config.calibration import Calibration, StatisticsRequest, calibrator
+from quantscope.graph.prepare import prepare
+from quantscope.graph.queries import const_array, node_label
+from quantscope.io import Model
+from quantscope.methods import register
+from quantscope.methods.base import Method, nothing_found, select
+from quantscope.methods.static_int8.planner import Planner, Point
+from quantscope.methods.static_int8.writer import QuantizedWeights, weight_key, write
+from quantscope.numerics.affine import QParams, activation_qparams, quantize, weight_qparams
+from quantscope.plan import NodeDecision, QuantPlan, TensorQuant, WeightQuant
+from quantscope.runtime import int16_saturation_risk
+
+logger = logging.getLogger(__name__)
+
+
+def calibration_of(config: StaticInt8) -> Calibration:
+    """The calibration value static-int8's flat config fields describe."""
+    params = {"percentile": config.percentile} if config.calibration == "percentile" else {}
+    return Calibration(
+        method=calibrator(config.calibration, **params),
+        num_samples=config.num_samples,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        bins=config.bins,
+    )
+
+
+def s8s8_warning() -> str:
+    """The warning for int8 activations with Conv, saying what this CPU has."""
+    where = "; this CPU is x86 without VNNI" if int16_saturation_risk() else ""
+    return (
+        "int8 activations (S8S8) with Conv may run slower than float on x86 CPUs without VNNI"
+        f"{where}; use activation_dtype='uint8' unless the target needs S8S8"
+    )
+
+
+def _act_dtype(config: StaticInt8) -> type[np.integer[Any]]:
+    return np.uint8 if config.activation_dtype == "uint8" else np.int8
+
+
+def _planner(model: Model, config: StaticInt8, stats: TensorStats | None) -> Planner:
+    return Planner(model, config, stats, select(model, config)).run()
+
+
+@register(StaticInt8)
+class StaticInt8Method(Method):
+    """Calibrated full-integer int8 QDQ."""
+
+    def prepare(self, model: Model, config: MethodConfig) -> Model:
+        prepared, _ = prepare(model, bias_into_gemm=True)
+        return prepared
+
+    def statistics(self, model: Model, config: MethodConfig) -> StatisticsRequest:
+        """The activations a plan could quantize (found by planning without statistics), calibrated as configured."""
+        assert isinstance(config, StaticInt8)
+        points = _planner(model, config, None).points
+        tensors = tuple(name for name, point in points.items() if point.source == "calibrated")
+        return StatisticsRequest(tensors, calibration_of(config))
+
+    def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
+        assert isinstance(config, StaticInt8)
+        planner = _planner(model, config, stats)
+        decisions = planner.decisions.ordered()
+        if not planner.decisions.any_quantized():
+            raise nothing_found(config.method, decisions)
+        activations = _activations(model, config, stats, planner.points)
+        reduce_range = config.reduce_range
+        notes = list(model.notes)
+        if reduce_range is None:
+            reduce_range = int16_saturation_risk()
+            if reduce_range:
+                notes.append(
+                    "weights stored with 7-bit magnitude (reduce_range auto): this CPU is x86 without VNNI, "
+                    "where ONNX Runtime's u8 x s8 kernels saturate int16 sums with full 8-bit weights"
+                )
+        weight_plans = []
+        for slot in planner.weights:
+            value = slot.node.inputs[slot.index]
+            assert value is not None
+            w = const_array(value)
+            assert w is not None
+            weight_plans.append(
+                WeightQuant(
+                    tensor=value.name or "", node=node_label(slot.node), dtype="int8", axis=slot.axis,
+                    bits=7 if reduce_range and planner.rule_kind(slot.node) == "compute" else 8,
+                    channels=int(w.shape[slot.axis]) if slot.axis is not None else 1, input_index=slot.index,
+                )
+            )
+        warnings: list[str] = []
+        if config.activation_dtype == "int8" and any(d.op_type == "Conv" and d.action == "quantized" for d in decisions):
+            warnings.append(s8s8_warning())
+        warnings += planner.subgraphs.warnings()
+        plan = QuantPlan(
+            method=config.method, decisions=decisions, activations=tuple(activations),
+            weights=tuple(weight_plans), notes=tuple(notes), warnings=tuple(warnings),
+            extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range},
+        )
+        return plan.with_payload(self.compute(model, config, plan))
+
+    def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> QuantizedWeights:
+        """The int8 weights of ``plan`` and their parameters."""
+        nodes = {node_label(n): n for n in model.ir.graph}
+        payload: QuantizedWeights = {}
+        for wq in plan.weights:
+            w = const_array(nodes[wq.node].inputs[wq.input_index])
+            assert w is not None
+            wqp = weight_qparams(w, wq.axis, bits=8, reduce_range=wq.bits == 7)
+            payload[weight_key(wq)] = (quantize(w, wqp), wqp)
+        return payload
+
+    def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: QuantizedWeights) -> dict[str, str]:
+        assert isinstance(config, StaticInt8)
+        return write(clone, config, plan, payload)
+
+
+def _activations(
+    model: Model, config: StaticInt8, stats: TensorStats | None, points: dict[str, Point]
+) -> list[TensorQuant]:
+    """The parameters of every activation point: calibrated, fixed, shared, or those of an int8 table."""
+    dtype = _act_dtype(config)
+    method = calibration_of(config).method
+    value_producers = {out.name: node for node in model.ir.graph for out in node.outputs if out.name}
+    resolved: dict[str, QParams] = {}
+    activations: list[TensorQuant] = []
+    for name, point in _ordered_points(points):
+        if point.source == "shared":
+            qp = resolved[_root(points, name)]
+            lo_hi = _range_of(qp)
+            source = f"shared:{point.shared_with}"
+        elif point.source == "weight":
+            table = const_array(value_producers[name].inputs[0])
+            assert table is not None
+            qp = weight_qparams(table, None, bits=8)
+            lo_hi = _range_of(qp)
+            source = f"weight:{point.shared_with}"
+        elif point.source == "fixed":
+            assert point.fixed is not None
+            lo_hi = point.fixed
+            qp = activation_qparams(*lo_hi, dtype=dtype)
+            source = "fixed:[0, 1] output range"
+        else:
+            assert stats is not None
+            lo_hi = stats.range(name, method)
+            qp = activation_qparams(*lo_hi, dtype=dtype)
+            source = f"calibrated:{method.name}"
+        resolved[name] = qp
+        activations.append(
+            TensorQuant(
+                tensor=name, dtype=np.dtype(qp.dtype).name, scale=float(qp.scale),
+                zero_point=int(qp.zero_point), range=(float(lo_hi[0]), float(lo_hi[1])), source=source,
+            )
+        )
+    return activations
+
+
+def _range_of(qp: QParams) -> tuple[float, float]:
+    s, z = float(qp.scale), int(qp.zero_point)
+    return ((qp.qmin - z) * s, (qp.qmax - z) * s)
+
+
+def _root(points: dict[str, Point], name: str) -> str:
+    seen = set()
+    while points[name].source == "shared" and points[name].shared_with in points and name not in seen:
+        seen.add(name)
+        name = points[name].shared_with  # type: ignore[assignment]
+    return name
+
+
+def _ordered_points(points: dict[str, Point]) -> list[tuple[str, Point]]:
+    """Roots before the tensors that share their parameters."""
+    roots = [(n, p) for n, p in points.items() if p.source != "shared"]
+    shared = [(n, p) for n, p in points.items() if p.source == "shared"]
+    return roots + shared
+
+
+def preview(model: Model, config: StaticInt8) -> list[NodeDecision]:
+    """Per-node decisions static-int8 would take, before any calibration (ranges unknown)."""
+    prepared, _ = prepare(model, bias_into_gemm=True)
+    return list(_planner(prepared, config, None).decisions.ordered())

@@ -1,0 +1,97 @@
+"""Writing static-int8: int8 weights (and int32 biases) behind DequantizeLinear, Q/DQ pairs on activations."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import onnx_ir as ir
+
+from quantscope.config import StaticInt8
+from quantscope.graph.build import NameAllocator
+from quantscope.graph.qdq import (
+    gather_from_quantized_table,
+    insert_qdq,
+    make_input_integer,
+    replace_input_with_dequantized,
+)
+from quantscope.graph.queries import const_array, node_label
+from quantscope.numerics.affine import QParams, quantize_bias
+from quantscope.plan import QuantPlan, TensorQuant, WeightQuant
+
+logger = logging.getLogger(__name__)
+
+QuantizedWeights = dict[tuple[str, int], tuple[np.ndarray, QParams]]
+"""The int8 weights of a plan and their parameters, by (node, input index)."""
+
+
+def weight_key(wq: WeightQuant) -> tuple[str, int]:
+    return (wq.node, wq.input_index)
+
+
+def qparams_of(t: TensorQuant) -> QParams:
+    dtype = np.dtype(t.dtype)
+    return QParams(
+        scale=np.asarray(t.scale, dtype=np.float32), zero_point=np.asarray(t.zero_point, dtype=dtype),
+        dtype=dtype, axis=None,
+    )
+
+
+def _qp_meta(qp: QParams) -> dict[str, object]:
+    return {"scale": float(qp.scale), "zero_point": int(qp.zero_point), "dtype": np.dtype(qp.dtype).name}
+
+
+def _values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
+    out: dict[str, ir.Value] = {v.name: v for v in graph.inputs if v.name}
+    for node in graph:
+        for v in node.outputs:
+            if v.name:
+                out[v.name] = v
+    return out
+
+
+def write(clone: ir.Model, config: StaticInt8, plan: QuantPlan, weights: QuantizedWeights) -> dict[str, str]:
+    """Edit ``clone`` as ``plan`` says; the metadata to record (integer I/O parameters)."""
+    graph = clone.graph
+    names = NameAllocator(graph)
+    values = _values_by_name(graph)
+    nodes = {node_label(n): n for n in graph}
+    act_qp = {t.tensor: qparams_of(t) for t in plan.activations}
+    io_meta: dict[str, dict[str, object]] = {}
+    # weights and biases first: they need the input scale, read from the plan
+    cache: dict[tuple[str, str], ir.Value] = {}
+    for wq in plan.weights:
+        node = nodes[wq.node]
+        w_val = node.inputs[wq.input_index]
+        assert w_val is not None
+        q, wqp = weights[weight_key(wq)]
+        if node.op_type == "Gather":
+            gather_from_quantized_table(graph, names, node, q, wqp, w_val.name or "table")
+            continue
+        replace_input_with_dequantized(graph, names, node, wq.input_index, q, wqp, w_val.name or "weight", cache)
+        if node.op_type in ("Conv", "Gemm") and len(node.inputs) > 2 and node.inputs[2] is not None:
+            b_val = node.inputs[2]
+            b = const_array(b_val)
+            x_name = node.inputs[0].name or ""
+            if b is not None and b.ndim == 1 and x_name in act_qp and np.size(wqp.scale) in (1, b.shape[0]):
+                w_scale = np.broadcast_to(wqp.scale, b.shape).astype(np.float32)
+                qb, bqp = quantize_bias(b.astype(np.float32), act_qp[x_name].scale, w_scale)
+                replace_input_with_dequantized(graph, names, node, 2, qb, bqp, b_val.name or "bias")
+    for t in plan.activations:
+        if t.source.startswith("weight:"):
+            continue  # the gathered rows of an int8 table: dequantized above
+        value = values[t.tensor]
+        qp = act_qp[t.tensor]
+        if value.is_graph_input() and config.integer_io:
+            make_input_integer(graph, names, value, qp)
+            io_meta[t.tensor] = {"kind": "input", **_qp_meta(qp)}
+            continue
+        insert_qdq(graph, names, value, qp, integer_output=config.integer_io)
+        if config.integer_io and any(o.name == t.tensor for o in graph.outputs):
+            io_meta[t.tensor] = {"kind": "output", **_qp_meta(qp)}
+    if config.integer_io:
+        float_outputs = [o.name for o in graph.outputs if o.dtype == ir.DataType.FLOAT]
+        if float_outputs:
+            logger.warning("integer_io: outputs %s stay float (produced by float ops)", float_outputs)
+    return {"quantscope.integer_io": json.dumps(io_meta, sort_keys=True)} if io_meta else {}
