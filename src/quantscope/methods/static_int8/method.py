@@ -32,7 +32,7 @@ import onnx_ir as ir
 
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, StaticInt8
-from quantscope.config.calibration import Calibration, StatisticsRequest, calibrator
+from quantscope.config.calibration import Calibration, StatisticsRequest
 from quantscope.graph.prepare import prepare
 from quantscope.graph.queries import const_array, node_label
 from quantscope.io import Model
@@ -49,14 +49,7 @@ logger = logging.getLogger(__name__)
 
 def calibration_of(config: StaticInt8) -> Calibration:
     """The calibration value static-int8's flat config fields describe."""
-    params = {"percentile": config.percentile} if config.calibration == "percentile" else {}
-    return Calibration(
-        method=calibrator(config.calibration, **params),
-        num_samples=config.num_samples,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        bins=config.bins,
-    )
+    return config.as_calibration()
 
 
 def s8s8_warning() -> str:
