@@ -43,7 +43,7 @@ def run_demo(
     results = sweep(model, calib, evaluation, options=options or DEMO_OPTIONS, save_dir=out_dir / "models",
                     progress=progress)
     try:
-        from quantscope.report import render
+        from quantscope.reporting import render
     except ImportError:
         logger.warning("the report renderers are not available; writing results.json only")
         out_dir.mkdir(parents=True, exist_ok=True)

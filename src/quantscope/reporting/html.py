@@ -13,9 +13,9 @@ from html import escape
 from typing import Any
 
 from quantscope.analysis.results import Results
-from quantscope.report import _format as f
-from quantscope.report import plots
-from quantscope.report.energy_sources import source as energy_source
+from quantscope.reporting import _format as f
+from quantscope.reporting import plots
+from quantscope.reporting.energy_sources import source as energy_source
 
 CSS = """
 :root { --fg:#1d2330; --muted:#5b6575; --line:#d9dee7; --accent:#1f6feb; --good:#e8f6ec;
