@@ -10,13 +10,15 @@ The evaluation data is read into memory once (shifts such as the covariate ones 
 whole set); one ONNX Runtime session per variant serves every shift and severity.
 """
 
+from quantscope.analysis.quality import MetricFn
 from quantscope.analysis.robustness.calibration import (
     DEFAULT_CALIBRATION_SHIFTS,
     DEFAULT_CALIBRATION_SIZES,
     calibration_effect,
     calibration_size,
 )
-from quantscope.analysis.robustness.data import REFERENCE, as_model
+from quantscope.analysis.robustness.data import REFERENCE, ModelLike, as_model
+from quantscope.analysis.robustness.shifting import ShiftsArg
 from quantscope.analysis.robustness.slices import MAX_CATEGORIES
 from quantscope.analysis.robustness.study import DEFAULT_SEVERITIES, robustness, robustness_for
 
@@ -26,6 +28,9 @@ __all__ = [
     "DEFAULT_SEVERITIES",
     "MAX_CATEGORIES",
     "REFERENCE",
+    "MetricFn",
+    "ModelLike",
+    "ShiftsArg",
     "as_model",
     "calibration_effect",
     "calibration_size",
