@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from quantscope import report as _deprecated_report_package  # noqa: F401 - loaded first: `report` below stays the function
 from quantscope.analysis.compare import analyze
 from quantscope.analysis.robustness import robustness
 from quantscope.analysis.sweep import sweep
@@ -41,7 +42,7 @@ from quantscope.importers import to_onnx
 from quantscope.io import Model, load, save
 from quantscope.plan import NodeDecision, QuantPlan
 from quantscope.quantize import QuantizedModel, quantize
-from quantscope.report import render as report
+from quantscope.reporting import render as report
 from quantscope.specs import TensorSpec
 
 __all__ = [

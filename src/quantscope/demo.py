@@ -22,7 +22,7 @@ DEMO_OPTIONS = AnalysisOptions(
     batch_sizes=(1, 32), threads=(1, None), warmup=3, runs=10, memory=True, layer_samples=16,
     sensitivity=3, sensitivity_samples=128, calib_samples=64,
 )
-"""Capped so the demo finishes in well under two minutes on two cores."""
+"""Fewer timing runs and samples than the defaults, so the demo stays short even on a small machine."""
 
 
 def integer_kernels(op_counts: dict[str, int]) -> dict[str, int]:
@@ -43,7 +43,7 @@ def run_demo(
     results = sweep(model, calib, evaluation, options=options or DEMO_OPTIONS, save_dir=out_dir / "models",
                     progress=progress)
     try:
-        from quantscope.report import render
+        from quantscope.reporting import render
     except ImportError:
         logger.warning("the report renderers are not available; writing results.json only")
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Running a model over a dataset, and timing it, with the same session options for every variant."""
+"""The evaluator: a model run over a dataset (or arrays), and timed, with the same session options for every variant."""
 
 from __future__ import annotations
 
@@ -14,21 +14,49 @@ from quantscope.io import Model
 from quantscope.runtime import make_session, run
 
 
+class Evaluator:
+    """One ONNX Runtime session over ``model``: a :class:`Dataset` or in-memory arrays run through it in batches.
+
+    Every analysis runs its models through this class (compare, sensitivity, robustness), so
+    every variant is run with the same session options and batching.
+    """
+
+    def __init__(self, model: Model, *, batch_size: int = 32, threads: int | None = None) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.session = make_session(model, threads=threads)
+
+    def predict(self, dataset: Dataset, progress: Progress | None = None) -> list[np.ndarray]:
+        """All outputs over ``dataset`` (bound to the model's inputs), concatenated along the sample axis."""
+        data = dataset.bind(self.model.inputs)
+        chunks: list[list[np.ndarray]] = []
+        done = 0
+        total = len(data)
+        for batch in data.batches(self.batch_size):
+            chunks.append(run(self.session, batch.inputs))
+            done += len(batch.indices)
+            if progress is not None:
+                progress(done, total)
+        return _concatenate(chunks)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """All outputs over arrays already bound to the model's inputs (first axis: samples)."""
+        n = len(next(iter(inputs.values())))
+        return _concatenate([
+            run(self.session, {k: v[i : i + self.batch_size] for k, v in inputs.items()})
+            for i in range(0, n, self.batch_size)
+        ])
+
+
+def _concatenate(chunks: list[list[np.ndarray]]) -> list[np.ndarray]:
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
 def predict(
     model: Model, dataset: Dataset, *, batch_size: int = 32, threads: int | None = None, progress: Progress | None = None
 ) -> list[np.ndarray]:
     """All outputs of ``model`` over ``dataset``, concatenated along the sample axis."""
-    data = dataset.bind(model.inputs)
-    session = make_session(model, threads=threads)
-    chunks: list[list[np.ndarray]] = []
-    done = 0
-    total = len(data)
-    for batch in data.batches(batch_size):
-        chunks.append(run(session, batch.inputs))
-        done += len(batch.indices)
-        if progress is not None:
-            progress(done, total)
-    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+    return Evaluator(model, batch_size=batch_size, threads=threads).predict(dataset, progress)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
-"""Quality numbers of one variant's outputs: task metrics against labels, fidelity against float.
+"""The metric registry: every quality number by name, how to compute it, and which way is better.
 
-Names follow :mod:`quantscope.analysis.results`. Fidelity is measured on the model's first
-output (for a classifier, its scores): ``agreement`` (top-1), ``cosine`` (mean over samples of
-the per-sample cosine similarity), ``cosine_min``, ``sqnr_db``, ``max_abs``, ``mean_abs`` and
-``kl`` (of the softmax of the scores). ``agreement`` and ``kl`` need a class axis (last axis
-longer than 1). ``accuracy`` and ``top5`` need integer labels, one per row of scores.
+Names follow :mod:`quantscope.analysis.results`. A built-in metric is computed on the model's
+first output (for a classifier, its scores or its class indices) against the labels (task
+metrics) or against the float model's first output (fidelity): ``accuracy``, ``top5``,
+``agreement`` (top-1), ``kl`` (of the softmax of the scores), ``cosine`` (mean over samples of
+the per-sample cosine similarity), ``cosine_min``, ``sqnr_db``, ``max_abs`` and ``mean_abs``.
+``agreement`` and ``accuracy`` need class scores (last axis longer than 1) or class indices;
+``top5`` and ``kl`` need scores. A user metric is ``fn(outputs, labels) -> float``.
+
+Every analysis (compare, sensitivity, robustness, the TFLite backend) resolves its metric here
+with :func:`resolve_metric` and scores with :meth:`Metric.score` or :func:`quality`.
 """
 
 from __future__ import annotations
@@ -24,19 +29,50 @@ logger = logging.getLogger(__name__)
 MetricFn = Callable[[list[np.ndarray], np.ndarray | None], float]
 """A user metric: ``fn(outputs, labels) -> float`` with outputs as the model returns them."""
 
-FIDELITY = ("agreement", "cosine", "cosine_min", "sqnr_db", "max_abs", "mean_abs", "kl")
-TASK = ("accuracy", "top5")
-LOWER_IS_BETTER = frozenset({"max_abs", "mean_abs", "kl"})
-BUILTIN = TASK + FIDELITY
+Compute = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], "float | None"]
+"""A built-in metric: ``compute(reference, output, labels)`` on first outputs; None: does not apply."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One entry of the registry."""
+
+    name: str
+    compute: Compute
+    higher_is_better: bool = True
+    needs_labels: bool = False
+
+
+METRICS: dict[str, MetricSpec] = {}
+"""The registry, in the order :func:`quality` reports the metrics."""
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Add a built-in metric (its name must be new)."""
+    if spec.name in METRICS:
+        raise ConfigError(f"a metric named {spec.name!r} is already registered")
+    METRICS[spec.name] = spec
+    return spec
 
 
 @dataclass(frozen=True)
 class Metric:
-    """The primary quality metric of an analysis."""
+    """The primary quality metric of an analysis: a registry name, or a user function."""
 
     name: str
     higher_is_better: bool = True
-    fn: MetricFn | None = None  # None: a built-in metric computed by :func:`quality`
+    fn: MetricFn | None = None  # None: the built-in metric of this name
+
+    def score(
+        self, reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray], labels: np.ndarray | None
+    ) -> float:
+        """This metric on ``outputs`` (against ``reference``, the float model's outputs, and ``labels``)."""
+        if self.fn is not None:
+            return _custom(self, outputs, labels)
+        value = METRICS[self.name].compute(np.asarray(reference[0]), np.asarray(outputs[0]), labels)
+        if value is None:
+            raise DataError(f"metric {self.name!r} cannot be computed on these outputs; choose another metric")
+        return value
 
 
 def resolve_metric(
@@ -49,7 +85,7 @@ def resolve_metric(
         label = name or getattr(metric, "__name__", None) or "custom"
         if label == "<lambda>":
             label = "custom"
-        if label in BUILTIN:
+        if label in METRICS:
             raise ConfigError(f"a custom metric cannot be named {label!r} (a built-in metric); pass name=...")
         return Metric(label, higher_is_better, metric)
     if not isinstance(metric, str):
@@ -58,14 +94,15 @@ def resolve_metric(
         metric = "accuracy" if has_labels else "agreement"
     if metric == "top1":
         metric = "accuracy"
-    if metric not in BUILTIN:
-        raise ConfigError(f"unknown metric {metric!r}; choose one of: auto, {', '.join(BUILTIN)}, or pass a function")
-    if metric in TASK and not has_labels:
+    spec = METRICS.get(metric)
+    if spec is None:
+        raise ConfigError(f"unknown metric {metric!r}; choose one of: auto, {', '.join(METRICS)}, or pass a function")
+    if spec.needs_labels and not has_labels:
         raise DataError(
             f"metric {metric!r} needs labels, but the evaluation data has none; store them under "
-            "'labels' in the .npz, or use --metric agreement (fidelity against the float model)"
+            "'labels' in the .npz, or use metric='agreement' (--metric agreement: fidelity against the float model)"
         )
-    return Metric(metric, metric not in LOWER_IS_BETTER)
+    return Metric(metric, spec.higher_is_better)
 
 
 def quality(
@@ -74,49 +111,127 @@ def quality(
     labels: np.ndarray | None,
     metric: Metric | None = None,
 ) -> dict[str, float]:
-    """Every quality number that applies to ``outputs`` (and the custom ``metric``, if any)."""
+    """Every registered metric that applies to ``outputs`` (and the custom ``metric``, if any)."""
     if len(reference) != len(outputs):
         raise DataError(f"the models return different numbers of outputs: {len(reference)} vs {len(outputs)}")
-    out: dict[str, float] = {}
     ref, test = np.asarray(reference[0]), np.asarray(outputs[0])
     if ref.shape != test.shape:
         raise DataError(f"the first outputs differ in shape: {ref.shape} vs {test.shape}")
-    classes = ref.shape[-1] if ref.ndim >= 2 else 0
-    if labels is not None and classes > 1 and _labels_fit(labels, test):
-        out["accuracy"] = metrics.accuracy(test, labels)
-        if classes >= 5:
-            out["top5"] = metrics.topk_accuracy(test, labels, 5)
-    if test.dtype.kind == "f" and ref.dtype.kind == "f" and ref.size:
-        if classes > 1:
-            out["agreement"] = metrics.top1_agreement(ref, test)
-            out["kl"] = metrics.kl_divergence(ref, test)
-        flat_r = ref.reshape(ref.shape[0], -1) if ref.ndim else ref.reshape(1, -1)
-        flat_t = test.reshape(flat_r.shape)
-        cos = metrics.cosine_similarity(flat_r, flat_t, axis=-1)
-        out["cosine"] = float(np.mean(cos))
-        out["cosine_min"] = float(np.min(cos))
-        out["sqnr_db"] = metrics.sqnr_db(ref, test)
-        out["max_abs"] = metrics.max_abs_error(ref, test)
-        out["mean_abs"] = metrics.mean_abs_error(ref, test)
+    out: dict[str, float] = {}
+    for spec in METRICS.values():
+        value = spec.compute(ref, test, labels)
+        if value is not None:
+            out[spec.name] = value
     if metric is not None and metric.fn is not None:
-        try:
-            value = float(metric.fn(list(outputs), labels))
-        except Exception as exc:
-            raise ConfigError(f"the metric function {metric.name!r} failed: {type(exc).__name__}: {exc}") from exc
-        if math.isnan(value):
-            logger.warning("the metric function %r returned NaN", metric.name)
-        out[metric.name] = value
+        out[metric.name] = _custom(metric, outputs, labels)
     return out
 
 
-def _labels_fit(labels: np.ndarray, scores: np.ndarray) -> bool:
+def _custom(metric: Metric, outputs: Sequence[np.ndarray], labels: np.ndarray | None) -> float:
+    assert metric.fn is not None
+    try:
+        value = float(metric.fn(list(outputs), labels))
+    except Exception as exc:
+        raise ConfigError(f"the metric function {metric.name!r} failed: {type(exc).__name__}: {exc}") from exc
+    if math.isnan(value):
+        logger.warning("the metric function %r returned NaN", metric.name)
+    return value
+
+
+# --- the built-in metrics ---------------------------------------------------------------------
+
+
+def classes(y: np.ndarray) -> int:
+    """Length of the class axis of scores (0: not scores)."""
+    return y.shape[-1] if y.ndim >= 2 else 0
+
+
+def predicted_classes(y: np.ndarray) -> np.ndarray | None:
+    """Class indices from a first output: argmax of scores, or integer labels as they are."""
+    if y.dtype.kind in "iu" and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+        return y.reshape(len(y))
+    if classes(y) > 1:
+        return np.argmax(y, axis=-1)
+    return None
+
+
+def _scores_and_labels(test: np.ndarray, labels: np.ndarray | None) -> bool:
+    if labels is None or classes(test) <= 1:
+        return False
     labels = np.asarray(labels)
     fits = (
         labels.dtype.kind in "iub"
-        and labels.shape == scores.shape[:-1]
-        and (labels.size == 0 or (labels.min() >= 0 and labels.max() < scores.shape[-1]))
+        and labels.shape == test.shape[:-1]
+        and (labels.size == 0 or (labels.min() >= 0 and labels.max() < test.shape[-1]))
     )
     if not fits:
         logger.info("labels of shape %s (%s) are not class indices for scores of shape %s; no accuracy",
-                    labels.shape, labels.dtype, scores.shape)
+                    labels.shape, labels.dtype, test.shape)
     return bool(fits)
+
+
+def _accuracy(ref: np.ndarray, test: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if labels is None:
+        return None
+    if classes(test) > 1:
+        return metrics.accuracy(test, labels) if _scores_and_labels(test, labels) else None
+    pred = predicted_classes(test)
+    labels = np.asarray(labels)
+    if pred is None or pred.shape != labels.reshape(-1).shape or not len(pred):
+        return None
+    return float(np.mean(pred == labels.reshape(-1)))
+
+
+def _top5(ref: np.ndarray, test: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if classes(ref) < 5 or not _scores_and_labels(test, labels):
+        return None
+    assert labels is not None
+    return metrics.topk_accuracy(test, labels, 5)
+
+
+def _agreement(ref: np.ndarray, test: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if _floats(ref, test) and classes(ref) > 1:
+        return metrics.top1_agreement(ref, test)
+    a, b = predicted_classes(ref), predicted_classes(test)
+    if a is None or b is None or not len(a):
+        return None
+    return float(np.mean(a == b))
+
+
+def _floats(ref: np.ndarray, test: np.ndarray) -> bool:
+    return test.dtype.kind == "f" and ref.dtype.kind == "f" and ref.size > 0
+
+
+def _per_sample_cosine(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
+    flat_r = ref.reshape(ref.shape[0], -1) if ref.ndim else ref.reshape(1, -1)
+    return metrics.cosine_similarity(flat_r, test.reshape(flat_r.shape), axis=-1)
+
+
+def _fidelity(fn: Callable[[np.ndarray, np.ndarray], float], *, scores: bool = False) -> Compute:
+    """A fidelity metric on floating-point first outputs (``scores``: with a class axis only)."""
+
+    def compute(ref: np.ndarray, test: np.ndarray, labels: np.ndarray | None) -> float | None:
+        if not _floats(ref, test) or (scores and classes(ref) <= 1):
+            return None
+        return float(fn(ref, test))
+
+    return compute
+
+
+for _spec in (
+    MetricSpec("accuracy", _accuracy, needs_labels=True),
+    MetricSpec("top5", _top5, needs_labels=True),
+    MetricSpec("agreement", _agreement),
+    MetricSpec("kl", _fidelity(metrics.kl_divergence, scores=True), higher_is_better=False),
+    MetricSpec("cosine", _fidelity(lambda r, t: float(np.mean(_per_sample_cosine(r, t))))),
+    MetricSpec("cosine_min", _fidelity(lambda r, t: float(np.min(_per_sample_cosine(r, t))))),
+    MetricSpec("sqnr_db", _fidelity(metrics.sqnr_db)),
+    MetricSpec("max_abs", _fidelity(metrics.max_abs_error), higher_is_better=False),
+    MetricSpec("mean_abs", _fidelity(metrics.mean_abs_error), higher_is_better=False),
+):
+    register_metric(_spec)
+
+TASK = tuple(name for name, spec in METRICS.items() if spec.needs_labels)
+FIDELITY = tuple(name for name, spec in METRICS.items() if not spec.needs_labels)
+LOWER_IS_BETTER = frozenset(name for name, spec in METRICS.items() if not spec.higher_is_better)
+BUILTIN = TASK + FIDELITY

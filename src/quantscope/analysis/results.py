@@ -3,7 +3,12 @@
 Every analysis (``analyze``, ``sweep``, ``robustness``) returns a :class:`Results`; every renderer
 (terminal, markdown, HTML) reads only a :class:`Results`. ``results.json`` is
 ``Results.to_dict()``; its schema is documented field by field below and versioned by
-``SCHEMA_VERSION`` (a reader refuses a newer major version instead of misreading it).
+``SCHEMA_VERSION`` (a reader refuses a newer version instead of misreading it, and migrates an
+older one: see :data:`MIGRATIONS`).
+
+Version history: 1, the first; 2, ``param_bytes`` keys are always NumPy dtype names
+(``float32``; version 1 files written by the CLI could hold ONNX names such as ``float``), and
+``objective`` records what the recommended variant was chosen for (``"size"`` or ``"latency"``).
 
 Quality metrics are keyed by name in ``quality`` dicts. Names used by the built-in analyses:
 
@@ -20,14 +25,16 @@ import json
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from quantscope.analysis.budget import fits, quality_drop
 from quantscope.errors import ConfigError
 
 SCHEMA = "quantscope.results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 VariantKind = Literal["float", "onnx", "tflite"]
 
@@ -112,7 +119,7 @@ class VariantResult:
     method: str | None  # None for the float model
     config: dict[str, Any] | None  # the method config's tagged dict
     size_bytes: int  # on disk, external data included
-    param_bytes: dict[str, int]  # initializer bytes by dtype name
+    param_bytes: dict[str, int]  # initializer bytes by NumPy dtype name ("float32", "int8", ...)
     quality: dict[str, float]
     latency: list[LatencyResult] = field(default_factory=list)
     memory: MemoryResult | None = None
@@ -186,6 +193,7 @@ class Results:
     variants: list[VariantResult] = field(default_factory=list)
     robustness: RobustnessResult | None = None
     max_drop: float | None = None  # the quality budget, as a fraction of the float value
+    objective: str = "size"  # what the recommended variant is chosen for: "size" or "latency"
     machine: dict[str, Any] = field(default_factory=dict)  # cpu, cores, flags, library versions
     created: str = ""  # ISO 8601
     notes: list[str] = field(default_factory=list)
@@ -208,19 +216,14 @@ class Results:
         ref = self.reference
         if ref is None or self.metric not in ref.quality or self.metric not in variant.quality:
             return None
-        d = ref.quality[self.metric] - variant.quality[self.metric]
-        return d if self.higher_is_better else -d
+        return quality_drop(ref.quality[self.metric], variant.quality[self.metric], self.higher_is_better)
 
     def within_budget(self, max_drop: float) -> list[VariantResult]:
-        """Quantized variants whose drop is at most ``max_drop`` (absolute, metric units)."""
-        out = []
-        for v in self.variants:
-            if v.kind == "float":
-                continue
-            d = self.drop(v)
-            if d is not None and d <= max_drop:
-                out.append(v)
-        return out
+        """Quantized variants whose drop is at most ``max_drop`` (absolute, metric units).
+
+        For the budget as a fraction of the float value, see :mod:`quantscope.analysis.budget`.
+        """
+        return [v for v in self.variants if v.kind != "float" and fits(self.drop(v), max_drop)]
 
     # --- serialization ---------------------------------------------------------------------
 
@@ -232,12 +235,16 @@ class Results:
         if d.get("schema") != SCHEMA:
             raise ConfigError(f"not a quantscope results file (schema {d.get('schema')!r})")
         version = d.get("schema_version")
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ConfigError(f"results schema version {version!r} is not a version quantscope ever wrote")
+        if version > SCHEMA_VERSION:
             raise ConfigError(
                 f"results schema version {version!r} is newer than this quantscope reads "
                 f"({SCHEMA_VERSION}); upgrade quantscope"
             )
         body = {k: v for k, v in d.items() if k not in ("schema", "schema_version")}
+        for old in range(version, SCHEMA_VERSION):
+            body = MIGRATIONS[old](body)
         return _from_plain(cls, body)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -255,6 +262,25 @@ class Results:
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"cannot read results file {path}: {e}") from e
         return cls.from_dict(d)
+
+
+def _v1_to_v2(body: dict[str, Any]) -> dict[str, Any]:
+    """``param_bytes`` keys in NumPy style (``float`` -> ``float32``); ``objective`` defaults to size."""
+    from quantscope.analysis.params import numpy_name_of
+
+    variants = []
+    for v in body.get("variants") or []:
+        if isinstance(v, dict) and isinstance(v.get("param_bytes"), dict):
+            merged: dict[str, int] = {}
+            for key, n in v["param_bytes"].items():
+                merged[numpy_name_of(key)] = merged.get(numpy_name_of(key), 0) + n
+            v = {**v, "param_bytes": merged}
+        variants.append(v)
+    return {**body, "variants": variants, "objective": body.get("objective", "size")}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+"""``MIGRATIONS[n]`` turns the body of a version-``n`` file into version ``n + 1``."""
 
 
 def _to_plain(obj: Any) -> Any:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Sequence
 
 from quantscope.analysis.evaluate import predict
+from quantscope.analysis.options import Mode, StepProgress
 from quantscope.analysis.quality import Metric, quality
 from quantscope.analysis.results import LayerSensitivity
 from quantscope.config import MethodConfig, NodeSelector
@@ -25,9 +25,6 @@ from quantscope.plan import QuantPlan
 from quantscope.quantize import quantize
 
 logger = logging.getLogger(__name__)
-
-Mode = Literal["only", "all-but"]
-StepProgress = Callable[[str, int, int], None]
 
 DATA_MOVEMENT = frozenset({
     "MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
@@ -92,7 +89,7 @@ def layer_sensitivity(
             progress(f"sensitivity of {node}", i, len(nodes))
         others = [n for n in quantized if n != node]
         excluded = others if mode == "only" else [node]
-        cfg = _with_excluded(config, excluded)
+        cfg = with_excluded(config, excluded)
         if mode == "only" and not others:
             cfg = config
         q = quantize(model, cfg, calib if config.needs_calibration else None)
@@ -113,7 +110,8 @@ def _value(values: dict[str, float], metric: Metric) -> float:
     return values[metric.name]
 
 
-def _with_excluded(config: MethodConfig, names: Sequence[str]) -> MethodConfig:
+def with_excluded(config: MethodConfig, names: Sequence[str]) -> MethodConfig:
+    """``config`` with ``names`` added to the nodes it keeps in float."""
     ex = config.exclude
     merged = NodeSelector(
         names=tuple(dict.fromkeys((*ex.names, *names))), patterns=ex.patterns, op_types=ex.op_types

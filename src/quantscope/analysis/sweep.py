@@ -17,6 +17,7 @@ from typing import Any
 
 from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
 from quantscope.analysis.quality import Metric, MetricFn
+from quantscope.analysis.recommend import recommend
 from quantscope.analysis.results import Results
 from quantscope.config import CALIBRATION_METHODS, MethodConfig, config_class, method_names
 from quantscope.data import Dataset
@@ -114,6 +115,8 @@ def sweep(
         model, variants, data, metric=metric, metric_name=metric_name, max_drop=max_drop, calib=calib,
         options=opts, progress=progress, notes=notes,
     )
+    pick = recommend(results)
+    logger.info("sweep: %s", f"recommended {pick.name}, {pick.reason}" if pick else "no variant is recommended")
     if robustness is None:
         return results
     from quantscope.analysis.robustness import robustness_for

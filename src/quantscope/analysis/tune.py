@@ -3,7 +3,9 @@
 1. Sweep the candidate methods (static-int8 with every calibrator, dynamic-int8, weight-int4,
    weight-int8, float16, cluster-8; ternary and binary never meet a real budget and are skipped)
    and measure quality, size, and with ``objective="latency"`` the batch-1, one-thread latency.
-2. If some candidates are within the budget, pick the best by the objective (ties: the other).
+2. If some candidates are within the budget, pick one with the recommender
+   (:mod:`quantscope.analysis.recommend`: by the objective, preferring variants not slower than
+   float), the same rule the report uses to star a variant.
 3. Otherwise take the most promising int8 candidate (the smallest drop among those that shrink
    the model) and keep its most sensitive nodes in float, one more at a time, re-measuring after
    each, until the budget is met or ``max_float_nodes`` are float. Nodes are ranked by how much
@@ -22,15 +24,21 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+from quantscope.analysis.budget import (
+    check_max_drop,
+    fits,
+    require_allowed_drop,
+    variants_within_budget,
+)
 from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
 from quantscope.analysis.layers import worst_nodes
 from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
+from quantscope.analysis.recommend import OBJECTIVES, Objective, drop_key, latency_ms, recommend
 from quantscope.analysis.results import Results, VariantResult
-from quantscope.analysis.sensitivity import candidates, layer_sensitivity
+from quantscope.analysis.sensitivity import candidates, layer_sensitivity, with_excluded
 from quantscope.analysis.sweep import sweep, sweep_configs
-from quantscope.config import MethodConfig, NodeSelector
+from quantscope.config import MethodConfig
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError, QualityGateError, QuantscopeError
 from quantscope.io import Model
@@ -38,8 +46,6 @@ from quantscope.quantize import QuantizedModel, quantize
 
 logger = logging.getLogger(__name__)
 
-Objective = Literal["size", "latency"]
-OBJECTIVES = ("size", "latency")
 NEVER_WIN = frozenset({"ternary", "binary"})
 INT8_METHODS = ("static-int8", "dynamic-int8", "weight-int8")
 DEFAULT_CANDIDATES = (
@@ -95,8 +101,9 @@ def tune(
     Deterministic for a seed. Raises :class:`QualityGateError` when no candidate, even with up
     to ``max_float_nodes`` nodes kept in float, stays within the budget.
     """
-    if isinstance(max_drop, bool) or not isinstance(max_drop, int | float) or not 0 <= max_drop < 1:
-        raise ConfigError(f"max_drop={max_drop!r} must be a fraction in [0, 1), e.g. 0.01 for 1 %")
+    if max_drop is None:
+        raise ConfigError("max_drop=None: tune needs a quality budget, a fraction in [0, 1) such as 0.01 for 1 %")
+    check_max_drop(max_drop)
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective={objective!r}; choose 'size' or 'latency'")
     if isinstance(max_float_nodes, bool) or not isinstance(max_float_nodes, int) or max_float_nodes < 0:
@@ -108,6 +115,7 @@ def tune(
     primary = resolve_metric(metric, has_labels=data.bind(model.inputs).labels is not None)
     results = sweep(model, calib, data, methods=configs, metric=primary, max_drop=max_drop, options=opts,
                     seed=seed, progress=progress)
+    results = dataclasses.replace(results, objective=objective)
     allowed = allowed_drop(results)
     reasons = [_budget_sentence(results, allowed)]
     measured = [v for v in results.variants if v.kind != "float" and results.drop(v) is not None]
@@ -116,10 +124,11 @@ def tune(
             f"no candidate could be quantized and measured on this model ({'; '.join(results.notes) or 'no notes'}); "
             "check the model with quantscope inspect"
         )
-    inside = results.within_budget(allowed)
+    inside = variants_within_budget(results)
     reasons += [_failed_sentence(results, v, allowed) for v in measured if v not in inside]
-    if inside:
-        pick = _best(inside, objective)
+    recommended = recommend(results)
+    if recommended is not None:
+        pick = results.variant(recommended.name)
         reasons.append(_chosen_sentence(results, pick, inside, objective))
         config = configs[pick.name]
         q = quantize(model, config, calib if config.needs_calibration else None)
@@ -137,12 +146,8 @@ def tune(
 
 
 def allowed_drop(results: Results) -> float:
-    """The budget in metric units: ``results.max_drop`` times the float value (the quality-gate rule)."""
-    ref = results.reference
-    if results.max_drop is None or ref is None or results.metric not in ref.quality:
-        raise QualityGateError(f"no float model result to compare against for metric {results.metric!r}")
-    base = abs(ref.quality[results.metric])
-    return results.max_drop * base if base > 0 and math.isfinite(base) else results.max_drop
+    """The budget in metric units (:func:`quantscope.analysis.budget.require_allowed_drop`)."""
+    return require_allowed_drop(results)
 
 
 def _options(options: AnalysisOptions | None, objective: Objective, seed: int) -> AnalysisOptions:
@@ -158,16 +163,7 @@ def _options(options: AnalysisOptions | None, objective: Objective, seed: int) -
 
 
 def _latency(v: VariantResult) -> float:
-    for lat in v.latency:
-        if lat.batch == 1 and lat.threads == 1:
-            return lat.median_ms
-    return math.inf
-
-
-def _best(inside: Sequence[VariantResult], objective: Objective) -> VariantResult:
-    if objective == "latency":
-        return min(inside, key=lambda v: (_latency(v), v.size_bytes, v.name))
-    return min(inside, key=lambda v: (v.size_bytes, _latency(v), v.name))
+    return latency_ms(v, 1) or math.inf
 
 
 def _most_promising(results: Results, measured: Sequence[VariantResult]) -> VariantResult:
@@ -177,11 +173,7 @@ def _most_promising(results: Results, measured: Sequence[VariantResult]) -> Vari
     shrinking = [v for v in measured if v.size_bytes < float_size and v.config is not None]
     int8 = [v for v in shrinking if v.method in INT8_METHODS]
     pool = int8 or shrinking or list(measured)
-    return min(pool, key=lambda v: (_drop_key(results.drop(v)), v.size_bytes, v.name))
-
-
-def _drop_key(d: float | None) -> float:
-    return math.inf if d is None or math.isnan(d) else d
+    return min(pool, key=lambda v: (drop_key(results.drop(v)), v.size_bytes, v.name))
 
 
 # --- keeping nodes in float ---------------------------------------------------------------------------
@@ -205,14 +197,14 @@ def _greedy(
     full = quantize(model, config, cal)
     order = _rank_nodes(model, full, base, data, cal, metric, opts, max_float_nodes, progress)
     variants = list(results.variants)
-    best: tuple[float, VariantResult] = (_drop_key(results.drop(base)), base)
+    best: tuple[float, VariantResult] = (drop_key(results.drop(base)), base)
     previous = results.drop(base)
     kept: list[str] = []
     for k, node in enumerate(order[:max_float_nodes], start=1):
         if progress is not None:
             progress(f"keeping {node} in float", k - 1, min(len(order), max_float_nodes))
         kept.append(node)
-        cfg = _with_excluded(config, kept)
+        cfg = with_excluded(config, kept)
         try:
             q = quantize(model, cfg, cal)
         except QuantscopeError as exc:  # e.g. nothing left to quantize
@@ -232,9 +224,9 @@ def _greedy(
             f"({_bought(previous, drop)})."
         )
         previous = drop
-        if _drop_key(drop) < best[0]:
-            best = (_drop_key(drop), vr)
-        if drop is not None and drop <= allowed:
+        if drop_key(drop) < best[0]:
+            best = (drop_key(drop), vr)
+        if fits(drop, allowed):
             ref = merged.reference
             reasons.append(
                 f"Chose {name}: {base.name} with {k} node(s) kept in float ({', '.join(kept)}), drop {_fmt(drop)} "
@@ -247,7 +239,7 @@ def _greedy(
             return TuneResult(name=name, config=cfg, quantized=q, results=merged, reasons=reasons,
                               float_nodes=tuple(kept))
     final = dataclasses.replace(results, variants=variants)
-    closest = min((v for v in variants if v.kind != "float"), key=lambda v: _drop_key(final.drop(v)))
+    closest = min((v for v in variants if v.kind != "float"), key=lambda v: drop_key(final.drop(v)))
     err = QualityGateError(
         f"no configuration stays within the quality budget: {final.metric} may drop by at most "
         f"{final.max_drop:.2%} of the float value ({_fmt(allowed)}); the closest is {closest.name} with a drop of "
@@ -290,12 +282,6 @@ def _rank_nodes(
     return helpful + [n for n in nodes if n not in helpful]
 
 
-def _with_excluded(config: MethodConfig, names: Sequence[str]) -> MethodConfig:
-    ex = config.exclude
-    merged = NodeSelector(names=tuple(dict.fromkeys((*ex.names, *names))), patterns=ex.patterns, op_types=ex.op_types)
-    return dataclasses.replace(config, exclude=merged)
-
-
 def _op(q: QuantizedModel, node: str) -> str:
     return next((d.op_type for d in q.plan.decisions if d.node == node), "node")
 
@@ -333,7 +319,7 @@ def _budget_sentence(results: Results, allowed: float) -> str:
 
 def _failed_sentence(results: Results, v: VariantResult, allowed: float) -> str:
     drop = results.drop(v)
-    return f"{v.name} misses the budget: drop {_fmt(drop)}, {_fmt(_drop_key(drop) - allowed)} over."
+    return f"{v.name} misses the budget: drop {_fmt(drop)}, {_fmt(drop_key(drop) - allowed)} over."
 
 
 def _chosen_sentence(results: Results, pick: VariantResult, inside: Sequence[VariantResult], objective: Objective) -> str:
@@ -345,7 +331,8 @@ def _chosen_sentence(results: Results, pick: VariantResult, inside: Sequence[Var
             what += f", float {_latency(ref):.3g} ms"
         runner = ", ".join(f"{v.name} {_latency(v):.3g} ms" for v in sorted(others, key=_latency)[:3])
     else:
-        what = f"the smallest within the budget at {_size(pick.size_bytes)}"
+        slower = " that is not slower than float" if any(v.size_bytes < pick.size_bytes for v in inside) else ""
+        what = f"the smallest within the budget{slower} at {_size(pick.size_bytes)}"
         if ref is not None and pick.size_bytes:
             what += f" ({ref.size_bytes / pick.size_bytes:.2f}x smaller than float's {_size(ref.size_bytes)})"
         runner = ", ".join(f"{v.name} {_size(v.size_bytes)}" for v in sorted(others, key=lambda v: v.size_bytes)[:3])

@@ -1,81 +1,20 @@
-"""Renderers over :class:`~quantscope.analysis.results.Results`: terminal, Markdown, HTML.
+"""Deprecated alias of :mod:`quantscope.reporting`, kept for one release.
 
-``render(results, out_dir)`` writes ``index.html`` (one self-contained page), ``summary.md`` and
-``results.json`` into ``out_dir``; ``load_results(path)`` reads a ``results.json`` back, so
-``quantscope report out/results.json`` re-renders. ``render_text`` (rich), ``render_markdown`` and
-``render_html`` (matplotlib) are imported only when used, so importing this package stays light.
-Note: ``quantscope.report`` as an attribute of the top-level package is :func:`render` (``qs.report``);
-import from this package with ``from quantscope.report import ...``.
+``quantscope.report`` is the function :func:`quantscope.reporting.render` (``qs.report(results,
+dir)``); the renderers live in :mod:`quantscope.reporting`. This package only keeps the old import
+paths (``from quantscope.report import render``) working. ``quantscope/__init__.py`` imports it
+before binding ``report`` to the function, so importing it later never replaces ``qs.report``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-from pathlib import Path
-
-from quantscope.analysis.results import Results
-from quantscope.errors import ConfigError, DataError, OutputError
-from quantscope.io import atomic_write_text
-
-log = logging.getLogger(__name__)
+from quantscope.reporting import load_results, render
 
 __all__ = ["load_results", "render", "render_html", "render_markdown", "render_text"]
 
-_LAZY = {"render_html": "html", "render_markdown": "markdown", "render_text": "text"}
-
 
 def __getattr__(name: str) -> object:
-    """``render_html``/``render_markdown``/``render_text`` import matplotlib or rich only when asked."""
-    if name in _LAZY:
-        import importlib
+    """The renderers, imported from :mod:`quantscope.reporting` only when asked."""
+    import quantscope.reporting
 
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def render(results: Results, out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``index.html``, ``summary.md`` and ``results.json`` to ``out_dir``; return its path.
-
-    Creates ``out_dir`` when missing and replaces only these three files (each atomically).
-    """
-    from quantscope.report.html import render_html
-    from quantscope.report.markdown import render_markdown
-
-    if not isinstance(results, Results):
-        raise ConfigError(
-            f"report() takes a Results (from analyze, sweep, or load_results), not "
-            f"{type(results).__name__}"
-        )
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the report directory {out}: {exc.strerror or exc}") from exc
-    if not out.is_dir():
-        raise OutputError(f"{out} exists and is not a directory; choose another report directory")
-    page = render_html(results)
-    summary = render_markdown(results)
-    data = json.dumps(results.to_dict(), indent=2, allow_nan=True) + "\n"
-    atomic_write_text(out / "results.json", data)
-    atomic_write_text(out / "summary.md", summary)
-    atomic_write_text(out / "index.html", page)
-    log.info("report written to %s (index.html %d KB)", out, len(page) // 1024)
-    return out
-
-
-def load_results(path: str | os.PathLike[str]) -> Results:
-    """Read a ``results.json``; a missing, corrupt or foreign file raises :class:`DataError`."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "results.json"
-    try:
-        return Results.load(p)
-    except ConfigError as exc:
-        raise DataError(f"{exc}; re-create it with 'quantscope analyze' or 'quantscope sweep'") from exc
-    except (TypeError, KeyError, ValueError, AttributeError) as exc:
-        raise DataError(
-            f"results file {p} does not match the results schema ({type(exc).__name__}: {exc}); "
-            "re-create it with 'quantscope analyze' or 'quantscope sweep'"
-        ) from exc
+    return getattr(quantscope.reporting, name)

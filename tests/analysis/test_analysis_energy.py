@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from analysis_models import CONV_MATMUL_MACS, conv_matmul
 
 import quantscope as qs
-from analysis_models import CONV_MATMUL_MACS, conv_matmul
 from quantscope.analysis.energy import (
     ASSUMPTIONS,
     HOROWITZ_2014,

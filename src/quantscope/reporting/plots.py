@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from quantscope.analysis.results import Results, VariantResult
-from quantscope.report import _format as f
-from quantscope.report.svgbars import hbar_chart
+from quantscope.reporting import _format as f
+from quantscope.reporting.svgbars import hbar_chart
 
 MAX_BARS = 20
 _RC = {

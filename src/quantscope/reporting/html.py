@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
 
-from quantscope.analysis.results import Results
-from quantscope.report import _format as f
-from quantscope.report import plots
-from quantscope.report.energy_sources import source as energy_source
+from quantscope.analysis.results import Results, VariantResult
+from quantscope.reporting import _format as f
+from quantscope.reporting import plots
+from quantscope.reporting.energy_sources import source as energy_source
 
 CSS = """
 :root { --fg:#1d2330; --muted:#5b6575; --line:#d9dee7; --accent:#1f6feb; --good:#e8f6ec;
@@ -214,37 +214,36 @@ def _front_names(results: Results) -> list[str]:
     return [pts[i][0].name for i in idx]
 
 
+def _figure_grid(results: Results, draw: Callable[[VariantResult], str | None],
+                 caption: Callable[[VariantResult], str], anchor: str, intro: str) -> str:
+    """One figure per variant that ``draw`` has a chart for, after ``intro``; "" when there is none."""
+    figs = [_figure(svg, caption(v), f"{anchor}-{v.name}") for v in results.variants if (svg := draw(v)) is not None]
+    return intro + f'<div class="grid">{"".join(figs)}</div>' if figs else ""
+
+
 def _layers(results: Results) -> str:
-    figs = []
-    for v in results.variants:
-        svg = plots.layer_sqnr(v)
-        if svg is not None:
-            worst = f.worst_layers(v, 1)[0]
-            figs.append(_figure(svg, f"{v.name}: {_count(len(v.layers), 'tensor')}, worst first; worst "
-                                f"{worst.tensor} at {f.fmt_sqnr(worst.sqnr_db)}, median "
-                                f"{f.fmt_sqnr(f.median_sqnr(v))}.", f"sqnr-{v.name}"))
-    if not figs:
-        return ""
-    intro = ("<p>Signal-to-quantization-noise ratio of each tensor of a quantized model against the "
-             "float model's tensor of the same name, on the same inputs. Below ~20 dB a tensor "
-             "carries visible error; the first bars are the layers to keep in float.</p>")
-    return intro + f'<div class="grid">{"".join(figs)}</div>'
+    def caption(v: VariantResult) -> str:
+        worst = f.worst_layers(v, 1)[0]
+        return (f"{v.name}: {_count(len(v.layers), 'tensor')}, worst first; worst {worst.tensor} at "
+                f"{f.fmt_sqnr(worst.sqnr_db)}, median {f.fmt_sqnr(f.median_sqnr(v))}.")
+
+    return _figure_grid(
+        results, plots.layer_sqnr, caption, "sqnr",
+        "<p>Signal-to-quantization-noise ratio of each tensor of a quantized model against the "
+        "float model's tensor of the same name, on the same inputs. Below ~20 dB a tensor "
+        "carries visible error; the first bars are the layers to keep in float.</p>",
+    )
 
 
 def _sensitivity(results: Results) -> str:
-    figs = []
-    for v in results.variants:
-        svg = plots.sensitivity(v)
-        if svg is not None:
-            figs.append(_figure(svg, f"{v.name}: {_count(len(v.sensitivity), 'measurement')}, most harmful "
-                                "first (red: quantizing this node costs quality).",
-                                f"sensitivity-{v.name}"))
-    if not figs:
-        return ""
-    intro = ("<p>The metric when only one node is quantized (<em>only</em>, against the float "
-             "model) or when all but one are (<em>all-but</em>, against the fully quantized "
-             "model).</p>")
-    return intro + f'<div class="grid">{"".join(figs)}</div>'
+    return _figure_grid(
+        results, plots.sensitivity,
+        lambda v: (f"{v.name}: {_count(len(v.sensitivity), 'measurement')}, most harmful first (red: "
+                   "quantizing this node costs quality)."),
+        "sensitivity",
+        "<p>The metric when only one node is quantized (<em>only</em>, against the float "
+        "model) or when all but one are (<em>all-but</em>, against the fully quantized model).</p>",
+    )
 
 
 def _plans(results: Results) -> str:

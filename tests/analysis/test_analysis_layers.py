@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from analysis_models import classifier, inputs
 
 import quantscope as qs
-from analysis_models import classifier, inputs
 from quantscope.analysis.layers import layer_errors, match_tensors, worst_nodes
 from quantscope.analysis.quality import resolve_metric
 from quantscope.analysis.sensitivity import candidates, layer_sensitivity

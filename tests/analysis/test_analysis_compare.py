@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from analysis_models import CLASSES, classifier, conv_matmul, inputs
 from click.testing import CliRunner
 
 import quantscope as qs
-from analysis_models import CLASSES, classifier, conv_matmul, inputs
 from quantscope.analysis import AnalysisOptions, analyze, quality_gate, sweep
 from quantscope.analysis.evaluate import predict
 from quantscope.analysis.memory import peak_memory

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from chromium_cdp import INSTALL_HINT, Browser, PageCheck, chromium_binary
-from quantscope.report import render
-from quantscope.report.html import SECTIONS
+from PIL import Image
 from report_fixtures import make_results
+
+from quantscope.reporting import render
+from quantscope.reporting.html import SECTIONS
 
 XSS = "<img src=x onerror=\"console.error('escaped badly')\">"
 

@@ -1,5 +1,8 @@
 """Shared by every renderer: number formats, the quality budget, the best variant, Pareto fronts.
 
+The budget and the recommended variant come from :mod:`quantscope.analysis.budget` and
+:mod:`quantscope.analysis.recommend`, the rules ``tune`` and the quality gate use.
+
 Pure functions over :class:`~quantscope.analysis.results.Results`; no rendering library here.
 """
 
@@ -8,6 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from quantscope.analysis.budget import allowed_drop, variants_within_budget
+from quantscope.analysis.recommend import latency_ms as latency_ms  # used by every renderer
+from quantscope.analysis.recommend import recommend
 from quantscope.analysis.results import LayerError, Results, VariantResult
 
 # metrics in [0, 1] shown as percentages, their drops in percentage points
@@ -85,13 +91,6 @@ def drop_empty_columns(
 # --- what was measured --------------------------------------------------------------------
 
 
-def latency_ms(v: VariantResult, batch: int, threads: int | None = 1) -> float | None:
-    for lat in v.latency:
-        if lat.batch == batch and lat.threads == threads:
-            return lat.median_ms
-    return None
-
-
 def large_batch(results: Results, threads: int | None = 1) -> int | None:
     """The largest batch any variant was timed at (besides 1) with ``threads``."""
     sizes = {lat.batch for v in results.variants for lat in v.latency if lat.threads == threads}
@@ -112,66 +111,19 @@ def size_ratio(results: Results, v: VariantResult) -> float | None:
 
 
 def budget(results: Results) -> float | None:
-    """The allowed drop in metric units: ``max_drop`` is a fraction of the float model's value."""
-    ref = results.reference
-    if results.max_drop is None or ref is None or results.metric not in ref.quality:
-        return None
-    base = abs(ref.quality[results.metric])  # the same rule as analysis.compare.quality_gate
-    return results.max_drop * base if base > 0 and math.isfinite(base) else results.max_drop
+    """The allowed drop in metric units (:func:`quantscope.analysis.budget.allowed_drop`)."""
+    return allowed_drop(results)
 
 
 def within_budget(results: Results) -> set[str]:
-    allowed = budget(results)
-    if allowed is None:
-        return set()
-    return {v.name for v in results.within_budget(allowed)}
+    """Names of the variants within the budget (:mod:`quantscope.analysis.budget`)."""
+    return {v.name for v in variants_within_budget(results)}
 
 
 def best_variant(results: Results) -> tuple[str, str] | None:
-    """The variant to recommend and why.
-
-    Candidates are the variants within the budget (with ``max_drop``) or else those tied for
-    the smallest drop against float. Among them, one that is not slower than float (batch 1,
-    1 thread, 5 % tolerance for timing noise) wins over one that is: a smaller file that runs
-    slower is rarely what a deployment wants. Then the smallest file, then the highest SQNR
-    against float (timing noise must not pick between variants of the same size), then the
-    fastest.
-    """
-    quantized = [v for v in results.variants if v.kind != "float" and results.drop(v) is not None]
-    if not quantized:
-        return None
-    if budget(results) is not None:
-        inside = within_budget(results)
-        candidates = [v for v in quantized if v.name in inside]
-        if not candidates:
-            return None
-        what = "the smallest variant within the quality budget"
-    else:
-        least = min(_drop_key(results.drop(v)) for v in quantized)
-        candidates = [v for v in quantized if _drop_key(results.drop(v)) <= least + 1e-9]
-        what = "the smallest of the variants closest to the float model"
-    fast = [v for v in candidates if _not_slower(results, v)]
-    pick = min(fast or candidates, key=lambda v: (v.size_bytes, -_fidelity(v), latency_ms(v, 1) or math.inf, v.name))
-    if fast and len(fast) < len(candidates):
-        what += " that is not slower than float"
-    elif not fast:
-        what += " (all of them run slower than float here)"
-    return pick.name, what
-
-
-def _fidelity(v: VariantResult) -> float:
-    sqnr = v.quality.get("sqnr_db")
-    return sqnr if sqnr is not None and not math.isnan(sqnr) else -math.inf
-
-
-def _not_slower(results: Results, v: VariantResult) -> bool:
-    ref = results.reference
-    mine, base = latency_ms(v, 1), latency_ms(ref, 1) if ref is not None else None
-    return mine is None or base is None or mine <= base * 1.05
-
-
-def _drop_key(d: float | None) -> float:
-    return math.inf if d is None or math.isnan(d) else d
+    """The variant to recommend and why (:func:`quantscope.analysis.recommend.recommend`)."""
+    pick = recommend(results)
+    return None if pick is None else (pick.name, pick.reason)
 
 
 def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool = True) -> list[int]:

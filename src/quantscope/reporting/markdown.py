@@ -6,8 +6,8 @@ import math
 from collections.abc import Iterable, Sequence
 
 from quantscope.analysis.results import Results
-from quantscope.report import _format as f
-from quantscope.report.energy_sources import source as energy_source
+from quantscope.reporting import _format as f
+from quantscope.reporting.energy_sources import source as energy_source
 
 WORST = 5
 

@@ -16,17 +16,17 @@ import matplotlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from report_fixtures import make_results
 from rich.console import Console
 
 from quantscope.analysis.results import LatencyResult, LayerError, Results, VariantResult
 from quantscope.errors import ConfigError, DataError
-from quantscope.report import _format as f
-from quantscope.report import load_results, render
-from quantscope.report.html import SECTIONS, render_html
-from quantscope.report.markdown import md_escape, render_markdown
-from quantscope.report.svgbars import hbar_chart
-from quantscope.report.text import render_text
-from report_fixtures import make_results
+from quantscope.reporting import _format as f
+from quantscope.reporting import load_results, render
+from quantscope.reporting.html import SECTIONS, render_html
+from quantscope.reporting.markdown import md_escape, render_markdown
+from quantscope.reporting.svgbars import hbar_chart
+from quantscope.reporting.text import render_text
 
 HOSTILE = "<script>alert('x')</script> | $\\alpha$ & \"q\" `t` *b*"
 
@@ -298,11 +298,13 @@ def test_bar_chart_escapes_and_draws_one_bar_per_value() -> None:
 
 def test_renderers_are_reachable_from_the_package_without_loading_them_early() -> None:
     code = ("import sys, quantscope; "
-            "assert 'matplotlib' not in sys.modules and 'quantscope.report.html' not in sys.modules; "
-            "from quantscope.report import render_html, render_markdown, render_text; "
-            "assert render_html.__module__ == 'quantscope.report.html'; "
-            "from quantscope.report import render; "
-            "assert quantscope.report is render  # qs.report(results, dir): the function wins")
+            "assert 'matplotlib' not in sys.modules and 'quantscope.reporting.html' not in sys.modules; "
+            "from quantscope.reporting import render_html, render_markdown, render_text; "
+            "assert render_html.__module__ == 'quantscope.reporting.html'; "
+            "from quantscope.reporting import render; "
+            "assert quantscope.report is render; "  # qs.report(results, dir): the function wins
+            "from quantscope.report import render as old; from quantscope.report.text import render_text; "
+            "assert old is render and quantscope.report is render  # the old path neither breaks nor shadows")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           check=False)
     assert proc.returncode == 0, proc.stderr

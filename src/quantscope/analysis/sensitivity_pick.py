@@ -1,0 +1,96 @@
+"""Sensitivity inside ``analyze``: which variants to measure it for, and attaching it to their results."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from quantscope.analysis.budget import quality_drop
+from quantscope.analysis.layers import worst_nodes
+from quantscope.analysis.options import AnalysisOptions, StepProgress
+from quantscope.analysis.quality import Metric
+from quantscope.analysis.results import VariantResult
+from quantscope.analysis.sensitivity import candidates, layer_sensitivity
+from quantscope.analysis.variants import Variant
+from quantscope.data import Dataset
+from quantscope.errors import ConfigError, QuantscopeError
+from quantscope.io import Model
+
+logger = logging.getLogger(__name__)
+
+
+def add_sensitivity(
+    float_model: Model,
+    items: list[Variant],
+    results: list[VariantResult],
+    data: Dataset,
+    calib: Dataset | None,
+    metric: Metric,
+    opts: AnalysisOptions,
+    notes: list[str],
+    progress: StepProgress | None,
+) -> list[VariantResult]:
+    by_name = {v.name: v for v in items}
+    measured = {r.name: r for r in results}
+    if opts.sensitivity_variants is not None:
+        unknown = [n for n in opts.sensitivity_variants if n not in by_name]
+        if unknown:
+            raise ConfigError(f"sensitivity_variants {unknown} are not variants; have {sorted(by_name)}")
+        chosen = [n for n in opts.sensitivity_variants if n in measured]
+    else:
+        chosen = auto_sensitivity_variant(items, results, metric, calib)
+    out = list(results)
+    for name in chosen:
+        v = by_name[name]
+        if v.config is None or v.plan is None:
+            notes.append(f"sensitivity of {name} not measured: its config and plan are unknown (no sidecar JSON)")
+            continue
+        if v.config.needs_calibration and calib is None:
+            notes.append(f"sensitivity of {name} not measured: {v.config.method} needs calibration data (--calib)")
+            continue
+        ranked = worst_nodes(measured[name].layers, [d.node for d in v.plan.quantized_nodes], float_model)
+        nodes = candidates(v.plan, ranked, opts.sensitivity)
+        if not nodes:
+            continue
+        cal = calib.take(opts.calib_samples, seed=opts.seed) if calib is not None else None
+
+        def step(what: str, done: int, total: int, _name: str = name) -> None:
+            if progress is not None:
+                progress(f"{_name}: {what}", done, total)
+
+        try:
+            sens = layer_sensitivity(
+                float_model, v.config, v.plan, data, metric=metric, calib=cal, nodes=nodes,
+                mode=opts.sensitivity_mode, samples=opts.sensitivity_samples, seed=opts.seed, progress=step,
+            )
+        except QuantscopeError as exc:
+            if opts.strict and opts.sensitivity_variants is not None:
+                raise
+            notes.append(f"sensitivity of {name} not measured: {exc}")
+            logger.warning("sensitivity of %s not measured: %s", name, exc)
+            continue
+        out = [
+            dataclasses.replace(r, sensitivity=sens) if r.name == name else r for r in out
+        ]
+    return out
+
+
+def auto_sensitivity_variant(
+    items: list[Variant], results: list[VariantResult], metric: Metric, calib: Dataset | None
+) -> list[str]:
+    """The measured, re-quantizable variant that loses the most quality (if any loses some)."""
+    ref = next((r for r in results if r.kind == "float"), None)
+    if ref is None or metric.name not in ref.quality:
+        return []
+    by_name = {v.name: v for v in items}
+    best: tuple[float, str] | None = None
+    for r in results:
+        v = by_name[r.name]
+        if r.kind == "float" or v.config is None or v.plan is None or metric.name not in r.quality:
+            continue
+        if v.config.needs_calibration and calib is None:
+            continue
+        drop = quality_drop(ref.quality[metric.name], r.quality[metric.name], metric.higher_is_better)
+        if drop > 0 and (best is None or drop > best[0]):
+            best = (drop, r.name)
+    return [best[1]] if best else []
