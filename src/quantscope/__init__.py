@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from quantscope import report as _deprecated_report_package  # noqa: F401 - loaded first: `report` below stays the function
 from quantscope.analysis.compare import analyze
 from quantscope.analysis.robustness import robustness
 from quantscope.analysis.sweep import sweep

@@ -95,12 +95,20 @@ class Model:
         return sum(int(np.prod(v.shape.numpy())) for v in self.ir.graph.initializers.values() if v.shape is not None)
 
     def parameter_bytes(self) -> dict[str, int]:
-        """Bytes of initializers by element type."""
+        """Initializer bytes by NumPy-style dtype name (``float32``, ``int8``, ``uint4``, ...), largest first."""
         out: Counter[str] = Counter()
         for v in self.ir.graph.initializers.values():
             if v.const_value is not None:
-                out[v.const_value.dtype.name.lower()] += v.const_value.nbytes
-        return dict(out)
+                out[numpy_dtype_name(v.const_value.dtype)] += int(v.const_value.nbytes)
+        return dict(out.most_common())
+
+
+def numpy_dtype_name(dtype: ir.DataType) -> str:
+    """The NumPy-style name of an ONNX element type (``float32``, ``int8``, ``uint4``, ...)."""
+    try:
+        return np.dtype(dtype.numpy()).name
+    except (TypeError, ValueError, NotImplementedError):
+        return dtype.name.lower()
 
 
 def _spec(value: ir.Value) -> TensorSpec:

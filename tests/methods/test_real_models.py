@@ -77,6 +77,6 @@ def test_minilm_static_int8_keeps_embeddings(
     assert cos.mean() >= 0.95
     # every MatMul weight is int8; the 47 MB word-embedding table (a Gather) still stays float
     assert size_ratio < 0.7
-    float_bytes = q.model.parameter_bytes().get("float", 0)
+    float_bytes = q.model.parameter_bytes().get("float32", 0)
     assert float_bytes < 0.6 * minilm_onnx.stat().st_size
     assert sum(kernels.values()) >= 36

@@ -226,8 +226,8 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
               help="Where to write index.html, summary.md and results.json (default: beside RESULTS_PATH).")
 def report(results_path: Path, out_dir: Path | None) -> None:
     """Re-render the report (index.html, summary.md) from a results.json written by analyze or sweep."""
-    from quantscope.report import load_results, render
-    from quantscope.report.text import render_text
+    from quantscope.reporting import load_results, render
+    from quantscope.reporting.text import render_text
 
     results = load_results(results_path)
     if out_dir is None:

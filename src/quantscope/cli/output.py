@@ -65,7 +65,7 @@ def fmt_bytes(n: float) -> str:
 
 
 def write_report(results: Any, report_dir: Path) -> None:
-    from quantscope.report import render
+    from quantscope.reporting import render
 
     written = render(results, report_dir)
     say(f"report written to {written / 'index.html'}")
@@ -74,7 +74,7 @@ def write_report(results: Any, report_dir: Path) -> None:
 def show_results(results: Any, report_dir: Path | None) -> None:
     """The terminal table, the report files, and the quality gate (exit 4) last."""
     from quantscope.analysis.compare import quality_gate
-    from quantscope.report.text import render_text
+    from quantscope.reporting.text import render_text
 
     console.print(render_text(results))
     for v in results.variants:
