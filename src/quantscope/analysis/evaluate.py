@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,12 +73,19 @@ def measure_latency(
 ) -> Latency:
     """Median and p90 wall time of ``session.run`` after warm-up."""
     session = make_session(model, threads=threads)
+    batch = int(next(iter(feeds.values())).shape[0])
+    return time_calls(lambda: run(session, feeds), batch=batch, threads=threads, warmup=warmup, runs=runs)
+
+
+def time_calls(
+    call: Callable[[], object], *, batch: int, threads: int | None, warmup: int = 5, runs: int = 30
+) -> Latency:
+    """Median and p90 wall time of ``call()`` in milliseconds, after ``warmup`` calls."""
     for _ in range(warmup):
-        run(session, feeds)
+        call()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        run(session, feeds)
+        call()
         times.append((time.perf_counter() - t0) * 1e3)
-    batch = int(next(iter(feeds.values())).shape[0])
     return Latency(float(np.median(times)), float(np.percentile(times, 90)), runs, batch, threads)

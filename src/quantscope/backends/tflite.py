@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from quantscope.analysis.evaluate import Latency
+from quantscope.analysis.evaluate import Latency, time_calls
 from quantscope.calibrate import Progress
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError, ConversionError, ModelError, OutputError, RuntimeFailure
@@ -168,15 +168,8 @@ class TFLiteVariant:
         if len(bound) != len(self.inputs):
             raise ConfigError(f"feeds {sorted(feeds)} do not cover the inputs {[s.name for s in self.inputs]}")
         q = quantize_inputs(bound, self._details[0])
-        for _ in range(warmup):
-            _invoke(runner, q)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            _invoke(runner, q)
-            times.append((time.perf_counter() - t0) * 1e3)
         batch = int(next(iter(q.values())).shape[0])
-        return Latency(float(np.median(times)), float(np.percentile(times, 90)), runs, batch, threads)
+        return time_calls(lambda: _invoke(runner, q), batch=batch, threads=threads, warmup=warmup, runs=runs)
 
 
 def _quantized(detail: Mapping[str, Any]) -> bool:

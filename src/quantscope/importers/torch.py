@@ -163,14 +163,8 @@ def _at_least_two(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _run_export(
-    module: torch.nn.Module,
-    args: tuple[torch.Tensor, ...],
-    kwargs: dict[str, torch.Tensor],
-    input_names: Sequence[str] | None,
-    opset: int | None,
-    dynamic_shapes: Any,
-) -> Any:
+def _run_export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], kwargs: dict[str, torch.Tensor],
+                input_names: Sequence[str] | None, opset: int | None, dynamic_shapes: Any) -> Any:
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
         warnings.simplefilter("ignore")
