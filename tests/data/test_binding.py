@@ -27,7 +27,9 @@ def test_bind_bare_array_with_several_model_inputs(data: dict[str, np.ndarray]) 
     assert "a: float32[N, 3, 4]" in message and "b: int64[N, 5]" in message
 
 
-def test_bind_missing_and_extra_names(data: dict[str, np.ndarray]) -> None:
+def test_bind_missing_and_extra_names(
+    data: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
     ds = Dataset.from_arrays({"x": data["x"], "ids": data["ids"]})
     specs = [spec("x", F32, ("N", 3, 4)), spec("token_ids", I64, ("N", 5))]
     with pytest.raises(DataMismatchError) as info:
@@ -37,8 +39,13 @@ def test_bind_missing_and_extra_names(data: dict[str, np.ndarray]) -> None:
     assert "'ids'" in message and "'x'" in message  # what the data has
     assert "token_ids: int64[N, 5]" in message  # the model's specs
 
-    with pytest.raises(DataMismatchError, match=r"\['ids'\] that the model does not take"):
-        ds.bind([spec("x", F32, ("N", 3, 4))])
+    with caplog.at_level(logging.WARNING, logger="quantscope.data"):
+        ignored = ds.bind([spec("x", F32, ("N", 3, 4))])  # extra data: ignored, with a warning
+    assert ignored.input_names == ("x",)
+    assert all(set(b.inputs) == {"x"} for b in collect(ignored))
+    np.testing.assert_array_equal(stacked(collect(ignored))["x"], data["x"])
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "['ids']" in warned[0] and "does not take" in warned[0]
     # labels and metadata never count as extra inputs
     with_labels = Dataset.from_arrays(
         {"x": data["x"]}, labels=data["labels"], meta={"s": data["labels"]}
@@ -72,8 +79,21 @@ def test_bind_checks_later_samples_while_streaming() -> None:
 def test_bind_fixed_batch_dimension(data: dict[str, np.ndarray]) -> None:
     bound = Dataset.from_arrays({"x": data["x"]}).bind([spec("x", F32, (1, 3, 4))])
     assert len(collect(bound, 1)) == 10
-    with pytest.raises(DataMismatchError, match="fixed batch size of 1"):
-        collect(bound, 4)
+    # batches shrink to the model's fixed batch size, with no option and no error
+    for batch_size in (4, 64):
+        batches = collect(bound, batch_size)
+        assert [b.size for b in batches] == [1] * 10
+        assert all(b.inputs["x"].shape == (1, 3, 4) for b in batches)
+        np.testing.assert_array_equal(stacked(batches)["x"], data["x"])
+    # a fixed batch of 2 takes exactly 2 samples per run, whatever was asked
+    two = Dataset.from_arrays({"x": data["x"]}).bind([spec("x", F32, (2, 3, 4))])
+    for batch_size in (1, 3, 16):
+        assert [b.size for b in collect(two, batch_size)] == [2] * 5
+    odd = Dataset.from_arrays({"x": data["x"][:9]}).bind([spec("x", F32, (2, 3, 4))])
+    with pytest.raises(
+        DataMismatchError, match=r"fixed batch size of 2 .*sample 8 holds 1 samples"
+    ):
+        collect(odd, 4)
 
 
 def test_bind_dtypes(data: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture) -> None:

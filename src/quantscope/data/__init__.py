@@ -8,7 +8,9 @@ re-iterable and deterministic. The modules:
 * :mod:`~quantscope.data.sources` - in-memory arrays and ``.npz`` files, key conventions;
 * :mod:`~quantscope.data.folders` - folders of ``.npz``/``.npy`` files, streamed;
 * :mod:`~quantscope.data.iterables` - lists, re-iterables and callables of samples;
-* :mod:`~quantscope.data.binding` - binding data to the model's input specs;
+* :mod:`~quantscope.data.binding` - binding data to the model's input names and dtypes;
+* :mod:`~quantscope.data.feeding` - samples as the model takes them: batch axis, fixed
+  batch sizes, scalars, whole feeds;
 * :mod:`~quantscope.data.batch` - :class:`Batch` and how sources are cut into batches;
 * :mod:`~quantscope.data.checks` - validation helpers and ``.npy``/``.npz`` headers.
 """

@@ -8,7 +8,7 @@ file, an iterable's element). A dataset's selection of samples becomes *pieces*
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,14 @@ from quantscope.errors import ConfigError, DataError, DataMismatchError, EmptyDa
 
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """A batch of consecutive dataset samples; every array's first axis is the batch."""
+    """A batch of consecutive dataset samples.
+
+    Labels and metadata have the sample axis first. Inputs too, until the dataset is bound
+    to a model (:meth:`Dataset.bind`); then they are the feeds as ``session.run`` takes
+    them: the samples on the model's batch axis, or one sample as a whole feed, or a
+    scalar shared by the batch. Read the number of samples from :attr:`size`, not from
+    an input's shape.
+    """
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None
@@ -30,6 +37,7 @@ class Batch:
 
     @property
     def size(self) -> int:
+        """Number of samples in the batch."""
         return len(self.indices)
 
     def __len__(self) -> int:
@@ -151,6 +159,35 @@ class Step:
 
     apply: Callable[[dict[str, np.ndarray], Origin], dict[str, np.ndarray]]
     names: tuple[str, ...] | None  # input names after the step; None: known only by running
+
+
+def map_step(fn: Callable[[dict[str, np.ndarray]], Mapping[str, Any]]) -> Step:
+    """The per-batch transform of :meth:`Dataset.map`, with its result checked."""
+    label = getattr(fn, "__name__", repr(fn))
+
+    def apply(inputs: dict[str, np.ndarray], origin: Origin) -> dict[str, np.ndarray]:
+        result = fn(dict(inputs))
+        if not isinstance(result, Mapping):
+            raise ConfigError(
+                f"map function {label} must return a dict of arrays, got {type(result).__name__}"
+            )
+        n = len(origin.positions)
+        out: dict[str, np.ndarray] = {}
+        for key, value in result.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"map function {label} returned a non-string key {key!r}")
+            arr = np.asarray(value)
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise ConfigError(
+                    f"map function {label} returned {key!r} with shape {arr.shape} for a "
+                    f"batch of {n} samples; it must keep the first (sample) axis"
+                )
+            out[key] = arr
+        if not out:
+            raise ConfigError(f"map function {label} returned no arrays")
+        return out
+
+    return Step(apply, None)
 
 
 def _rows(arr: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:

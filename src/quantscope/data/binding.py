@@ -1,8 +1,8 @@
-"""Binding data to a model's inputs: names, shapes and dtypes.
+"""Binding data to a model's inputs: names and dtypes (shapes: :mod:`.feeding`).
 
 :func:`bind_names` checks the data's input names against the model's input specs
-(before any data is read); :func:`bind_step` is the per-batch check of shapes and
-dtypes, with the few conversions that lose nothing a model can see.
+(before any data is read); :func:`bind_step` is the per-batch check of dtypes, with the
+few conversions that lose nothing a model can see, and drops data the model does not take.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 
 from quantscope.data.batch import Origin, Step
-from quantscope.data.checks import UNNAMED, dims_match, fmt_shape
+from quantscope.data.checks import UNNAMED
 from quantscope.errors import ConfigError, DataMismatchError
 from quantscope.specs import TensorSpec
 
@@ -40,19 +40,14 @@ def check_specs(specs: Sequence[TensorSpec]) -> None:
     spec_names = [spec.name for spec in specs]
     if len(set(spec_names)) != len(spec_names):
         raise ConfigError(f"input specs repeat a name: {spec_names}")
-    for spec in specs:
-        if spec.shape is not None and len(spec.shape) == 0:
-            raise DataMismatchError(
-                f"model input {spec.describe()} is a scalar with no batch dimension; "
-                "quantscope feeds inputs in batches"
-            )
 
 
 def bind_names(specs: Sequence[TensorSpec], have: tuple[str, ...]) -> dict[str, str]:
     """Check the data's input names ``have`` against ``specs`` (checked by :func:`check_specs`).
 
     Returns ``{model input name: data name}`` for inputs named differently in the data
-    (a bare array under :data:`UNNAMED`); raises DataMismatchError.
+    (a bare array under :data:`UNNAMED`); raises DataMismatchError for a missing input.
+    Data for inputs the model does not take is ignored, with a logged warning.
     """
     spec_names = [spec.name for spec in specs]
     expected = _describe_all(specs)
@@ -73,32 +68,14 @@ def bind_names(specs: Sequence[TensorSpec], have: tuple[str, ...]) -> dict[str, 
             f"{list(have)}; the model expects: {expected}"
         )
     if extra:
-        raise DataMismatchError(
-            f"the data has input(s) {extra} that the model does not take (the model "
-            f"expects: {expected}); remove them, or store labels under 'labels' and "
-            "metadata under 'meta_*' keys (labels=/meta= for from_arrays)"
+        logger.warning(
+            "ignoring data for input(s) %s that the model does not take (the model expects: %s); "
+            "store labels under 'labels' and metadata under 'meta_*' keys (labels=/meta= for "
+            "from_arrays) to keep them",
+            extra,
+            expected,
         )
     return {}
-
-
-def _check_shape(spec: TensorSpec, arr: np.ndarray, origin: Origin) -> None:
-    if spec.shape is None:
-        return
-    want, got = spec.shape[1:], arr.shape[1:]
-    if not dims_match(want, got):
-        what = "rank" if len(want) != len(got) else "shape"
-        raise DataMismatchError(
-            f"input {spec.name!r}: {what} mismatch - {origin.where(0)} has shape "
-            f"{fmt_shape(got)} but the model expects {fmt_shape(want)} per sample "
-            f"(model input {spec.describe()}; its first dimension is the batch)"
-        )
-    batch = spec.shape[0]
-    if not origin.peek and isinstance(batch, int) and batch > 0 and arr.shape[0] != batch:
-        raise DataMismatchError(
-            f"model input {spec.name!r} has a fixed batch size of {batch} but the batch "
-            f"starting at {origin.where(0)} holds {arr.shape[0]} samples; use "
-            f"batches({batch}, drop_last=True)"
-        )
 
 
 def _convert(spec: TensorSpec, arr: np.ndarray, origin: Origin, warned: set[str]) -> np.ndarray:
@@ -140,16 +117,14 @@ def bind_step(specs: tuple[TensorSpec, ...], rename: dict[str, str]) -> Step:
     warned: set[str] = set()
 
     def apply(inputs: dict[str, np.ndarray], origin: Origin) -> dict[str, np.ndarray]:
-        if set(inputs) != set(data_names.values()):
+        if not set(data_names.values()) <= set(inputs):
             raise DataMismatchError(
                 f"the batch starting at {origin.where(0)} has inputs {sorted(inputs)} "
                 f"but the model expects: {expected}"
             )
-        out: dict[str, np.ndarray] = {}
-        for spec in specs:
-            arr = inputs[data_names[spec.name]]
-            _check_shape(spec, arr, origin)
-            out[spec.name] = _convert(spec, arr, origin, warned)
-        return out
+        return {
+            spec.name: _convert(spec, inputs[data_names[spec.name]], origin, warned)
+            for spec in specs
+        }
 
     return Step(apply, tuple(spec.name for spec in specs))

@@ -1,8 +1,9 @@
 """The dataset: a source of samples plus the transforms applied to each batch.
 
 A :class:`Dataset` is an immutable, re-iterable, deterministic sequence of samples.
-Each sample maps model input names to arrays *without* the sample axis; it may carry
-a label and metadata (e.g. a slice name). :meth:`Dataset.take`, :meth:`Dataset.map`
+Each sample maps model input names to arrays; it may carry a label and metadata (e.g. a
+slice name). Bound to a model, samples are delivered as the model takes them: batched on
+its batch axis, or one whole feed per run (:mod:`quantscope.data.feeding`). :meth:`Dataset.take`, :meth:`Dataset.map`
 and :meth:`Dataset.bind` return new datasets and read nothing until the data is
 iterated, with :meth:`Dataset.batches`.
 
@@ -33,8 +34,10 @@ from quantscope.data.batch import (
     gather,
     group_pieces,
     iter_pieces,
+    map_step,
 )
 from quantscope.data.checks import check_finite, validate_int
+from quantscope.data.feeding import Feeder
 from quantscope.data.folders import folder_source
 from quantscope.data.iterables import iterable_source
 from quantscope.data.sources import arrays_source, npz_source
@@ -63,6 +66,7 @@ class Dataset:
         _selection: np.ndarray | None = None,
         _limit: int | None = None,
         _steps: tuple[Step, ...] = (),
+        _feeder: Feeder | None = None,
     ) -> None:
         if not isinstance(_source, Source):
             raise ConfigError(
@@ -72,9 +76,15 @@ class Dataset:
         self._selection = _selection  # sorted source indices, or None for all
         self._limit = _limit  # keep only the first _limit source samples
         self._steps = _steps
+        self._feeder = _feeder  # set by bind: samples -> the feeds the model takes
 
     def _replace(self, **changes: Any) -> Dataset:
-        fields = {"_selection": self._selection, "_limit": self._limit, "_steps": self._steps}
+        fields = {
+            "_selection": self._selection,
+            "_limit": self._limit,
+            "_steps": self._steps,
+            "_feeder": self._feeder,
+        }
         fields.update(changes)
         return Dataset(self._source, **fields)
 
@@ -207,7 +217,7 @@ class Dataset:
         """Input names, in order; ``(UNNAMED,)`` for a bare array not yet bound."""
         names = self._known_names()
         if names is None:
-            names = tuple(self._peek().inputs)
+            names = tuple(self._peek()[0].inputs)
         return names
 
     def _known_names(self) -> tuple[str, ...] | None:
@@ -280,43 +290,65 @@ class Dataset:
         """
         if not callable(fn):
             raise ConfigError(f"map needs a function, got {type(fn).__name__}")
-        return self._replace(_steps=(*self._steps, _map_step(fn)))
+        return self._replace(_steps=(*self._steps, map_step(fn)))
 
     def bind(self, specs: Sequence[TensorSpec]) -> Dataset:
-        """Check the data against the model's input specs and name it as the model does.
+        """Check the data against the model's input specs, name it as the model does, and
+        deliver it as the model takes it.
 
         Checks names now, and shapes and dtypes on the first sample now and on every
-        batch while iterating. Shapes are compared per sample (the model's shape minus
-        its first, batch, dimension), fixed dimensions only. Dtypes must match, except
+        batch while iterating. Data for inputs the model does not take is ignored (with a
+        logged warning). The rank of a sample tells how it is fed (see
+        :mod:`quantscope.data.feeding`): one rank below the model's input, samples are
+        batched on the batch axis; of the same rank, each sample is a whole feed (stacked
+        session feeds, scalars). Fixed dimensions must match. Dtypes must match, except
         that float64 data for a float32 input and int32 data for an int64 input are
-        converted (with one logged warning per input). Raises DataMismatchError.
+        converted (with one logged warning per input). :meth:`batches` then holds as many
+        samples as the model takes per run. Raises DataMismatchError.
         """
         specs = tuple(specs)
         binding.check_specs(specs)
         rename = binding.bind_names(specs, self.input_names)
-        bound = self._replace(_steps=(*self._steps, binding.bind_step(specs, rename)))
-        bound._peek()  # check the first sample now, before any work
-        return bound
+        stepped = self._replace(
+            _steps=(*self._steps, binding.bind_step(specs, rename)), _feeder=None
+        )
+        first, origin = stepped._peek()
+        feeder = Feeder.plan(specs, first, origin)
+        for _ in feeder.feeds(first, origin):  # check the first sample now, before any work
+            pass
+        return stepped._replace(_feeder=feeder)
 
     # -- reading -------------------------------------------------------------
 
     def batches(
-        self, batch_size: int, *, drop_last: bool = False, require_finite: bool = False
+        self,
+        batch_size: int,
+        *,
+        drop_last: bool = False,
+        require_finite: bool = False,
+        feeds: bool = True,
     ) -> Iterator[Batch]:
         """Consecutive batches of ``batch_size`` samples, in dataset order.
 
-        Memory per step is proportional to the batch (plus, for folders, the files it
-        spans). ``drop_last`` drops a final short batch. ``require_finite`` raises
-        NonFiniteDataError at the first NaN or infinity in a float input, naming it.
+        After :meth:`bind`, a batch's inputs are feeds as the model takes them, and batches
+        hold what the model takes per run when that differs from ``batch_size``: its fixed
+        batch size, or one sample (read :attr:`Batch.size`). With ``feeds=False`` they keep
+        the dataset's layout instead (sample axis first, ``batch_size`` samples), e.g. to
+        change samples and build a new dataset from them. Memory per step is proportional
+        to the batch (plus, for folders, the files it spans). ``drop_last`` drops a final
+        short batch. ``require_finite`` raises NonFiniteDataError at the first NaN or
+        infinity in a float input, naming it.
         """
         batch_size = validate_int(batch_size, "batch_size", 1)
+        if self._feeder is not None and feeds:
+            batch_size = self._feeder.batch_size(batch_size)
         n = self.num_samples
         if drop_last and n is not None and n < batch_size:
             raise ConfigError(
                 f"drop_last=True with batch_size {batch_size} leaves no batch for "
                 f"{n} samples; use a smaller batch size"
             )
-        return self._batches(batch_size, drop_last, require_finite)
+        return self._batches(batch_size, drop_last, require_finite, feeds)
 
     def check_finite(self, batch_size: int = 256) -> None:
         """Read the whole dataset once and raise NonFiniteDataError at a NaN or infinity.
@@ -328,28 +360,45 @@ class Dataset:
             pass
 
     def fingerprint(self, batch_size: int = 256) -> str:
-        """SHA-256 of the data as batches deliver it: names, dtypes, shapes, values,
-        labels and metadata. Independent of the source kind and of ``batch_size``."""
-        return fingerprint(self.batches(batch_size))
+        """SHA-256 of the samples: names, dtypes, shapes, values, labels and metadata, as
+        bound (but before they are laid out as feeds). Independent of the source kind and
+        of ``batch_size``."""
+        return fingerprint(self.batches(batch_size, feeds=False))
 
     def _pieces(self) -> Iterator[Piece]:
         return iter_pieces(self._source, self._selection, self._limit)
 
-    def _peek(self) -> Batch:
-        iterator = self._batches(1, False, False, peek=True)
+    def _peek(self) -> tuple[Batch, Origin]:
+        """The first sample, as bound (sample axis first), before it is laid out as a feed."""
+        iterator = self._assembled(1, False, False, peek=True)
         try:
             return next(iterator)
         finally:
             iterator.close()
 
     def _batches(
-        self, batch_size: int, drop_last: bool, require_finite: bool, peek: bool = False
+        self, batch_size: int, drop_last: bool, require_finite: bool, feeds: bool
     ) -> Iterator[Batch]:
+        for batch, origin in self._assembled(batch_size, drop_last, require_finite):
+            if self._feeder is None:
+                yield batch
+            elif feeds:
+                yield from self._feeder.feeds(batch, origin)
+            else:
+                self._feeder.check(batch, origin)
+                yield batch
+
+    def _assembled(
+        self, batch_size: int, drop_last: bool, require_finite: bool, peek: bool = False
+    ) -> Iterator[tuple[Batch, Origin]]:
+        """Batches with the sample axis first, each with where its rows come from."""
         groups = group_pieces(self._pieces(), batch_size, drop_last, self._source.description)
         for pieces, start in groups:
             yield self._assemble(pieces, start, require_finite, peek)
 
-    def _assemble(self, pieces: list[Piece], start: int, require_finite: bool, peek: bool) -> Batch:
+    def _assemble(
+        self, pieces: list[Piece], start: int, require_finite: bool, peek: bool
+    ) -> tuple[Batch, Origin]:
         n = sum(len(p) for p in pieces)
         positions = np.arange(start, start + n)
         origin = Origin(pieces, positions, peek)
@@ -360,33 +409,4 @@ class Dataset:
             inputs = step.apply(inputs, origin)
         if require_finite:
             check_finite(inputs, origin)
-        return Batch(inputs, labels, meta, positions)
-
-
-def _map_step(fn: Callable[[dict[str, np.ndarray]], Mapping[str, Any]]) -> Step:
-    """The per-batch transform of :meth:`Dataset.map`, with its result checked."""
-    label = getattr(fn, "__name__", repr(fn))
-
-    def apply(inputs: dict[str, np.ndarray], origin: Origin) -> dict[str, np.ndarray]:
-        result = fn(dict(inputs))
-        if not isinstance(result, Mapping):
-            raise ConfigError(
-                f"map function {label} must return a dict of arrays, got {type(result).__name__}"
-            )
-        n = len(origin.positions)
-        out: dict[str, np.ndarray] = {}
-        for key, value in result.items():
-            if not isinstance(key, str):
-                raise ConfigError(f"map function {label} returned a non-string key {key!r}")
-            arr = np.asarray(value)
-            if arr.ndim == 0 or arr.shape[0] != n:
-                raise ConfigError(
-                    f"map function {label} returned {key!r} with shape {arr.shape} for a "
-                    f"batch of {n} samples; it must keep the first (sample) axis"
-                )
-            out[key] = arr
-        if not out:
-            raise ConfigError(f"map function {label} returned no arrays")
-        return out
-
-    return Step(apply, None)
+        return Batch(inputs, labels, meta, positions), origin
