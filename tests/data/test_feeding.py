@@ -247,9 +247,11 @@ def test_arrays_the_model_does_not_take_are_ignored_with_a_warning(
         "mask": np.ones((5, 4), bool),
         "ids": np.arange(5),
     }
+    ds = Dataset.from_arrays(data)
     with caplog.at_level(logging.WARNING, logger="quantscope.data"):
-        bound = Dataset.from_arrays(data).bind(specs)
+        bound = ds.bind(specs)
         batches, outs = run_all(sess, bound, 2)
+        ds.take(3).bind(specs)  # the same data bound again: no second warning
     assert bound.input_names == ("x", "scale")
     assert all(set(b.inputs) == {"x", "scale"} for b in batches)
     np.testing.assert_allclose(np.concatenate(outs), x * 2, rtol=1e-6)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,8 @@ class Source:
     input_names: tuple[str, ...] | None  # None: known only by reading
     has_labels: bool | None
     chunks: Callable[[], Iterator[Chunk]]
+    warned: set[str] = field(default_factory=set, compare=False)
+    """Warnings already logged about this data, so binding it again does not repeat them."""
 
 
 @dataclass(frozen=True, slots=True)

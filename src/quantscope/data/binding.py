@@ -42,12 +42,15 @@ def check_specs(specs: Sequence[TensorSpec]) -> None:
         raise ConfigError(f"input specs repeat a name: {spec_names}")
 
 
-def bind_names(specs: Sequence[TensorSpec], have: tuple[str, ...]) -> dict[str, str]:
+def bind_names(
+    specs: Sequence[TensorSpec], have: tuple[str, ...], warned: set[str]
+) -> dict[str, str]:
     """Check the data's input names ``have`` against ``specs`` (checked by :func:`check_specs`).
 
     Returns ``{model input name: data name}`` for inputs named differently in the data
     (a bare array under :data:`UNNAMED`); raises DataMismatchError for a missing input.
-    Data for inputs the model does not take is ignored, with a logged warning.
+    Data for inputs the model does not take is ignored, with a logged warning (once: the
+    messages already logged are in ``warned``).
     """
     spec_names = [spec.name for spec in specs]
     expected = _describe_all(specs)
@@ -67,14 +70,14 @@ def bind_names(specs: Sequence[TensorSpec], have: tuple[str, ...]) -> dict[str, 
             f"the data lacks model input(s) {missing}{also}. The data has "
             f"{list(have)}; the model expects: {expected}"
         )
-    if extra:
-        logger.warning(
-            "ignoring data for input(s) %s that the model does not take (the model expects: %s); "
-            "store labels under 'labels' and metadata under 'meta_*' keys (labels=/meta= for "
-            "from_arrays) to keep them",
-            extra,
-            expected,
-        )
+    note = (
+        f"ignoring data for input(s) {extra} that the model does not take (the model expects: "
+        f"{expected}); store labels under 'labels' and metadata under 'meta_*' keys "
+        "(labels=/meta= for from_arrays) to keep them"
+    )
+    if extra and note not in warned:
+        warned.add(note)
+        logger.warning("%s", note)
     return {}
 
 

@@ -308,7 +308,7 @@ class Dataset:
         """
         specs = tuple(specs)
         binding.check_specs(specs)
-        rename = binding.bind_names(specs, self.input_names)
+        rename = binding.bind_names(specs, self.input_names, self._source.warned)
         stepped = self._replace(
             _steps=(*self._steps, binding.bind_step(specs, rename)), _feeder=None
         )
