@@ -117,7 +117,9 @@ class Dataset:
         The file is read once, now; batches are views of the loaded arrays. A ``.npy``
         file is accepted too, as the model's single input, and is memory-mapped.
         Keys ``labels`` (``labels_key=``), ``meta_*`` and ``meta_keys=`` hold labels and
-        metadata; every other key is a model input.
+        metadata; every other key is a model input: samples concatenated on the batch axis
+        (``(N, 3, 224, 224)`` for ``[batch, 3, 224, 224]``), or stacked session feeds
+        (``(N, 1, 3, 48, 320)`` for ``[1, 3, 48, 320]``, ``(N,)`` for a scalar input).
         """
         return cls(npz_source(path, labels_key, meta_keys))
 
