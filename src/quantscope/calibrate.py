@@ -99,7 +99,7 @@ def collect(
         results = run(session, feeds, wanted) if wanted else []  # [] would mean "all outputs"
         for name, array in zip(wanted, results, strict=True):
             observers[name].update(array)
-        done += _batch_len(feeds)
+        done += batch.size
         if progress is not None:
             progress(done, total)
     if done == 0:
@@ -147,7 +147,3 @@ def _has_len(obj: object) -> bool:
     except TypeError:
         return False
 
-
-def _batch_len(feeds: Mapping[str, object]) -> int:
-    first = next(iter(feeds.values()))
-    return int(first.shape[0])  # type: ignore[attr-defined]
