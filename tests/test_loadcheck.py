@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import tinymodels as tm
+from quantscope._loadcheck_window import crash_window
 from quantscope.errors import RuntimeFailure, UnsupportedModelError
 from quantscope.io import Model
 from quantscope.loadcheck import LoadReport, RuntimeCrashError, check_loads
@@ -131,5 +132,31 @@ def test_float16_transformer_encoder_crash_is_caught_and_located():
     assert report.crashed_in == "NchwcTransformer"
     assert "NchwcTransformer" in report.optimizers
     assert report.loads_at is not None
+    # the smallest crashing window: a float16 Transpose (perm [1, 0, 2]) feeding a MatMul
+    assert [n.split("_")[1] for n in report.nodes] == ["transpose", "MatMul"]
     with pytest.raises(RuntimeCrashError, match="NchwcTransformer"):
         report.raise_for_failure()
+    # keeping the Transposes float32 avoids it (what float16 should do on this ONNX Runtime)
+    kept = qs.quantize(model, qs.Float16(exclude=qs.NodeSelector(op_types=("Transpose",))))
+    assert check_loads(kept.model).ran
+
+
+def test_crash_window_finds_the_nodes_a_crash_needs():
+    """A fake crash that needs nodes b and d (d reads c, which reads b) in one window."""
+    names = list("abcdef")
+    nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=n) for i, n in enumerate(names)]
+    model = tm._model(
+        nodes, [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("t6", TensorProto.FLOAT, [2])], [],
+    )
+    seen: list[int] = []
+
+    def crashes(window: onnx.ModelProto) -> bool:
+        onnx.checker.check_model(window, full_check=True)  # every window is a valid model
+        seen.append(len(window.graph.node))
+        inside = {n.name for n in window.graph.node}
+        return {"b", "d"} <= inside
+
+    assert crash_window(model, crashes) == ("b", "c", "d")
+    assert len(seen) <= 2 * 3 + 2
+    assert crash_window(model, lambda window: False) == ()

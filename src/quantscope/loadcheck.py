@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from quantscope._loadcheck_window import crash_window
 from quantscope.errors import RuntimeFailure, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
@@ -259,11 +260,29 @@ def _diagnose(report: LoadReport, runner: _Runner, model: ModelLike, path: str) 
 
     levels = [lvl for lvl in LOWER_LEVELS if hasattr(ort.GraphOptimizationLevel, lvl)]
     loads_at = next((lvl for lvl in levels if runner.count < MAX_RUNS and runner.loads(lvl)), None)
-    removed = _removed_by(verbose.log, set(fixes) | set(optimizers))
+    nodes = _window_nodes(runner, model, path) if report.outcome == "crashed" else ()
+    if not nodes:  # no window found: the nodes whose initializers the fixing optimizers rewrote
+        nodes = _consumers(model, path, _removed_by(verbose.log, set(fixes) | set(optimizers)))
     return replace(
         report, diagnosed=True, crashed_in=crashed_in, optimizers=optimizers, alternatives=tuple(fixes[1:]),
-        nodes=_consumers(model, path, removed), loads_at=loads_at,
+        nodes=nodes, loads_at=loads_at,
     )
+
+
+def _window_nodes(runner: _Runner, model: ModelLike, path: str) -> tuple[str, ...]:
+    """The nodes of the smallest part of the model that still crashes (see
+    :mod:`quantscope._loadcheck_window`); each part is tested in its own child."""
+    proto = _proto(model, path)
+    budget = 2 * max(1, len(proto.graph.node)).bit_length() + 2
+
+    def crashes(window: onnx.ModelProto) -> bool:
+        folder = runner.cwd / f"window{runner.count}"
+        folder.mkdir()
+        child = _Runner(_model_file(window, folder), None, runner.timeout, cwd=folder)
+        runner.count += 1
+        return child.run(DEFAULT_LEVEL).outcome == "crashed"
+
+    return crash_window(proto, crashes, max_runs=budget)
 
 
 def _smallest_set(runner: _Runner, names: list[str]) -> tuple[str, ...]:
@@ -317,6 +336,13 @@ def _graph(model: ModelLike, path: str) -> ir.Graph:
     if isinstance(inner, ir.Model):
         return inner.graph
     return ir.from_proto(onnx.load(path, load_external_data=False)).graph
+
+
+def _proto(model: ModelLike, path: str) -> onnx.ModelProto:
+    """The model as a protobuf with its weights (from the file ``path`` the check wrote or was given)."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    return onnx.load(path)
 
 
 __all__ = ["DEFAULT_TIMEOUT", "LoadReport", "RuntimeCrashError", "check_loads"]
