@@ -9,6 +9,7 @@ composed by its pass manager.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import onnx
 import onnx_ir as ir
@@ -18,6 +19,7 @@ from quantscope.errors import ModelError
 from quantscope.graph.passes import (
     FoldBatchNormPass,
     FoldChannelAffinePass,
+    LiftConstantsPass,
     MatMulAddToGemmPass,
     RewritePass,
 )
@@ -48,7 +50,7 @@ def upgrade_opset(model: Model, target: int = MIN_OPSET) -> tuple[Model, list[st
 def prepare_passes(*, bias_into_gemm: bool = False) -> list[ir.passes.PassBase]:
     """The passes of :func:`prepare`, in order (each in place; run them on a copy)."""
     return [
-        common_passes.LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=0),
+        LiftConstantsPass(),  # first: Paddle2ONNX keeps weights in Constant nodes
         FoldBatchNormPass(),
         *([MatMulAddToGemmPass()] if bias_into_gemm else []),
         FoldChannelAffinePass(),
@@ -57,6 +59,13 @@ def prepare_passes(*, bias_into_gemm: bool = False) -> list[ir.passes.PassBase]:
         # old exporters list initializers as graph inputs too; that blocks constant treatment
         common_passes.RemoveInitializersFromInputsPass(),
     ]
+
+
+def lift_constants(model: Model) -> Model:
+    """``model`` with its Constant-node tensors as initializers (weights counted like any other);
+    a new Model, the caller's is untouched. Source path, fingerprint and notes are kept."""
+    lifted = ir.passes.functionalize(LiftConstantsPass())(model.ir).model
+    return replace(model, ir=lifted)
 
 
 def prepare(
@@ -74,4 +83,4 @@ def prepare(
     return Model(ir=prepared, path=None, fingerprint=model.fingerprint, notes=(*model.notes, *notes)), notes
 
 
-__all__ = ["MIN_OPSET", "attr_int", "prepare", "prepare_passes", "upgrade_opset"]
+__all__ = ["MIN_OPSET", "attr_int", "lift_constants", "prepare", "prepare_passes", "upgrade_opset"]
