@@ -47,8 +47,8 @@ from quantscope.specs import TensorSpec
 logger = logging.getLogger(__name__)
 
 _FILE_SUFFIXES = (".npz", ".npy")
-_FOLDER_OPTIONS = frozenset({"pattern", "labels_key", "meta_keys"})
-_FILE_OPTIONS = frozenset({"labels_key", "meta_keys"})
+_FOLDER_OPTIONS = frozenset({"pattern", "labels_key", "meta_keys", "max_bytes"})
+_FILE_OPTIONS = frozenset({"labels_key", "meta_keys", "max_bytes"})
 
 
 class Dataset:
@@ -111,6 +111,7 @@ class Dataset:
         *,
         labels_key: str | None = "labels",
         meta_keys: Sequence[str] = (),
+        max_bytes: int | None = None,
     ) -> Dataset:
         """Samples from one ``.npz`` file keyed by model input name (first axis = samples).
 
@@ -120,8 +121,11 @@ class Dataset:
         metadata; every other key is a model input: samples concatenated on the batch axis
         (``(N, 3, 224, 224)`` for ``[batch, 3, 224, 224]``), or stacked session feeds
         (``(N, 1, 3, 48, 320)`` for ``[1, 3, 48, 320]``, ``(N,)`` for a scalar input).
+        Headers are checked before anything is read (:mod:`quantscope.data.limits`): a file
+        whose arrays exceed ``max_bytes`` (default: ``QUANTSCOPE_MAX_ARRAY_BYTES``, else half
+        the physical memory), a zip bomb or a lying header raise DataError.
         """
-        return cls(npz_source(path, labels_key, meta_keys))
+        return cls(npz_source(path, labels_key, meta_keys, max_bytes))
 
     @classmethod
     def from_folder(
@@ -131,6 +135,7 @@ class Dataset:
         pattern: str | None = None,
         labels_key: str | None = "labels",
         meta_keys: Sequence[str] = (),
+        max_bytes: int | None = None,
     ) -> Dataset:
         """Samples streamed from a folder of ``.npz`` files, or of ``.npy`` files.
 
@@ -140,9 +145,10 @@ class Dataset:
         Files are taken in sorted order of their path relative to the folder (name them
         with zero-padded numbers). ``pattern`` is a glob relative to the folder
         (``"**/*.npz"`` recurses); by default every ``.npz``/``.npy`` file directly in
-        it. Only array headers are read now; data is read file by file while iterating.
+        it. Only array headers are read now (each file checked as by :meth:`from_npz`, with
+        ``max_bytes`` per file); data is read file by file while iterating.
         """
-        return cls(folder_source(path, pattern, labels_key, meta_keys))
+        return cls(folder_source(path, pattern, labels_key, meta_keys, max_bytes))
 
     @classmethod
     def from_iterable(
