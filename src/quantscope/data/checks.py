@@ -167,8 +167,20 @@ def file_headers(path: Path, limits: ReadLimits | None = None) -> dict[str, Head
     return out
 
 
-def check_finite(inputs: Mapping[str, np.ndarray], at: Locator) -> None:
-    """Raise NonFiniteDataError at the first sample with a NaN or infinity in a float input."""
+FINITE_NEEDS: Final = {
+    "calibration": "Calibration needs finite data",
+    "evaluation": "Evaluation needs finite data (metrics on NaN or infinite outputs are meaningless)",
+}
+"""What each use of :func:`check_finite` says it needs, by purpose."""
+
+
+def check_finite(
+    inputs: Mapping[str, np.ndarray], at: Locator, purpose: str = "calibration"
+) -> None:
+    """Raise NonFiniteDataError at the first sample with a NaN or infinity in a float input.
+
+    ``purpose`` (``"calibration"`` or ``"evaluation"``) says in the message why it matters.
+    """
     for name, arr in inputs.items():
         if arr.dtype.kind not in "fc":
             continue
@@ -184,7 +196,7 @@ def check_finite(inputs: Mapping[str, np.ndarray], at: Locator) -> None:
         also = f"; {more} more sample(s) of this batch are affected too" if more else ""
         raise NonFiniteDataError(
             f"input {name!r}: {at.where(row)} holds {n_nan} NaN and {n_inf} infinite "
-            f"value(s) out of {sample.size}{also}. Calibration needs finite data: "
+            f"value(s) out of {sample.size}{also}. {FINITE_NEEDS.get(purpose, FINITE_NEEDS['calibration'])}: "
             "clean or drop these samples"
         )
 

@@ -36,7 +36,7 @@ from quantscope.data.batch import (
     iter_pieces,
     map_step,
 )
-from quantscope.data.checks import check_finite, validate_int
+from quantscope.data.checks import FINITE_NEEDS, check_finite, validate_int
 from quantscope.data.feeding import Feeder
 from quantscope.data.folders import folder_source
 from quantscope.data.iterables import iterable_source
@@ -299,6 +299,21 @@ class Dataset:
         if not callable(fn):
             raise ConfigError(f"map needs a function, got {type(fn).__name__}")
         return self._replace(_steps=(*self._steps, map_step(fn)))
+
+    def require_finite(self, purpose: str = "evaluation") -> Dataset:
+        """A dataset that raises NonFiniteDataError at the first NaN or infinity in a float
+        input while it is read, naming the input and the sample (no extra pass).
+
+        ``purpose`` (``"evaluation"`` or ``"calibration"``) says in the message why it matters.
+        """
+        if purpose not in FINITE_NEEDS:
+            raise ConfigError(f"require_finite: purpose must be one of {sorted(FINITE_NEEDS)}, got {purpose!r}")
+
+        def apply(inputs: dict[str, np.ndarray], origin: Origin) -> dict[str, np.ndarray]:
+            check_finite(inputs, origin, purpose)
+            return inputs
+
+        return self._replace(_steps=(*self._steps, Step(apply, self._known_names())))
 
     def bind(self, specs: Sequence[TensorSpec]) -> Dataset:
         """Check the data against the model's input specs, name it as the model does, and
