@@ -30,25 +30,27 @@ from quantscope.data.batch import (
     Piece,
     Source,
     Step,
+    assemble,
     fingerprint,
+    finite_step,
     gather,
     group_pieces,
     iter_pieces,
     map_step,
 )
-from quantscope.data.checks import FINITE_NEEDS, check_finite, validate_int
+from quantscope.data.checks import validate_int
 from quantscope.data.feeding import Feeder
 from quantscope.data.folders import folder_source
+from quantscope.data.images import ImagePreprocess, image_source
 from quantscope.data.iterables import iterable_source
+from quantscope.data.paths import path_source
 from quantscope.data.sources import arrays_source, npz_source
-from quantscope.errors import ConfigError, DataError, EmptyDatasetError
+from quantscope.data.texts import text_source
+from quantscope.errors import ConfigError, EmptyDatasetError
 from quantscope.specs import TensorSpec
 
 logger = logging.getLogger(__name__)
 
-_FILE_SUFFIXES = (".npz", ".npy")
-_FOLDER_OPTIONS = frozenset({"pattern", "labels_key", "meta_keys", "max_bytes"})
-_FILE_OPTIONS = frozenset({"labels_key", "meta_keys", "max_bytes"})
 
 
 class Dataset:
@@ -170,33 +172,55 @@ class Dataset:
         return cls(iterable_source(source, batched, labels_key, meta_keys))
 
     @classmethod
-    def from_path(cls, path: str | Path, **options: Any) -> Dataset:
-        """Samples from a path, the source picked by its kind: a folder
-        (:meth:`from_folder`), an ``.npz`` or ``.npy`` file (:meth:`from_npz`).
+    def from_images(
+        cls,
+        images: str | Path | Sequence[str | Path],
+        *,
+        preprocess: ImagePreprocess | None = ImagePreprocess(),  # noqa: B008 (frozen)
+        transform: Callable[[Any], Any] | None = None,
+        labels: str | Sequence[int] | None = None,
+    ) -> Dataset:
+        """Samples from images: a folder (searched recursively, sorted by relative path), one
+        image, or a list of paths (in its order). Each image is decoded from disk when its
+        sample is read (Pillow), never the whole folder at once.
 
-        ``options`` are those of the chosen source (``labels_key``, ``meta_keys``, and
-        ``pattern`` for a folder). Raises DataError for a missing path or a file of
-        another kind.
+        ``preprocess`` declares the common steps (:class:`ImagePreprocess`: resize, crop,
+        scale, mean/std, layout, grey/RGB, dtype); ``transform(sample) -> array`` then does
+        anything else. With ``preprocess=None``, ``transform(PIL image) -> array`` does it all.
+        ``labels="folders"`` labels each image by its class sub-folder: class names sorted,
+        label = index (:attr:`classes`, and metadata ``class``); or pass one label per image.
+        The images are the model's single input, named by :meth:`bind`.
         """
-        p = Path(path)
-        if p.is_dir():
-            allowed, load = _FOLDER_OPTIONS, cls.from_folder
-        elif p.suffix.lower() in _FILE_SUFFIXES:
-            allowed, load = _FILE_OPTIONS, cls.from_npz
-        elif not p.exists():
-            raise DataError(f"data path {p} does not exist")
-        else:
-            raise DataError(
-                f"cannot read data from {p}: files ending in {p.suffix or '(no suffix)'!r} are "
-                f"not supported; use an .npz file, an .npy file or a folder of them"
-            )
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            kind = "a folder" if p.is_dir() else f"a {p.suffix.lower()} file"
-            raise ConfigError(
-                f"from_path: option(s) {unknown} do not apply to {kind}; it takes {sorted(allowed)}"
-            )
-        return load(p, **options)
+        return cls(image_source(images, preprocess, transform, labels))
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: str | Path | Sequence[str],
+        *,
+        tokenizer: Any,
+        max_length: int = 128,
+        dtype: Any = "int64",
+        labels: Sequence[int] | None = None,
+    ) -> Dataset:
+        """Samples from texts (a list of strings, or a ``.txt`` file with one text per line),
+        tokenized by ``tokenizer`` (a path to ``tokenizer.json`` or a ``tokenizers.Tokenizer``;
+        copied, never changed) into ``input_ids``, ``attention_mask`` and ``token_type_ids``,
+        truncated and padded to ``max_length``. Binding keeps those the model takes.
+        """
+        return cls(text_source(texts, tokenizer, max_length, dtype, labels))
+
+    @classmethod
+    def from_path(cls, path: str | Path, **options: Any) -> Dataset:
+        """Samples from a path, the source picked by its kind: a folder of ``.npz``/``.npy``
+        files (:meth:`from_folder`), a folder of images with no such file in it, or an image
+        (:meth:`from_images`), an ``.npz`` or ``.npy`` file (:meth:`from_npz`), a ``.txt`` file
+        (:meth:`from_texts`, with ``tokenizer=``).
+
+        ``options`` are those of the chosen source. Raises DataError for a missing path or a
+        file of another kind, ConfigError for an option the source does not take.
+        """
+        return cls(path_source(path, options))
 
     # -- facts ---------------------------------------------------------------
 
@@ -235,6 +259,11 @@ class Dataset:
     def labels(self) -> np.ndarray | None:
         """All labels in dataset order (read from the source on each call), or None."""
         return self._collect("labels")
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """Class names by label index when the source knows them (``from_images(labels="folders")``)."""
+        return self._source.classes
 
     @property
     def meta(self) -> dict[str, np.ndarray]:
@@ -306,14 +335,7 @@ class Dataset:
 
         ``purpose`` (``"evaluation"`` or ``"calibration"``) says in the message why it matters.
         """
-        if purpose not in FINITE_NEEDS:
-            raise ConfigError(f"require_finite: purpose must be one of {sorted(FINITE_NEEDS)}, got {purpose!r}")
-
-        def apply(inputs: dict[str, np.ndarray], origin: Origin) -> dict[str, np.ndarray]:
-            check_finite(inputs, origin, purpose)
-            return inputs
-
-        return self._replace(_steps=(*self._steps, Step(apply, self._known_names())))
+        return self._replace(_steps=(*self._steps, finite_step(purpose, self._known_names())))
 
     def bind(self, specs: Sequence[TensorSpec]) -> Dataset:
         """Check the data against the model's input specs, name it as the model does, and
@@ -331,7 +353,9 @@ class Dataset:
         """
         specs = tuple(specs)
         binding.check_specs(specs)
-        rename = binding.bind_names(specs, self.input_names, self._source.warned)
+        rename = binding.bind_names(
+            specs, self.input_names, self._source.warned, self._source.optional
+        )
         stepped = self._replace(
             _steps=(*self._steps, binding.bind_step(specs, rename)), _feeder=None
         )
@@ -417,19 +441,4 @@ class Dataset:
         """Batches with the sample axis first, each with where its rows come from."""
         groups = group_pieces(self._pieces(), batch_size, drop_last, self._source.description)
         for pieces, start in groups:
-            yield self._assemble(pieces, start, require_finite, peek)
-
-    def _assemble(
-        self, pieces: list[Piece], start: int, require_finite: bool, peek: bool
-    ) -> tuple[Batch, Origin]:
-        n = sum(len(p) for p in pieces)
-        positions = np.arange(start, start + n)
-        origin = Origin(pieces, positions, peek)
-        inputs = gather(pieces, "inputs", origin)
-        labels = gather(pieces, "labels", origin)
-        meta = gather(pieces, "meta", origin)
-        for step in self._steps:
-            inputs = step.apply(inputs, origin)
-        if require_finite:
-            check_finite(inputs, origin)
-        return Batch(inputs, labels, meta, positions), origin
+            yield assemble(pieces, start, self._steps, require_finite, peek)
