@@ -74,16 +74,18 @@ def _encode(tok: Any, texts: list[str], dtype: np.dtype) -> dict[str, np.ndarray
 
 
 def _file_lines(path: Path) -> Iterator[str]:
-    number = 0
+    """The non-blank lines of a UTF-8 text file, decoded line by line (errors name the line)."""
     try:
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                number += 1
-                text = line.rstrip("\r\n")
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    text = raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError:
+                    raise DataError(
+                        f"text file {path} is not UTF-8 (line {number}): save it as UTF-8"
+                    ) from None
                 if text.strip():
                     yield text
-    except UnicodeDecodeError as exc:
-        raise DataError(f"text file {path} is not UTF-8 (line {number + 1}): save it as UTF-8") from exc
     except OSError as exc:
         raise DataError(f"cannot read text file {path}: {exc.strerror or exc}") from exc
 
