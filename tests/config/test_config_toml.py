@@ -115,3 +115,11 @@ def test_oversized_and_unreadable_files(tmp_path: Path) -> None:
 def test_config_to_toml_refuses_what_toml_cannot_hold() -> None:
     with pytest.raises(qs.ConfigError, match="takes a method config"):
         config_to_toml({"method": "float16"})  # type: ignore[arg-type]
+
+
+def test_a_whole_sidecar_is_read_as_its_config(tmp_path: Path) -> None:
+    config = qs.StaticInt8(calibration="entropy", num_samples=8)
+    sidecar = {"schema": "quantscope.sidecar/1", "config": config.to_dict(), "plan": {}}
+    path = tmp_path / "model.quantscope.json"
+    path.write_text(json.dumps(sidecar))
+    assert config_from_dict(read_config_file(path)) == config

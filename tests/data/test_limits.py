@@ -27,13 +27,13 @@ def _crafted_npz(path: Path, shape: tuple[int, ...], payload: int = 64) -> Path:
     return path
 
 
-def _bomb(path: Path, mib: int) -> Path:
+def _bomb(path: Path, mib: int, member: str = "x.npy") -> Path:
     """An .npz whose member inflates to ``mib`` MiB of zeros (written in 1 MiB steps)."""
     rows = mib * (1 << 20) // 4096
     zeros = bytes(1 << 20)
     with (
         zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf,
-        zf.open("x.npy", "w", force_zip64=True) as f,
+        zf.open(member, "w", force_zip64=True) as f,
     ):
         f.write(_npy_header((rows, 1024)))
         for _ in range(mib):
@@ -89,6 +89,23 @@ def test_a_zip_bomb_is_refused_with_the_numbers(tmp_path: Path, monkeypatch: pyt
     assert "QUANTSCOPE_MAX_ARRAY_BYTES" in message and "max_bytes=" in message
     with pytest.raises(qs.DataError, match=r"limit of 1\.0 KiB"):
         Dataset.from_npz(path, max_bytes=1024)
+
+
+def test_a_bomb_in_a_member_that_is_not_an_array(tmp_path: Path) -> None:
+    path = _bomb(tmp_path / "other.npz", 72, member="notes.bin")
+    with pytest.raises(qs.DataError, match=r"member 'notes\.bin' of .* inflates from"):
+        Dataset.from_npz(path)
+
+
+def test_unreadable_file_says_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 3), np.float32))
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(zipfile, "ZipFile", refuse)
+    with pytest.raises(qs.DataError, match="permission denied; make the file readable"):
+        Dataset.from_npz(tmp_path / "d.npz")
 
 
 def test_genuine_files_still_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,7 +89,10 @@ def read_config_text(path: str | os.PathLike[str]) -> dict[str, Any]:
             "hundred bytes: check the file"
         )
     fmt = "toml" if p.suffix.lower() == ".toml" else "json"
-    return parse_config_text(_decode(raw, path), path, fmt)
+    data = parse_config_text(_decode(raw, path), path, fmt)
+    if str(data.get("schema", "")).startswith("quantscope.sidecar/") and isinstance(data.get("config"), dict):
+        return data["config"]  # a whole sidecar: its config reproduces the model
+    return data
 
 
 def _string(text: str) -> str:

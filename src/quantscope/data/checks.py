@@ -114,10 +114,11 @@ def _member_headers(path: Path, limits: ReadLimits) -> dict[str, Header]:
     total = 0
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
+            check_member(path, info, limits)
+            if not info.filename.endswith(".npy"):  # NumPy reads other members whole, as bytes
+                total += info.file_size
                 continue
             key = info.filename[: -len(".npy")]
-            check_member(path, info, limits)
             with zf.open(info) as f:
                 header = _read_npy_header(f)
                 offset = f.tell()
@@ -155,6 +156,10 @@ def file_headers(path: Path, limits: ReadLimits | None = None) -> dict[str, Head
             out = _member_headers(path, limits or ReadLimits.resolve())
     except DataError:
         raise
+    except PermissionError as exc:
+        raise DataError(
+            f"cannot read {path}: permission denied; make the file readable (chmod u+r)"
+        ) from exc
     except READ_ERRORS as exc:
         raise DataError(
             f"cannot read {path}: not a valid {path.suffix} file ({type(exc).__name__}: {exc})"

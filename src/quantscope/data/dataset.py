@@ -72,7 +72,8 @@ class Dataset:
     ) -> None:
         if not isinstance(_source, Source):
             raise ConfigError(
-                "build a Dataset with Dataset.from_npz, from_folder, from_arrays or from_iterable"
+                "build a Dataset with Dataset.from_path, from_npz, from_folder, from_images, "
+                "from_texts, from_arrays or from_iterable, or quantscope.data.as_dataset(obj)"
             )
         self._source = _source
         self._selection = _selection  # sorted source indices, or None for all
