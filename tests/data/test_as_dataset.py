@@ -58,6 +58,10 @@ def test_torch_dataset_and_loader() -> None:
     with pytest.raises(qs.ConfigError, match=r"the DataLoader shuffles.*shuffle=False"):
         as_dataset(torch.utils.data.DataLoader(td, batch_size=2, shuffle=True))
     np.testing.assert_array_equal(_inputs(as_dataset(torch.from_numpy(X))), X)
+    pairs = [(torch.from_numpy(x).requires_grad_(), int(y)) for x, y in zip(X, Y, strict=True)]
+    listed = as_dataset(pairs)
+    np.testing.assert_array_equal(_inputs(listed), X)
+    np.testing.assert_array_equal(listed.labels, Y)
 
 
 class _Named:

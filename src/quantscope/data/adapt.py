@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from quantscope.data.dataset import Dataset
-from quantscope.data.frameworks import framework_of, framework_source, is_tensor, to_numpy
+from quantscope.data.frameworks import (
+    element_dict,
+    framework_of,
+    framework_source,
+    is_tensor,
+    to_numpy,
+)
 from quantscope.data.sources import split_keys
 from quantscope.errors import DataError
 
@@ -50,6 +56,8 @@ def as_dataset(obj: Any, what: str = "data", *, batched: bool | None = None) -> 
         inputs, labels, meta = split_keys(obj, "labels", (), what)
         return Dataset.from_arrays(inputs, labels=labels, meta=meta)
     if isinstance(obj, list | tuple):
+        if obj and _holds_tensors(obj[0]):  # torch/TF tensors, or (inputs, labels) pairs of them
+            obj = [element_dict(item, f"element {i}") for i, item in enumerate(obj)]
         return Dataset.from_iterable(obj, batched=bool(batched))
     framework = framework_of(obj)
     if framework is not None:
@@ -58,3 +66,8 @@ def as_dataset(obj: Any, what: str = "data", *, batched: bool | None = None) -> 
         return Dataset(framework_source(obj, framework, batched))
     raise DataError(f"cannot use a {type(obj).__module__}.{type(obj).__qualname__} as {what}; pass {ACCEPTED}")
 
+
+
+def _holds_tensors(item: Any) -> bool:
+    values = item.values() if isinstance(item, Mapping) else item if isinstance(item, list | tuple) else [item]
+    return any(framework_of(v) is not None for v in values)

@@ -7,9 +7,10 @@ its batch axis, or one whole feed per run (:mod:`quantscope.data.feeding`). :met
 and :meth:`Dataset.bind` return new datasets and read nothing until the data is
 iterated, with :meth:`Dataset.batches`.
 
-Memory: a single ``.npz`` is read once, when the dataset is created, and batches are
-views of it; a ``.npy`` file is memory-mapped. A folder is streamed file by file. In
-memory arrays are never copied for batches that are contiguous slices. Caller data is
+Memory: a single ``.npz`` is read once, when the dataset is created (after its headers are
+checked against :mod:`quantscope.data.limits`), and batches are views of it; a ``.npy`` file
+is memory-mapped. Folders of arrays or images, ``.txt`` files and framework datasets are
+streamed. In memory arrays are never copied for batches that are contiguous slices. Caller data is
 never modified: arrays handed out are read-only views, or new arrays.
 """
 
