@@ -129,3 +129,19 @@ def test_limit_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         ReadLimits.resolve()
     with pytest.raises(qs.ConfigError, match="max_bytes must be a positive integer"):
         ReadLimits.resolve(-1)
+
+
+def test_the_cli_refuses_a_crafted_calib_file_with_exit_3(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    import tinymodels
+    from quantscope import cli
+
+    model = tinymodels.save(tinymodels.mlp(), tmp_path / "mlp.onnx")
+    calib = _crafted_npz(tmp_path / "calib.npz", (10**12,))
+    out = tmp_path / "q.onnx"
+    args = ["quantize", str(model), "--calib", str(calib), "-o", str(out)]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 3, result.output
+    text = " ".join(result.output.split())
+    assert "3.6 TiB" in text and "corrupt or crafted" in text and not out.exists()
