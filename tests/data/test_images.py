@@ -135,3 +135,12 @@ def test_pillow_is_imported_only_when_images_are_read(classes: Path) -> None:
         "next(iter(ds.batches(1))); assert 'PIL' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_quantize_a_conv_model_from_a_folder_of_images(tmp_path: Path, classes: Path) -> None:
+    import tinymodels
+
+    model = qs.load(tinymodels.save(tinymodels.conv_bn_relu(), tmp_path / "conv.onnx"))
+    calib = Dataset.from_images(classes, preprocess=ImagePreprocess(resize=16, center_crop=16))
+    q = qs.quantize(model, qs.StaticInt8(num_samples=4), calib)
+    assert q.calibration["samples"] == 4
