@@ -19,7 +19,7 @@ from typing import Any
 
 from quantscope.calibrate import Progress, TensorStats, collect
 from quantscope.config import MethodConfig
-from quantscope.data import Dataset
+from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError, ModelError
 from quantscope.io import Model, atomic_write_text, check_output_path, fingerprint_file, save
 from quantscope.methods import method_for
@@ -118,6 +118,7 @@ def quantize(
         raise ModelError(f"quantize() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
     if not isinstance(config, MethodConfig):
         raise ConfigError(f"quantize() takes a method config such as StaticInt8(...), not {type(config).__name__}")
+    data = None if data is None else as_dataset(data, "calibration data")  # arrays, dicts, lists, torch, tf.data
     method = method_for(config)
     if config.needs_calibration and data is None:
         raise ConfigError(

@@ -11,28 +11,34 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from quantscope.config.base import MethodConfig, config_class, config_from_dict
 from quantscope.config.fields import CliSetting, overrides
+from quantscope.config.toml import config_to_toml, read_config_text
 from quantscope.errors import ConfigError
 
 DEFAULT_METHOD = "static-int8"
 
+__all__ = [
+    "DEFAULT_METHOD",
+    "choose_method",
+    "compose_config",
+    "config_from_options",
+    "config_to_toml",
+    "parse_settings",
+    "read_config_file",
+]
+
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON object in ``path`` (the schema of a sidecar's ``"config"``), unchecked."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {path} must hold a JSON object (like the sidecar's \"config\"), "
-            f"not a {type(data).__name__}"
-        )
-    return data
+    """The config in ``path``: TOML for a ``.toml`` file, else JSON (the schema of a sidecar's
+    ``"config"``), checked for encoding, size and nesting but not for fields.
+
+    Raises ConfigError, naming the file and the problem: unreadable, not UTF-8, not valid
+    TOML/JSON, nested too deeply, or not a table/object.
+    """
+    return read_config_text(path)
 
 
 def parse_settings(items: Iterable[str]) -> dict[str, Any]:

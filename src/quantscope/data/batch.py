@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from quantscope.data.checks import Arrays, fmt_shape, same_dtype
+from quantscope.data.checks import FINITE_NEEDS, Arrays, check_finite, fmt_shape, same_dtype
 from quantscope.errors import ConfigError, DataError, DataMismatchError, EmptyDatasetError
 
 
@@ -90,6 +90,11 @@ class Source:
     chunks: Callable[[], Iterator[Chunk]]
     warned: set[str] = field(default_factory=set, compare=False)
     """Warnings already logged about this data, so binding it again does not repeat them."""
+    classes: tuple[str, ...] | None = None
+    """Class names by label index, when the source knows them (image class folders)."""
+    optional: frozenset[str] = frozenset()
+    """Inputs the source makes for any model that may take them (a tokenizer's
+    ``token_type_ids``): dropped without a warning when the model does not take them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,35 @@ def map_step(fn: Callable[[dict[str, np.ndarray]], Mapping[str, Any]]) -> Step:
         return out
 
     return Step(apply, None)
+
+
+def finite_step(purpose: str, names: tuple[str, ...] | None) -> Step:
+    """The per-batch check of :meth:`Dataset.require_finite` (inputs pass through unchanged)."""
+    if purpose not in FINITE_NEEDS:
+        raise ConfigError(f"require_finite: purpose must be one of {sorted(FINITE_NEEDS)}, got {purpose!r}")
+
+    def apply(inputs: dict[str, np.ndarray], origin: Origin) -> dict[str, np.ndarray]:
+        check_finite(inputs, origin, purpose)
+        return inputs
+
+    return Step(apply, names)
+
+
+def assemble(
+    pieces: list[Piece], start: int, steps: tuple[Step, ...], require_finite: bool, peek: bool
+) -> tuple[Batch, Origin]:
+    """One batch (sample axis first) from ``pieces``, through ``steps``, with its origin."""
+    n = sum(len(p) for p in pieces)
+    positions = np.arange(start, start + n)
+    origin = Origin(pieces, positions, peek)
+    inputs = gather(pieces, "inputs", origin)
+    labels = gather(pieces, "labels", origin)
+    meta = gather(pieces, "meta", origin)
+    for step in steps:
+        inputs = step.apply(inputs, origin)
+    if require_finite:
+        check_finite(inputs, origin)
+    return Batch(inputs, labels, meta, positions), origin
 
 
 def _rows(arr: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:

@@ -43,14 +43,18 @@ def check_specs(specs: Sequence[TensorSpec]) -> None:
 
 
 def bind_names(
-    specs: Sequence[TensorSpec], have: tuple[str, ...], warned: set[str]
+    specs: Sequence[TensorSpec],
+    have: tuple[str, ...],
+    warned: set[str],
+    optional: frozenset[str] = frozenset(),
 ) -> dict[str, str]:
     """Check the data's input names ``have`` against ``specs`` (checked by :func:`check_specs`).
 
     Returns ``{model input name: data name}`` for inputs named differently in the data
     (a bare array under :data:`UNNAMED`); raises DataMismatchError for a missing input.
     Data for inputs the model does not take is ignored, with a logged warning (once: the
-    messages already logged are in ``warned``).
+    messages already logged are in ``warned``), except for the ``optional`` inputs a source
+    makes for any model that may take them, which are dropped quietly.
     """
     spec_names = [spec.name for spec in specs]
     expected = _describe_all(specs)
@@ -64,6 +68,10 @@ def bind_names(
         return {spec_names[0]: UNNAMED}
     missing = [name for name in spec_names if name not in have]
     extra = [name for name in have if name not in spec_names]
+    quiet = [name for name in extra if name in optional]
+    if quiet:
+        logger.debug("the model does not take %s; dropping them", quiet)
+        extra = [name for name in extra if name not in optional]
     if missing:
         also = f"; it also has {extra}, which the model does not take" if extra else ""
         raise DataMismatchError(

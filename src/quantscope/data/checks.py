@@ -14,6 +14,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 
+from quantscope.data.limits import ReadLimits, check_declared, check_member, check_total
 from quantscope.errors import ConfigError, DataError, DataMismatchError, NonFiniteDataError
 
 UNNAMED: Final = "<unnamed>"
@@ -107,29 +108,58 @@ def _read_npy_header(f: Any) -> Header | None:
     return tuple(shape), np.dtype(dtype)
 
 
-def file_headers(path: Path) -> dict[str, Header]:
-    """Array headers of an .npz (by key) or .npy (under UNNAMED), without reading data."""
+def _member_headers(path: Path, limits: ReadLimits) -> dict[str, Header]:
+    """Headers of the ``.npy`` members of an ``.npz``, each checked against ``limits`` first."""
+    out: dict[str, Header] = {}
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            check_member(path, info, limits)
+            if not info.filename.endswith(".npy"):  # NumPy reads other members whole, as bytes
+                total += info.file_size
+                continue
+            key = info.filename[: -len(".npy")]
+            with zf.open(info) as f:
+                header = _read_npy_header(f)
+                offset = f.tell()
+            if header is None:  # a header version we do not parse: bounded by the member size
+                check_total(path, total + info.file_size, limits)
+                with zf.open(info) as f:
+                    arr = np.lib.format.read_array(f, allow_pickle=False)
+                header, offset = (arr.shape, arr.dtype), info.file_size - arr.nbytes
+            total += check_declared(path, key, *header, info.file_size - offset)
+            out[key] = header
+    check_total(path, total, limits)
+    return out
+
+
+def file_headers(path: Path, limits: ReadLimits | None = None) -> dict[str, Header]:
+    """Array headers of an .npz (by key) or .npy (under UNNAMED), without reading data.
+
+    Every header is checked against the bytes its file holds, and an ``.npz`` against
+    ``limits`` (default: :meth:`ReadLimits.resolve`), before anything is inflated; a
+    ``.npy`` is memory-mapped when read, so only its header's truth is checked.
+    """
     out: dict[str, Header] = {}
     try:
         if path.suffix == ".npy":
             with path.open("rb") as f:
                 header = _read_npy_header(f)
+                offset = f.tell()
             if header is None:
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
                 header = arr.shape, arr.dtype
+            else:
+                check_declared(path, UNNAMED, *header, path.stat().st_size - offset)
             out[UNNAMED] = header
         else:
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    if not info.filename.endswith(".npy"):
-                        continue
-                    with zf.open(info) as f:
-                        header = _read_npy_header(f)
-                    if header is None:
-                        with zf.open(info) as f:
-                            arr = np.lib.format.read_array(f, allow_pickle=False)
-                        header = arr.shape, arr.dtype
-                    out[info.filename[: -len(".npy")]] = header
+            out = _member_headers(path, limits or ReadLimits.resolve())
+    except DataError:
+        raise
+    except PermissionError as exc:
+        raise DataError(
+            f"cannot read {path}: permission denied; make the file readable (chmod u+r)"
+        ) from exc
     except READ_ERRORS as exc:
         raise DataError(
             f"cannot read {path}: not a valid {path.suffix} file ({type(exc).__name__}: {exc})"
@@ -142,8 +172,20 @@ def file_headers(path: Path) -> dict[str, Header]:
     return out
 
 
-def check_finite(inputs: Mapping[str, np.ndarray], at: Locator) -> None:
-    """Raise NonFiniteDataError at the first sample with a NaN or infinity in a float input."""
+FINITE_NEEDS: Final = {
+    "calibration": "Calibration needs finite data",
+    "evaluation": "Evaluation needs finite data (metrics on NaN or infinite outputs are meaningless)",
+}
+"""What each use of :func:`check_finite` says it needs, by purpose."""
+
+
+def check_finite(
+    inputs: Mapping[str, np.ndarray], at: Locator, purpose: str = "calibration"
+) -> None:
+    """Raise NonFiniteDataError at the first sample with a NaN or infinity in a float input.
+
+    ``purpose`` (``"calibration"`` or ``"evaluation"``) says in the message why it matters.
+    """
     for name, arr in inputs.items():
         if arr.dtype.kind not in "fc":
             continue
@@ -159,7 +201,7 @@ def check_finite(inputs: Mapping[str, np.ndarray], at: Locator) -> None:
         also = f"; {more} more sample(s) of this batch are affected too" if more else ""
         raise NonFiniteDataError(
             f"input {name!r}: {at.where(row)} holds {n_nan} NaN and {n_inf} infinite "
-            f"value(s) out of {sample.size}{also}. Calibration needs finite data: "
+            f"value(s) out of {sample.size}{also}. {FINITE_NEEDS.get(purpose, FINITE_NEEDS['calibration'])}: "
             "clean or drop these samples"
         )
 

@@ -7,9 +7,10 @@ its batch axis, or one whole feed per run (:mod:`quantscope.data.feeding`). :met
 and :meth:`Dataset.bind` return new datasets and read nothing until the data is
 iterated, with :meth:`Dataset.batches`.
 
-Memory: a single ``.npz`` is read once, when the dataset is created, and batches are
-views of it; a ``.npy`` file is memory-mapped. A folder is streamed file by file. In
-memory arrays are never copied for batches that are contiguous slices. Caller data is
+Memory: a single ``.npz`` is read once, when the dataset is created (after its headers are
+checked against :mod:`quantscope.data.limits`), and batches are views of it; a ``.npy`` file
+is memory-mapped. Folders of arrays or images, ``.txt`` files and framework datasets are
+streamed. In memory arrays are never copied for batches that are contiguous slices. Caller data is
 never modified: arrays handed out are read-only views, or new arrays.
 """
 
@@ -30,25 +31,27 @@ from quantscope.data.batch import (
     Piece,
     Source,
     Step,
+    assemble,
     fingerprint,
+    finite_step,
     gather,
     group_pieces,
     iter_pieces,
     map_step,
 )
-from quantscope.data.checks import check_finite, validate_int
+from quantscope.data.checks import validate_int
 from quantscope.data.feeding import Feeder
 from quantscope.data.folders import folder_source
+from quantscope.data.images import ImagePreprocess, image_source
 from quantscope.data.iterables import iterable_source
+from quantscope.data.paths import path_source
 from quantscope.data.sources import arrays_source, npz_source
-from quantscope.errors import ConfigError, DataError, EmptyDatasetError
+from quantscope.data.texts import text_source
+from quantscope.errors import ConfigError, EmptyDatasetError
 from quantscope.specs import TensorSpec
 
 logger = logging.getLogger(__name__)
 
-_FILE_SUFFIXES = (".npz", ".npy")
-_FOLDER_OPTIONS = frozenset({"pattern", "labels_key", "meta_keys"})
-_FILE_OPTIONS = frozenset({"labels_key", "meta_keys"})
 
 
 class Dataset:
@@ -70,7 +73,8 @@ class Dataset:
     ) -> None:
         if not isinstance(_source, Source):
             raise ConfigError(
-                "build a Dataset with Dataset.from_npz, from_folder, from_arrays or from_iterable"
+                "build a Dataset with Dataset.from_path, from_npz, from_folder, from_images, "
+                "from_texts, from_arrays or from_iterable, or quantscope.data.as_dataset(obj)"
             )
         self._source = _source
         self._selection = _selection  # sorted source indices, or None for all
@@ -111,6 +115,7 @@ class Dataset:
         *,
         labels_key: str | None = "labels",
         meta_keys: Sequence[str] = (),
+        max_bytes: int | None = None,
     ) -> Dataset:
         """Samples from one ``.npz`` file keyed by model input name (first axis = samples).
 
@@ -120,8 +125,11 @@ class Dataset:
         metadata; every other key is a model input: samples concatenated on the batch axis
         (``(N, 3, 224, 224)`` for ``[batch, 3, 224, 224]``), or stacked session feeds
         (``(N, 1, 3, 48, 320)`` for ``[1, 3, 48, 320]``, ``(N,)`` for a scalar input).
+        Headers are checked before anything is read (:mod:`quantscope.data.limits`): a file
+        whose arrays exceed ``max_bytes`` (default: ``QUANTSCOPE_MAX_ARRAY_BYTES``, else half
+        the physical memory), a zip bomb or a lying header raise DataError.
         """
-        return cls(npz_source(path, labels_key, meta_keys))
+        return cls(npz_source(path, labels_key, meta_keys, max_bytes))
 
     @classmethod
     def from_folder(
@@ -131,6 +139,7 @@ class Dataset:
         pattern: str | None = None,
         labels_key: str | None = "labels",
         meta_keys: Sequence[str] = (),
+        max_bytes: int | None = None,
     ) -> Dataset:
         """Samples streamed from a folder of ``.npz`` files, or of ``.npy`` files.
 
@@ -140,9 +149,10 @@ class Dataset:
         Files are taken in sorted order of their path relative to the folder (name them
         with zero-padded numbers). ``pattern`` is a glob relative to the folder
         (``"**/*.npz"`` recurses); by default every ``.npz``/``.npy`` file directly in
-        it. Only array headers are read now; data is read file by file while iterating.
+        it. Only array headers are read now (each file checked as by :meth:`from_npz`, with
+        ``max_bytes`` per file); data is read file by file while iterating.
         """
-        return cls(folder_source(path, pattern, labels_key, meta_keys))
+        return cls(folder_source(path, pattern, labels_key, meta_keys, max_bytes))
 
     @classmethod
     def from_iterable(
@@ -164,33 +174,55 @@ class Dataset:
         return cls(iterable_source(source, batched, labels_key, meta_keys))
 
     @classmethod
-    def from_path(cls, path: str | Path, **options: Any) -> Dataset:
-        """Samples from a path, the source picked by its kind: a folder
-        (:meth:`from_folder`), an ``.npz`` or ``.npy`` file (:meth:`from_npz`).
+    def from_images(
+        cls,
+        images: str | Path | Sequence[str | Path],
+        *,
+        preprocess: ImagePreprocess | None = ImagePreprocess(),  # noqa: B008 (frozen)
+        transform: Callable[[Any], Any] | None = None,
+        labels: str | Sequence[int] | None = None,
+    ) -> Dataset:
+        """Samples from images: a folder (searched recursively, sorted by relative path), one
+        image, or a list of paths (in its order). Each image is decoded from disk when its
+        sample is read (Pillow), never the whole folder at once.
 
-        ``options`` are those of the chosen source (``labels_key``, ``meta_keys``, and
-        ``pattern`` for a folder). Raises DataError for a missing path or a file of
-        another kind.
+        ``preprocess`` declares the common steps (:class:`ImagePreprocess`: resize, crop,
+        scale, mean/std, layout, grey/RGB, dtype); ``transform(sample) -> array`` then does
+        anything else. With ``preprocess=None``, ``transform(PIL image) -> array`` does it all.
+        ``labels="folders"`` labels each image by its class sub-folder: class names sorted,
+        label = index (:attr:`classes`, and metadata ``class``); or pass one label per image.
+        The images are the model's single input, named by :meth:`bind`.
         """
-        p = Path(path)
-        if p.is_dir():
-            allowed, load = _FOLDER_OPTIONS, cls.from_folder
-        elif p.suffix.lower() in _FILE_SUFFIXES:
-            allowed, load = _FILE_OPTIONS, cls.from_npz
-        elif not p.exists():
-            raise DataError(f"data path {p} does not exist")
-        else:
-            raise DataError(
-                f"cannot read data from {p}: files ending in {p.suffix or '(no suffix)'!r} are "
-                f"not supported; use an .npz file, an .npy file or a folder of them"
-            )
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            kind = "a folder" if p.is_dir() else f"a {p.suffix.lower()} file"
-            raise ConfigError(
-                f"from_path: option(s) {unknown} do not apply to {kind}; it takes {sorted(allowed)}"
-            )
-        return load(p, **options)
+        return cls(image_source(images, preprocess, transform, labels))
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: str | Path | Sequence[str],
+        *,
+        tokenizer: Any,
+        max_length: int = 128,
+        dtype: Any = "int64",
+        labels: Sequence[int] | None = None,
+    ) -> Dataset:
+        """Samples from texts (a list of strings, or a ``.txt`` file with one text per line),
+        tokenized by ``tokenizer`` (a path to ``tokenizer.json`` or a ``tokenizers.Tokenizer``;
+        copied, never changed) into ``input_ids``, ``attention_mask`` and ``token_type_ids``,
+        truncated and padded to ``max_length``. Binding keeps those the model takes.
+        """
+        return cls(text_source(texts, tokenizer, max_length, dtype, labels))
+
+    @classmethod
+    def from_path(cls, path: str | Path, **options: Any) -> Dataset:
+        """Samples from a path, the source picked by its kind: a folder of ``.npz``/``.npy``
+        files (:meth:`from_folder`), a folder of images with no such file in it, or an image
+        (:meth:`from_images`), an ``.npz`` or ``.npy`` file (:meth:`from_npz`), a ``.txt`` file
+        (:meth:`from_texts`, with ``tokenizer=``).
+
+        ``options`` are those of the chosen source. Raises DataError for a missing path or a
+        file of another kind, ConfigError for an option the source does not take.
+        """
+        return cls(path_source(path, options))
 
     # -- facts ---------------------------------------------------------------
 
@@ -229,6 +261,11 @@ class Dataset:
     def labels(self) -> np.ndarray | None:
         """All labels in dataset order (read from the source on each call), or None."""
         return self._collect("labels")
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """Class names by label index when the source knows them (``from_images(labels="folders")``)."""
+        return self._source.classes
 
     @property
     def meta(self) -> dict[str, np.ndarray]:
@@ -294,6 +331,14 @@ class Dataset:
             raise ConfigError(f"map needs a function, got {type(fn).__name__}")
         return self._replace(_steps=(*self._steps, map_step(fn)))
 
+    def require_finite(self, purpose: str = "evaluation") -> Dataset:
+        """A dataset that raises NonFiniteDataError at the first NaN or infinity in a float
+        input while it is read, naming the input and the sample (no extra pass).
+
+        ``purpose`` (``"evaluation"`` or ``"calibration"``) says in the message why it matters.
+        """
+        return self._replace(_steps=(*self._steps, finite_step(purpose, self._known_names())))
+
     def bind(self, specs: Sequence[TensorSpec]) -> Dataset:
         """Check the data against the model's input specs, name it as the model does, and
         deliver it as the model takes it.
@@ -310,7 +355,9 @@ class Dataset:
         """
         specs = tuple(specs)
         binding.check_specs(specs)
-        rename = binding.bind_names(specs, self.input_names, self._source.warned)
+        rename = binding.bind_names(
+            specs, self.input_names, self._source.warned, self._source.optional
+        )
         stepped = self._replace(
             _steps=(*self._steps, binding.bind_step(specs, rename)), _feeder=None
         )
@@ -396,19 +443,4 @@ class Dataset:
         """Batches with the sample axis first, each with where its rows come from."""
         groups = group_pieces(self._pieces(), batch_size, drop_last, self._source.description)
         for pieces, start in groups:
-            yield self._assemble(pieces, start, require_finite, peek)
-
-    def _assemble(
-        self, pieces: list[Piece], start: int, require_finite: bool, peek: bool
-    ) -> tuple[Batch, Origin]:
-        n = sum(len(p) for p in pieces)
-        positions = np.arange(start, start + n)
-        origin = Origin(pieces, positions, peek)
-        inputs = gather(pieces, "inputs", origin)
-        labels = gather(pieces, "labels", origin)
-        meta = gather(pieces, "meta", origin)
-        for step in self._steps:
-            inputs = step.apply(inputs, origin)
-        if require_finite:
-            check_finite(inputs, origin)
-        return Batch(inputs, labels, meta, positions), origin
+            yield assemble(pieces, start, self._steps, require_finite, peek)

@@ -15,6 +15,7 @@ import numpy as np
 
 from quantscope.data.batch import Chunk, Source
 from quantscope.data.checks import READ_ERRORS, UNNAMED, check_lengths, file_headers, read_only
+from quantscope.data.limits import ReadLimits
 from quantscope.data.sources import key_roles
 from quantscope.errors import ConfigError, DataError, DataMismatchError, EmptyDatasetError
 
@@ -72,10 +73,10 @@ def _describe_layout(layout: Layout) -> str:
 
 
 def _file_entry(
-    file: Path, labels_key: str | None, meta_keys: Sequence[str]
+    file: Path, labels_key: str | None, meta_keys: Sequence[str], limits: ReadLimits
 ) -> tuple[int, dict[str, tuple[str, str]], Layout]:
-    """Samples, key roles and layout of one file, from its headers."""
-    headers = file_headers(file)
+    """Samples, key roles and layout of one file, from its headers (checked against ``limits``)."""
+    headers = file_headers(file, limits)
     where = f"file {file}"
     keys = key_roles(headers, labels_key, meta_keys, where)
     if not any(kind == "inputs" for kind, _ in keys.values()):
@@ -91,15 +92,20 @@ def _file_entry(
 
 
 def folder_source(
-    path: str | Path, pattern: str | None, labels_key: str | None, meta_keys: Sequence[str]
+    path: str | Path,
+    pattern: str | None,
+    labels_key: str | None,
+    meta_keys: Sequence[str],
+    max_bytes: int | None = None,
 ) -> Source:
-    """The source of :meth:`Dataset.from_folder`."""
+    """The source of :meth:`Dataset.from_folder` (each file checked against the read limits)."""
     root = Path(path)
+    limits = ReadLimits.resolve(max_bytes)
     entries: list[tuple[Path, int, dict[str, tuple[str, str]]]] = []
     reference: tuple[Path, Layout] | None = None
     total = 0
     for file in _list_files(root, pattern):
-        n, keys, layout = _file_entry(file, labels_key, meta_keys)
+        n, keys, layout = _file_entry(file, labels_key, meta_keys, limits)
         if reference is None:
             reference = (file, layout)
         elif layout != reference[1]:

@@ -43,6 +43,21 @@ def _element_parts(
     return arrays, num_rows(arrays, f"{where} (batched=True)")
 
 
+def element_chunk(read: Callable[[], Any], index: int) -> Chunk:
+    """A chunk of one sample that calls ``read()`` for its element only when it is batched."""
+    parts: list[Arrays] = []
+
+    def load(kind: str) -> Any:
+        if not parts:
+            parts.append(_element_parts(read(), index, False, "labels", ())[0])
+        return getattr(parts[0], kind)
+
+    def describe(_row: int) -> str:
+        return f"element {index}"
+
+    return Chunk(1, load, describe)
+
+
 def _fresh_iterator(make: Callable[[], Any], state: dict[str, Any]) -> Iterator[Any]:
     """A new iterator from ``make``, refusing one handed out before."""
     produced = make()

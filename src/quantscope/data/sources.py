@@ -16,7 +16,16 @@ from typing import Any, Final
 import numpy as np
 
 from quantscope.data.batch import Source, memory_chunk
-from quantscope.data.checks import READ_ERRORS, UNNAMED, Arrays, as_array, num_rows, read_only
+from quantscope.data.checks import (
+    READ_ERRORS,
+    UNNAMED,
+    Arrays,
+    as_array,
+    file_headers,
+    num_rows,
+    read_only,
+)
+from quantscope.data.limits import ReadLimits
 from quantscope.errors import ConfigError, DataError, EmptyDatasetError
 
 META_PREFIX: Final = "meta_"
@@ -110,13 +119,17 @@ def arrays_source(
     return in_memory_source(Arrays(inputs, lab, met), "arrays")
 
 
-def npz_source(path: str | Path, labels_key: str | None, meta_keys: Sequence[str]) -> Source:
-    """The source of :meth:`Dataset.from_npz`: the file is read now (a ``.npy`` is mapped)."""
+def npz_source(
+    path: str | Path, labels_key: str | None, meta_keys: Sequence[str], max_bytes: int | None = None
+) -> Source:
+    """The source of :meth:`Dataset.from_npz`: the file is read now (a ``.npy`` is mapped),
+    after its headers are checked against the read limits (:mod:`quantscope.data.limits`)."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file {p} does not exist")
     if p.is_dir():
         raise DataError(f"{p} is a folder; use Dataset.from_folder for a folder of files")
+    file_headers(p, ReadLimits.resolve(max_bytes))
     try:
         loaded = np.load(p, mmap_mode="r", allow_pickle=False)
         if isinstance(loaded, np.ndarray):
