@@ -15,8 +15,10 @@ import quantscope
 import quantscope.errors as errors
 
 EXPECTED_ALL = [
+    "MSE",  # ruff sorts __all__ isort-style: constants (all capitals) first
     "Batch",
     "Binary",
+    "Calibration",
     "Cluster",
     "ConfigError",
     "ConversionError",
@@ -25,14 +27,18 @@ EXPECTED_ALL = [
     "Dataset",
     "DynamicInt8",
     "EmptyDatasetError",
+    "Entropy",
     "Float16",
+    "ImagePreprocess",
     "MethodConfig",
+    "MinMax",
     "Model",
     "ModelError",
     "NodeDecision",
     "NodeSelector",
     "NonFiniteDataError",
     "OutputError",
+    "Percentile",
     "QualityGateError",
     "QuantPlan",
     "QuantizedModel",
@@ -48,6 +54,7 @@ EXPECTED_ALL = [
     "WeightInt8",
     "__version__",
     "analyze",
+    "as_dataset",
     "config_from_dict",
     "load",
     "quantize",
@@ -88,7 +95,7 @@ BUILTIN_BASES: dict[type[errors.QuantscopeError], type[Exception]] = {
 
 def test_all_is_the_expected_sorted_list() -> None:
     assert quantscope.__all__ == EXPECTED_ALL
-    assert sorted(EXPECTED_ALL) == EXPECTED_ALL
+    assert sorted(EXPECTED_ALL[1:]) == EXPECTED_ALL[1:]
     assert len(set(EXPECTED_ALL)) == len(EXPECTED_ALL)
 
 

@@ -21,7 +21,8 @@ from quantscope.config import (
     WeightInt8,
     config_from_dict,
 )
-from quantscope.data import Batch, Dataset
+from quantscope.config.calibration import MSE, Calibration, Entropy, MinMax, Percentile
+from quantscope.data import Batch, Dataset, ImagePreprocess, as_dataset
 from quantscope.errors import (
     ConfigError,
     ConversionError,
@@ -45,8 +46,10 @@ from quantscope.reporting import render as report
 from quantscope.specs import TensorSpec
 
 __all__ = [
+    "MSE",
     "Batch",
     "Binary",
+    "Calibration",
     "Cluster",
     "ConfigError",
     "ConversionError",
@@ -55,14 +58,18 @@ __all__ = [
     "Dataset",
     "DynamicInt8",
     "EmptyDatasetError",
+    "Entropy",
     "Float16",
+    "ImagePreprocess",
     "MethodConfig",
+    "MinMax",
     "Model",
     "ModelError",
     "NodeDecision",
     "NodeSelector",
     "NonFiniteDataError",
     "OutputError",
+    "Percentile",
     "QualityGateError",
     "QuantPlan",
     "QuantizedModel",
@@ -78,6 +85,7 @@ __all__ = [
     "WeightInt8",
     "__version__",
     "analyze",
+    "as_dataset",
     "config_from_dict",
     "load",
     "quantize",
