@@ -20,7 +20,7 @@ from quantscope.data import Dataset
 from quantscope.errors import EmptyDatasetError, NonFiniteDataError
 from quantscope.io import Model
 from quantscope.numerics.observers import TensorObserver
-from quantscope.runtime import make_session, run, with_outputs
+from quantscope.runtime import exposing, make_session, run
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +79,10 @@ def collect(
     if calibration.num_samples is not None:
         data = data.take(calibration.num_samples, seed=calibration.seed)
     input_names = {spec.name for spec in model.inputs}
-    exposed = with_outputs(model, [n for n in names if n not in input_names])
-    output_names = [v.name for v in exposed.ir.graph.outputs]
-    wanted = [n for n in output_names if n in names]
-    skipped = {n: "no element type known; not observable" for n in names if n not in input_names and n not in wanted}
+    exposed, outputs = exposing(model, [n for n in names if n not in input_names])
+    wanted = list(outputs)  # graph output names; outputs[o] is the tensor it carries
+    carried = set(outputs.values())
+    skipped = {n: "no element type known; not observable" for n in names if n not in input_names and n not in carried}
     session = make_session(exposed, optimization="basic")
     batch_size = _batch_within_budget(session, data, wanted, calibration.batch_size)
     observers: dict[str, TensorObserver] = {
@@ -98,12 +98,17 @@ def collect(
             observers[name].update(feeds[name])
         results = run(session, feeds, wanted) if wanted else []  # [] would mean "all outputs"
         for name, array in zip(wanted, results, strict=True):
-            observers[name].update(array)
+            if array.size or name == outputs[name]:  # empty from a body: its If branch did not run
+                observers[outputs[name]].update(array)
         done += _batch_len(feeds)
         if progress is not None:
             progress(done, total)
     if done == 0:
         raise EmptyDatasetError("the calibration dataset is empty; give at least one sample")
+    for out, name in outputs.items():
+        if out != name and not (observers[name].seen or observers[name].nonfinite):
+            del observers[name]
+            skipped[name] = "inside an If branch that never ran on the calibration data; not observed"
     for name, obs in observers.items():
         if obs.nonfinite:
             raise NonFiniteDataError(

@@ -36,7 +36,14 @@ import onnx_ir as ir
 
 from quantscope.calibrate import TensorStats
 from quantscope.config import DynamicInt8, MethodConfig
-from quantscope.graph.queries import attr_float, attr_int, const_array, consumers, node_label
+from quantscope.graph.queries import (
+    attr_float,
+    attr_int,
+    const_array,
+    consumers,
+    node_label,
+    nodes_by_label,
+)
 from quantscope.graph.sentinels import sentinel_tensors
 from quantscope.io import Model
 from quantscope.methods import register
@@ -239,15 +246,13 @@ class DynamicInt8Method(Method):
                 table = self._table(node, config, decisions)
                 if table is not None:
                     weights.append(table)
-        subgraphs = Subgraphs.of(model)
-        subgraphs.mark(decisions)
+        Subgraphs.of(model).mark(decisions)
         if not weights:
             raise nothing_found(config.method, decisions.values())
         if any(d.op_type == "Conv" and d.action == "quantized" for d in decisions.values()):
             warning = conv_slow_warning()
             warnings.append(warning)
             logger.warning(warning)
-        warnings += subgraphs.warnings()
         shared = len(weights) - len({w.tensor for w in weights})
         if shared:
             notes.append(f"{shared} weight use(s) share an initializer with another node; each is stored once")
@@ -288,7 +293,7 @@ class DynamicInt8Method(Method):
 
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Payload:
         """The int8 weights and scales of every weight in ``plan``, each computed once."""
-        nodes = {node_label(n): n for n in model.ir.graph}
+        nodes = nodes_by_label(model.ir.graph)
         payload: Payload = {}
         for wq in plan.weights:
             key = weight_key(wq)
@@ -302,7 +307,7 @@ class DynamicInt8Method(Method):
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: Payload) -> None:
         graph = clone.graph
-        nodes = {node_label(n): n for n in graph}
+        nodes = nodes_by_label(graph)
         fused_adds = {d.node for d in plan.decisions if d.action == "fused" and d.op_type == "Add"}
         writer = Writer(graph, payload)
         for wq in plan.weights:

@@ -20,7 +20,10 @@ def weight_key(wq: WeightQuant) -> tuple[str, int | None, int]:
 
 
 class Writer:
-    """Writes the integer subgraphs into one graph, storing each weight once."""
+    """Writes the integer subgraphs into one model, storing each weight once.
+
+    Weights are initializers of the main graph (visible inside If/Loop/Scan bodies); the new
+    nodes go where the node they replace was."""
 
     def __init__(self, graph: ir.Graph, weights: dict[tuple[str, int | None, int], QuantizedWeight]) -> None:
         self.graph = graph
@@ -74,9 +77,12 @@ class Writer:
         return [to_float, scale, mul]
 
     def _replace(self, node: ir.Node, new: list[ir.Node], result: ir.Value) -> None:
-        self.graph.insert_before(node, new)
+        """Put ``new`` in ``node``'s place, in the graph (main or a body) that holds it."""
+        graph = node.graph
+        assert graph is not None
+        graph.insert_before(node, new)
         build.take_over(self.names, node.outputs[0], result, suffix="unconverted")
-        self.graph.remove(node, safe=True)
+        graph.remove(node, safe=True)
 
     def matmul(self, node: ir.Node, wq: WeightQuant, fused_adds: set[str]) -> None:
         base = node_label(node)

@@ -43,12 +43,12 @@ from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, WeightInt4, WeightInt8, _WeightOnly
 from quantscope.errors import UnsupportedModelError
 from quantscope.graph.build import NameAllocator
-from quantscope.graph.prepare import prepare, upgrade_opset
-from quantscope.graph.queries import const_array, node_label
+from quantscope.graph.prepare import upgrade_opset
+from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
 from quantscope.methods._weights import WeightSite, finite_groups, weight_sites
-from quantscope.methods.base import Method, Subgraphs, nothing_found, select
+from quantscope.methods.base import Method, Subgraphs, nothing_found, prepare_model, select
 from quantscope.methods.weight_only.writer import (
     MS_DOMAIN,
     dequantize_node,
@@ -116,7 +116,8 @@ class _WeightOnlyMethod(Method):
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
         assert isinstance(config, _WeightOnly)
-        prepared, notes = prepare(model)
+        prepared = prepare_model(model)
+        notes = list(prepared.notes)
         if _format(config) == "qdq" and prepared.opset < QDQ_OPSET:
             old = prepared.opset
             upgraded, _ = upgrade_opset(prepared, QDQ_OPSET)
@@ -131,8 +132,7 @@ class _WeightOnlyMethod(Method):
         assert isinstance(config, _WeightOnly)
         fmt = _format(config)
         sites, decisions = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size)
-        subgraphs = Subgraphs.of(model)
-        subgraphs.mark(decisions)
+        Subgraphs.of(model).mark(decisions)
         groups = finite_groups(sites, decisions, _k_axis)
         if not groups:
             raise nothing_found(config.method, decisions.values(), "no MatMul or Gemm weight to quantize")
@@ -181,7 +181,7 @@ class _WeightOnlyMethod(Method):
                     "stored_bytes": bq.stored_bytes,
                 }
             )
-        warnings = subgraphs.warnings()
+        warnings: list[str] = []
         if config.bits == 8:
             warnings.append(INT8_SPEED_WARNING)
         notes = list(model.notes)
@@ -222,7 +222,7 @@ class _WeightOnlyMethod(Method):
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Payload:
         """Quantize the plan's weights again (a plan read from a sidecar carries none)."""
         assert isinstance(config, _WeightOnly)
-        nodes = {node_label(n): n for n in model.ir.graph}
+        nodes = nodes_by_label(model.ir.graph)
         payload: Payload = {}
         for wq in plan.weights:
             key = (wq.tensor, int(wq.axis or 0))
@@ -237,23 +237,28 @@ class _WeightOnlyMethod(Method):
         fmt = _format(config)
         graph = clone.graph
         names = NameAllocator(graph)
-        nodes = {node_label(n): n for n in graph}
-        written: dict[tuple[str, int], tuple[ir.Value | None, ...]] = {}
+        nodes = nodes_by_label(graph)
+        # initializers go to the main graph (visible in every body); a DequantizeLinear goes to the
+        # graph of the node it feeds, once per weight and graph
+        written: dict[tuple[str, int, int], tuple[ir.Value | None, ...]] = {}
         for wq in plan.weights:
             node = nodes[wq.node]
+            where = node.graph
+            assert where is not None
             key = (wq.tensor, int(wq.axis or 0))
             bq = payload[key]
             kn = (bq.k, bq.n)
-            if key not in written:
+            slot = (*key, 0 if fmt == "matmulnbits" else id(where))
+            if slot not in written:
                 if fmt == "matmulnbits":
-                    written[key] = matmulnbits_inputs(graph, names, wq.tensor or "weight", bq)
+                    written[slot] = matmulnbits_inputs(graph, names, wq.tensor or "weight", bq)
                 else:
                     shape = kn if key[1] == 0 else (bq.n, bq.k)
-                    written[key] = (dequantize_node(graph, names, node, wq.tensor or "weight", bq, key[1], shape),)
+                    written[slot] = (dequantize_node(where, names, node, wq.tensor or "weight", bq, key[1], shape),)
             if fmt == "matmulnbits":
-                replace_with_matmulnbits(graph, names, node, kn, written[key], config.bits, config.block_size)
+                replace_with_matmulnbits(where, names, node, kn, written[slot], config.bits, config.block_size)
             else:
-                dq_out = written[key][0]
+                dq_out = written[slot][0]
                 assert dq_out is not None
                 node.replace_input_with(wq.input_index, dq_out)
         if fmt == "matmulnbits":

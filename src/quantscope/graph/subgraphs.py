@@ -1,0 +1,197 @@
+"""If/Loop/Scan bodies: who holds them, unique names across them, and exposing their tensors.
+
+Methods quantize inside bodies the way they do in the main graph; three things differ:
+
+* names: two branches of an ``If`` may reuse a value or node name, while plans, statistics and
+  exclusions key tensors and nodes by name. :class:`SubgraphNamesPass` gives every body value a
+  name unique in the model and every body node a label that says where it sits
+  (``If_0/then_branch/MatMul``);
+* weights: body initializers are lifted to the main graph (onnx-ir's
+  ``LiftSubgraphInitializersToMainGraphPass``) so that a replaced float weight is dropped by the
+  usual dead-code pass;
+* calibration: ONNX Runtime returns only main-graph outputs. :func:`expose` threads a body
+  tensor out through its holders: an ``If`` gets an extra output (the other branch returns an
+  empty tensor of the same type, shape ``[0]``, which observers skip), a ``Loop``/``Scan`` an
+  extra scan output (the tensor of every iteration, stacked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import onnx_ir as ir
+from onnx_ir.passes import common as common_passes
+
+from quantscope.graph.build import NameAllocator
+
+__all__ = ["SubgraphNamesPass", "bodies", "body_passes", "expose", "holder_of", "in_main_graph"]
+
+SCAN_LIKE = ("Loop", "Scan")
+
+
+def bodies(node: ir.Node) -> Iterator[tuple[str, ir.Graph]]:
+    """The (attribute name, graph) of every body ``node`` holds."""
+    for name, attr in node.attributes.items():
+        if attr.type == ir.AttributeType.GRAPH:
+            yield name, attr.as_graph()
+        elif attr.type == ir.AttributeType.GRAPHS:
+            for i, g in enumerate(attr.as_graphs()):
+                yield f"{name}[{i}]", g
+
+
+def _holders(graph: ir.Graph) -> dict[int, tuple[ir.Node, str]]:
+    """id(body) → (the node holding it, its attribute name), over all nesting levels."""
+    found: dict[int, tuple[ir.Node, str]] = {}
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        for name, body in bodies(node):
+            found[id(body)] = (node, name)
+    return found
+
+
+def holder_of(main: ir.Graph, body: ir.Graph) -> tuple[ir.Node, str] | None:
+    """The node that holds ``body`` (and the attribute), None for the main graph."""
+    return _holders(main).get(id(body))
+
+
+def graph_of(value: ir.Value) -> ir.Graph | None:
+    """The graph a value is defined in (its producer's, or the graph it is an input of)."""
+    producer = value.producer()
+    return producer.graph if producer is not None else value.graph
+
+
+def in_main_graph(main: ir.Graph, value: ir.Value) -> bool:
+    return graph_of(value) is main
+
+
+class SubgraphNamesPass(ir.passes.InPlacePass):
+    """Unique value names across all bodies, and body node names prefixed with their place.
+
+    The main graph is left as it is (its labels stay those users know).
+    """
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        main = model.graph
+        holders = _holders(main)
+        if not holders:
+            return ir.passes.PassResult(model, modified=False)
+        names = NameAllocator(main)
+        seen: set[str] = {v.name for v in main.inputs if v.name} | set(main.initializers)
+        seen |= {out.name for node in main for out in node.outputs if out.name}
+        node_names = {node.name for node in main if node.name}
+        changed = False
+        for body in main.subgraphs():
+            holder, attr = holders[id(body)]
+            prefix = f"{holder.name or holder.op_type}/{attr}"
+            values = [*body.inputs, *body.initializers.values(), *(o for n in body for o in n.outputs)]
+            for value in values:
+                if not value.name or value.name in seen:
+                    value.name = names(value.name or f"{prefix}/v")
+                    changed = True
+                seen.add(value.name)
+            for node in body:
+                label = f"{prefix}/{node.name or node.op_type}"
+                base, i = label, 1
+                while label in node_names:
+                    label, i = f"{base}_{i}", i + 1
+                node_names.add(label)
+                if node.name != label:
+                    node.name, changed = label, True
+        return ir.passes.PassResult(model, modified=changed)
+
+
+def body_passes() -> list[ir.passes.PassBase]:
+    """Passes that ready If/Loop/Scan bodies for quantization (run after ``prepare_passes``)."""
+    return [common_passes.LiftSubgraphInitializersToMainGraphPass(), SubgraphNamesPass()]
+
+
+def _empty(names: NameAllocator, like: ir.Value) -> ir.Node:
+    """A Constant holding an empty tensor (shape [0]) of ``like``'s element type."""
+    dtype = like.dtype or ir.DataType.FLOAT
+    tensor = ir.tensor(np.zeros((0,), dtype=dtype.numpy()), dtype=dtype, name=names("empty"))
+    node = ir.Node("", "Constant", [], [ir.AttrTensor("value", tensor)], name=names("empty_Constant"))
+    node.outputs[0].name = names(f"{like.name}_absent")
+    node.outputs[0].type = ir.TensorType(dtype)
+    node.outputs[0].shape = ir.Shape([0])
+    return node
+
+
+def _body_output(names: NameAllocator, body: ir.Graph, value: ir.Value) -> ir.Value:
+    """An Identity of ``value`` appended to ``body``'s outputs (a value may be a body output only once)."""
+    ident = ir.Node("", "Identity", [value], name=names(f"{value.name}_expose"))
+    out = ident.outputs[0]
+    out.name = names(f"{value.name}_exposed")
+    out.type = value.type
+    body.append(ident)
+    body.outputs.append(out)
+    return out
+
+
+def _thread_out(main: ir.Graph, names: NameAllocator, value: ir.Value, holders: dict[int, tuple[ir.Node, str]]) -> ir.Value | None:
+    """A main-graph value carrying ``value`` (stacked per iteration through Loop/Scan), or None."""
+    graph = graph_of(value)
+    while graph is not None and graph is not main:
+        found = holders.get(id(graph))
+        if found is None:
+            return None
+        holder, attr = found
+        if holder.op_type == "If":
+            other_name = "else_branch" if attr == "then_branch" else "then_branch"
+            other = holder.attributes[other_name].as_graph()
+            _body_output(names, graph, value)
+            empty = _empty(names, value)
+            other.append(empty)
+            other.outputs.append(empty.outputs[0])
+        elif holder.op_type in SCAN_LIKE:
+            _body_output(names, graph, value)
+            if holder.op_type == "Scan":
+                for key in ("scan_output_axes", "scan_output_directions"):
+                    if key in holder.attributes:
+                        ints = list(holder.attributes[key].as_ints())
+                        holder.attributes[key] = ir.AttrInt64s(key, [*ints, 0])
+        else:
+            return None
+        holder.resize_outputs(len(holder.outputs) + 1)
+        new = holder.outputs[-1]
+        new.name, new.type = names(f"{value.name}_out"), value.type
+        value, graph = new, holder.graph
+    return value if graph is main else None
+
+
+def expose(model: ir.Model, tensors: Iterable[str]) -> dict[str, str]:
+    """Make the named tensors (main graph or bodies) outputs of ``model`` (edited in place).
+
+    Returns {graph output name: tensor name} for every tensor exposed; tensors without a
+    known element type, graph inputs and unknown names are skipped.
+    """
+    main = model.graph
+    names = NameAllocator(main)
+    holders = _holders(main)
+    by_name: dict[str, ir.Value] = {}
+    for node in ir.traversal.RecursiveGraphIterator(main):
+        for out in node.outputs:
+            if out.name:
+                by_name[out.name] = out
+    for body in main.subgraphs():
+        for v in body.inputs:
+            if v.name:
+                by_name.setdefault(v.name, v)
+    existing = {v.name: v.name for v in main.outputs if v.name}
+    exposed: dict[str, str] = {}
+    for name in tensors:
+        value = by_name.get(name)
+        if value is None or value.dtype is None or (value.is_graph_input() and graph_of(value) is main):
+            continue
+        if name in existing:
+            exposed[name] = name
+            continue
+        if graph_of(value) is main:
+            main.outputs.append(value)
+            exposed[name] = name
+            existing[name] = name
+            continue
+        out = _thread_out(main, names, value, holders)
+        if out is not None:
+            main.outputs.append(out)
+            exposed[out.name or ""] = name
+    return exposed
