@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import onnx_ir as ir
 
 from quantscope.graph.queries import attr_float, attr_int, const_array, node_label
+from quantscope.methods._recurrent import is_recurrent, recurrent_weights, rows
 from quantscope.methods.base import Decisions, Selection
+
+Recurrent = Literal["rows", "native"]
+"""How a method takes LSTM/GRU/RNN weights: ``rows`` flattened to ``[directions*gates*hidden, K]``
+(2-D block quantization), ``native`` as the node's 3-D tensor with channels on axis 1."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -20,6 +26,7 @@ class WeightSite:
     index: int  # input index of the weight
     array: np.ndarray
     out_axis: int  # axis of output channels in ``array``
+    layout: tuple[int, ...] | None = None  # the node's shape of the weight when ``array`` is its rows
 
     @property
     def label(self) -> str:
@@ -59,15 +66,37 @@ def _site(node: ir.Node) -> tuple[WeightSite | None, str]:
     return None, f"{op} has no weight this method rewrites; kept as is"
 
 
+def recurrent_sites(node: ir.Node, recurrent: Recurrent) -> tuple[list[WeightSite], str | None]:
+    """The W and R sites of an LSTM/GRU/RNN node, or the reason it has none."""
+    arrays, problem = recurrent_weights(node)
+    if problem is not None:
+        return [], problem
+    if recurrent == "native":
+        return [WeightSite(node, i, w, 1) for i, w in arrays.items()], None
+    return [WeightSite(node, i, rows(w), 0, layout=tuple(w.shape)) for i, w in arrays.items()], None
+
+
 def weight_sites(
-    selection: Selection, op_types: Sequence[str], *, min_size: int = 0
+    selection: Selection, op_types: Sequence[str], *, min_size: int = 0, recurrent: Recurrent | None = None
 ) -> tuple[list[WeightSite], Decisions]:
-    """Weights to rewrite, and a float decision (with its reason) for every other node."""
+    """Weights to rewrite, and a float decision (with its reason) for every other node.
+
+    With ``recurrent``, the W and R weights of LSTM/GRU/RNN nodes are sites too (laid out as it says).
+    """
     sites: list[WeightSite] = []
     decisions = Decisions(selection)
     decisions.keep_excluded()
     for node in selection.nodes:
         if selection.is_excluded(node):
+            continue
+        if recurrent is not None and is_recurrent(node):
+            found, reason = recurrent_sites(node, recurrent)
+            small = [s for s in found if s.array.size < min_size]
+            if reason is None and small:
+                reason = f"{node.op_type} weights have fewer than min_size={min_size} elements; not worth rewriting"
+            if reason is not None:
+                decisions.keep(node, reason)
+            sites += [] if reason else found
             continue
         if node.op_type in ("MatMul", "Gemm", "Conv") and node.op_type not in op_types:
             decisions.keep(node, f"{node.op_type} is not among this method's op types ({', '.join(op_types)})")

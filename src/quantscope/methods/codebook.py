@@ -30,6 +30,7 @@ from quantscope.graph.expand import expand_coded_weight
 from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
+from quantscope.methods._recurrent import float_arithmetic, is_recurrent
 from quantscope.methods._weights import WeightSite, finite_groups, weight_sites
 from quantscope.methods.base import Method, Subgraphs, nothing_found, select
 from quantscope.numerics.kmeans import cluster_weights
@@ -99,7 +100,9 @@ class _CodebookMethod(Method):
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, Cluster | Ternary | Binary)
-        sites, decisions = weight_sites(select(model, config), config.op_types, min_size=config.min_size)
+        sites, decisions = weight_sites(
+            select(model, config), config.op_types, min_size=config.min_size, recurrent="native"
+        )
         Subgraphs.of(model).mark(decisions)
         groups = finite_groups(sites, decisions, lambda site: self._axis(site.out_axis, config))
         if not groups:
@@ -119,8 +122,9 @@ class _CodebookMethod(Method):
             )
             for i, site in enumerate(item.sites):
                 shared = f"; weight {item.name!r} is shared with {item.sites[0].label} and coded once" if i else ""
+                tail = f"; W and R coded, {float_arithmetic(site.node.op_type)}" if is_recurrent(site.node) else ""
                 decisions.decide(
-                    site.node, "quantized", f"{what}; packed codes expanded by constant ops at load; {quality}{shared}"
+                    site.node, "quantized", f"{what}; packed codes expanded by constant ops at load; {quality}{shared}{tail}"
                 )
                 weight_plans.append(
                     WeightQuant(

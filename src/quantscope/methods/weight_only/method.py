@@ -47,8 +47,16 @@ from quantscope.graph.prepare import upgrade_opset
 from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
+from quantscope.methods._recurrent import float_arithmetic, is_recurrent, rows
 from quantscope.methods._weights import WeightSite, finite_groups, weight_sites
-from quantscope.methods.base import Method, Subgraphs, nothing_found, prepare_model, select
+from quantscope.methods.base import (
+    Decisions,
+    Method,
+    Subgraphs,
+    nothing_found,
+    prepare_model,
+    select,
+)
 from quantscope.methods.weight_only.writer import (
     MS_DOMAIN,
     dequantize_node,
@@ -118,12 +126,14 @@ class _WeightOnlyMethod(Method):
         assert isinstance(config, _WeightOnly)
         prepared = prepare_model(model)
         notes = list(prepared.notes)
-        if _format(config) == "qdq" and prepared.opset < QDQ_OPSET:
+        recurrent = any(is_recurrent(n) for n in ir.traversal.RecursiveGraphIterator(prepared.ir.graph))
+        if (_format(config) == "qdq" or recurrent) and prepared.opset < QDQ_OPSET:
             old = prepared.opset
             upgraded, _ = upgrade_opset(prepared, QDQ_OPSET)
+            why = "LSTM/GRU/RNN weights are written as" if _format(config) != "qdq" else "the format is"
             notes = [
                 *notes,
-                f"opset upgraded from {old} to {QDQ_OPSET} (block-wise DequantizeLinear needs it)",
+                f"opset upgraded from {old} to {QDQ_OPSET} ({why} block-wise DequantizeLinear, which needs it)",
             ]
             prepared = Model(ir=upgraded.ir, path=None, fingerprint=model.fingerprint, notes=tuple(notes))
         return prepared
@@ -131,9 +141,9 @@ class _WeightOnlyMethod(Method):
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, _WeightOnly)
         fmt = _format(config)
-        sites, decisions = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size)
+        sites, decisions = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size, recurrent="rows")
         Subgraphs.of(model).mark(decisions)
-        groups = finite_groups(sites, decisions, _k_axis)
+        groups = _recurrent_fits(config, finite_groups(sites, decisions, _k_axis), decisions)
         if not groups:
             raise nothing_found(config.method, decisions.values(), "no MatMul or Gemm weight to quantize")
         _check_block_size(config, groups)
@@ -155,14 +165,18 @@ class _WeightOnlyMethod(Method):
                 f"{config.bits}-bit block-wise, {config.block_size} values per block along "
                 f"K={bq.k}, {'symmetric' if config.symmetric else 'asymmetric'}, {config.algorithm}"
             )
+            op = group[0].node.op_type
+            recurrent = group[0].layout is not None
             where = "as com.microsoft::MatMulNBits" if fmt == "matmulnbits" else "as blocked DequantizeLinear (opset 21)"
+            if recurrent:
+                where = f"(W and R) as blocked DequantizeLinear (opset 21) feeding the float {op}; {float_arithmetic(op)}"
             quality = f"weight SQNR {sqnr:.1f} dB" + (f" (RTN {rtn_sqnr:.1f} dB)" if rtn_sqnr is not None else "")
             for i, site in enumerate(group):
                 shared = f"; weight {name!r} is shared with {group[0].label} and stored once" if i else ""
                 decisions.decide(site.node, "quantized", f"{scheme} {where}; {quality}{shared}")
                 weight_plans.append(
                     WeightQuant(
-                        tensor=name, node=site.label, dtype=_code_dtype(config, fmt), axis=k_axis,
+                        tensor=name, node=site.label, dtype=_code_dtype(config, "qdq" if recurrent else fmt), axis=k_axis,
                         bits=config.bits, channels=bq.n, input_index=site.index,
                     )
                 )
@@ -227,9 +241,10 @@ class _WeightOnlyMethod(Method):
         for wq in plan.weights:
             key = (wq.tensor, int(wq.axis or 0))
             if key not in payload:
-                w = const_array(nodes[wq.node].inputs[wq.input_index])
+                node = nodes[wq.node]
+                w = const_array(node.inputs[wq.input_index])
                 assert w is not None
-                payload[key] = _quantize(w, config, key[1])
+                payload[key] = _quantize(rows(w) if is_recurrent(node) else w, config, key[1])
         return payload
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: Payload) -> None:
@@ -248,14 +263,19 @@ class _WeightOnlyMethod(Method):
             key = (wq.tensor, int(wq.axis or 0))
             bq = payload[key]
             kn = (bq.k, bq.n)
-            slot = (*key, 0 if fmt == "matmulnbits" else id(where))
+            recurrent = is_recurrent(node)
+            node_fmt = "qdq" if recurrent else fmt  # MatMulNBits replaces MatMul/Gemm only
+            slot = (*key, 0 if node_fmt == "matmulnbits" else id(where))
             if slot not in written:
-                if fmt == "matmulnbits":
+                if node_fmt == "matmulnbits":
                     written[slot] = matmulnbits_inputs(graph, names, wq.tensor or "weight", bq)
                 else:
                     shape = kn if key[1] == 0 else (bq.n, bq.k)
+                    if recurrent:
+                        shape = tuple(_array(node, wq.input_index).shape)
                     written[slot] = (dequantize_node(where, names, node, wq.tensor or "weight", bq, key[1], shape),)
-            if fmt == "matmulnbits":
+                    clone.ir_version = max(clone.ir_version or 0, QDQ_IR_VERSION)
+            if node_fmt == "matmulnbits":
                 replace_with_matmulnbits(where, names, node, kn, written[slot], config.bits, config.block_size)
             else:
                 dq_out = written[slot][0]
@@ -263,8 +283,6 @@ class _WeightOnlyMethod(Method):
                 node.replace_input_with(wq.input_index, dq_out)
         if fmt == "matmulnbits":
             clone.opset_imports[MS_DOMAIN] = 1
-        else:
-            clone.ir_version = max(clone.ir_version or 0, QDQ_IR_VERSION)
 
 
 def _quantize(w: np.ndarray, config: _WeightOnly, k_axis: int, algorithm: str | None = None) -> BlockQuant:
@@ -276,6 +294,29 @@ def _quantize(w: np.ndarray, config: _WeightOnly, k_axis: int, algorithm: str | 
 
 def _dequantized(bq: BlockQuant, k_axis: int) -> np.ndarray:
     return bq.dequantize() if k_axis == 0 else bq.dequantize().T
+
+
+def _array(node: ir.Node, index: int) -> np.ndarray:
+    w = const_array(node.inputs[index])
+    assert w is not None
+    return w
+
+
+def _recurrent_fits(
+    config: _WeightOnly, groups: dict[tuple[str, int | None], list[WeightSite]], decisions: Decisions
+) -> dict[tuple[str, int | None], list[WeightSite]]:
+    """``groups`` without the LSTM/GRU/RNN weights whose K ``block_size`` does not divide (kept float,
+    with the reason: unlike a MatMul, they have no other format to fall back on)."""
+    misfits = {
+        site.node for group in groups.values() for site in group
+        if site.layout is not None and site.array.shape[1] % config.block_size
+    }
+    for node in misfits:
+        decisions.keep(
+            node, f"{node.op_type} weights have an input size that block_size={config.block_size} does not divide; "
+            "kept float (choose a block size that divides it)",
+        )
+    return {key: group for key, group in groups.items() if not any(s.node in misfits for s in group)}
 
 
 def _check_block_size(config: _WeightOnly, groups: Mapping[tuple[str, int | None], list[WeightSite]]) -> None:
