@@ -105,14 +105,23 @@ def body_passes() -> list[ir.passes.PassBase]:
     return [common_passes.LiftSubgraphInitializersToMainGraphPass(), SubgraphNamesPass()]
 
 
+def _rank(value: ir.Value) -> int | None:
+    return len(value.shape) if value.shape is not None else None
+
+
+def _unknown_dims(rank: int | None) -> ir.Shape | None:
+    return ir.Shape([None] * rank) if rank is not None else None
+
+
 def _empty(names: NameAllocator, like: ir.Value) -> ir.Node:
-    """A Constant holding an empty tensor (shape [0]) of ``like``'s element type."""
+    """A Constant holding an empty tensor of ``like``'s element type and rank (every dimension 0)."""
     dtype = like.dtype or ir.DataType.FLOAT
-    tensor = ir.tensor(np.zeros((0,), dtype=dtype.numpy()), dtype=dtype, name=names("empty"))
+    shape = (0,) * (_rank(like) or 1)
+    tensor = ir.tensor(np.zeros(shape, dtype=dtype.numpy()), dtype=dtype, name=names("empty"))
     node = ir.Node("", "Constant", [], [ir.AttrTensor("value", tensor)], name=names("empty_Constant"))
     node.outputs[0].name = names(f"{like.name}_absent")
     node.outputs[0].type = ir.TensorType(dtype)
-    node.outputs[0].shape = ir.Shape([0])
+    node.outputs[0].shape = ir.Shape(shape)
     return node
 
 
@@ -121,7 +130,7 @@ def _body_output(names: NameAllocator, body: ir.Graph, value: ir.Value) -> ir.Va
     ident = ir.Node("", "Identity", [value], name=names(f"{value.name}_expose"))
     out = ident.outputs[0]
     out.name = names(f"{value.name}_exposed")
-    out.type = value.type
+    out.type, out.shape = value.type, _unknown_dims(_rank(value))
     body.append(ident)
     body.outputs.append(out)
     return out
@@ -151,9 +160,11 @@ def _thread_out(main: ir.Graph, names: NameAllocator, value: ir.Value, holders: 
                         holder.attributes[key] = ir.AttrInt64s(key, [*ints, 0])
         else:
             return None
+        rank = _rank(value)
         holder.resize_outputs(len(holder.outputs) + 1)
         new = holder.outputs[-1]
         new.name, new.type = names(f"{value.name}_out"), value.type
+        new.shape = _unknown_dims(rank if holder.op_type == "If" or rank is None else rank + 1)
         value, graph = new, holder.graph
     return value if graph is main else None
 
