@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.analysis._capture import Capture, typed
+from quantscope.analysis._capture import typed
+from quantscope.analysis.layers import BodyCapture
 from quantscope.analysis.results import EnergyResult
 from quantscope.errors import DataError
 from quantscope.io import Model
-from quantscope.runtime import exposing
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def count_operations(model: Model, feeds: Mapping[str, np.ndarray]) -> dict[str,
     graph = model.ir.graph
     constant = _constant_values(graph)
     wanted = [n for n in _body_tensors(graph) if n not in constant]
-    shapes = {name: arr.shape for name, arr in _capture(model, wanted, feeds).items()}
+    shapes = {name: arr.shape for name, arr in BodyCapture(model, wanted)(feeds).items()}
     for name, arr in feeds.items():
         shapes[name] = np.asarray(arr).shape
     counts: Counter[str] = Counter()
@@ -194,11 +194,6 @@ def _body_tensors(graph: ir.Graph) -> list[str]:
     return names + [v.name for body in graph.subgraphs() for v in body.inputs if v.name]
 
 
-def _capture(model: Model, names: list[str], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The named tensors (main graph or bodies) of one run on ``feeds``, graph as written."""
-    exposed, carried = exposing(model, names)
-    captured = Capture(exposed, [])(feeds)
-    return {carried.get(name, name): array for name, array in captured.items()}
 
 
 def _name(value: ir.Value | None) -> str:

@@ -1,4 +1,4 @@
-"""Energy counts the operations inside If/Loop/Scan bodies, as often as they run."""
+"""Energy and per-layer error see inside If/Loop/Scan bodies: ops counted as often as they run."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import quantscope as qs
 import subgraph_models as sm
 import tinymodels
 from quantscope.analysis.energy import count_operations
+from quantscope.analysis.layers import layer_errors, worst_nodes
 
 
 def _x(*shape: int, seed: int = 0) -> np.ndarray:
@@ -36,3 +37,23 @@ def test_only_the_if_branch_that_runs_is_counted(tmp_path) -> None:
     counts = count_operations(model, feeds)
     # one branch: its input projection on 8 steps and its output projection (GRU MACs are not priced)
     assert counts["fp32 mac"] == 2 * 8 * 32 * 32 + 2 * 64 * 10
+
+
+def test_per_layer_error_measures_tensors_inside_bodies_with_body_labels(tmp_path) -> None:
+    model = qs.load(tinymodels.save(sm.loop_matmul(steps=3), tmp_path / "loop.onnx"))
+    data = qs.Dataset.from_arrays({"x": _x(16, sm.D, seed=2)})
+    q = qs.quantize(model, qs.StaticInt8(), data)
+    errors = {e.node: e for e in layer_errors(model, q.model, data, plan=q.plan)}
+    inner = errors["repeat/body/step_matmul"]  # stacked over the 3 iterations
+    assert inner.tensor == "mm" and 25.0 < inner.sqnr_db < 60.0
+    assert worst_nodes(errors.values(), [d.node for d in q.plan.quantized_nodes], model)[0] in errors
+
+
+def test_per_layer_error_skips_the_if_branch_that_did_not_run(tmp_path) -> None:
+    proto = sm._rnn_in_if("GRU", 0, 8, 32, 64, stateful=False, rate_input=False)  # rate 8000: else branch
+    model = qs.load(tinymodels.save(proto, tmp_path / "if.onnx"))
+    data = qs.Dataset.from_arrays({"x": _x(16, 8, 32, seed=3)})
+    q = qs.quantize(model, qs.WeightInt8(), data)
+    nodes = {e.node for e in layer_errors(model, q.model, data, plan=q.plan)}
+    assert "per_rate/else_branch/proj_in" in nodes
+    assert not any(n.startswith("per_rate/then_branch/") for n in nodes)
