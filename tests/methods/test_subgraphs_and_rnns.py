@@ -191,3 +191,45 @@ def test_cli_quantize_with_no_special_flags(tmp_path: Path) -> None:
         sample = feeds(4, 9)
         for ref, got in zip(_outputs(qs.load(path), sample), _outputs(qs.load(out), sample), strict=True):
             assert _cosine(ref, got) >= COSINE_FLOOR["static-int8"]
+
+
+def _growing_loop() -> onnx.ModelProto:
+    """A Loop whose carried tensor doubles its rows every step: ORT cannot stack it per iteration."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    d = sm.D
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep_going"),
+            helper.make_node("Concat", ["h_in", "h_in"], ["g"], name="double", axis=0),
+            helper.make_node("MatMul", ["g", "w_loop"], ["h_next"], name="step_matmul"),
+        ],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [None, d])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_next", TensorProto.FLOAT, [None, d])],
+    )
+    w = np.random.default_rng(3).standard_normal((d, d)).astype(np.float32) / 8
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w_in"], ["h0"], name="head"),
+         helper.make_node("Loop", ["steps", "", "h0"], ["y"], name="repeat", body=body)],
+        "growing",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, d])],
+        [numpy_helper.from_array(np.array(2, np.int64), "steps"), numpy_helper.from_array(w, "w_loop"),
+         numpy_helper.from_array(w.T.copy(), "w_in")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_body_tensors_runtime_cannot_return_stay_float_and_the_rest_is_quantized(tmp_path: Path) -> None:
+    model = qs.load(tinymodels.save(_growing_loop(), tmp_path / "growing.onnx"))
+    q = qs.quantize(model, qs.StaticInt8(), qs.Dataset.from_arrays({"x": _x(SAMPLES, sm.D)}))
+    decisions = {d.node: d for d in q.plan.decisions}
+    assert decisions["head"].action == "quantized"
+    inner = decisions["repeat/body/step_matmul"]
+    assert inner.action == "float" and "no calibration statistics" in inner.reason
+    feeds = {"x": _x(4, sm.D, seed=5)}
+    assert _cosine(_outputs(model, feeds)[0], _outputs(q.model, feeds)[0]) >= COSINE_FLOOR["static-int8"]

@@ -136,37 +136,49 @@ def _body_output(names: NameAllocator, body: ir.Graph, value: ir.Value) -> ir.Va
     return out
 
 
-def _thread_out(main: ir.Graph, names: NameAllocator, value: ir.Value, holders: dict[int, tuple[ir.Node, str]]) -> ir.Value | None:
-    """A main-graph value carrying ``value`` (stacked per iteration through Loop/Scan), or None."""
+def _chain(main: ir.Graph, value: ir.Value, holders: dict[int, tuple[ir.Node, str]]) -> list[tuple[ir.Node, str]] | None:
+    """The holders from ``value``'s graph out to the main graph, innermost first; None when it
+    cannot be threaded out (an unknown holder, or an If inside a Loop/Scan: the branch taken may
+    change between iterations, and a Loop/Scan stacks only outputs of one shape)."""
+    chain: list[tuple[ir.Node, str]] = []
     graph = graph_of(value)
     while graph is not None and graph is not main:
         found = holders.get(id(graph))
-        if found is None:
+        if found is None or found[0].op_type not in ("If", *SCAN_LIKE):
             return None
-        holder, attr = found
-        if holder.op_type == "If":
-            other_name = "else_branch" if attr == "then_branch" else "then_branch"
-            other = holder.attributes[other_name].as_graph()
-            _body_output(names, graph, value)
+        if found[0].op_type in SCAN_LIKE and any(h.op_type == "If" for h, _ in chain):
+            return None
+        chain.append(found)
+        graph = found[0].graph
+    return chain if graph is main else None
+
+
+def _thread_out(main: ir.Graph, names: NameAllocator, value: ir.Value, holders: dict[int, tuple[ir.Node, str]]) -> ir.Value | None:
+    """A main-graph value carrying ``value`` (stacked per iteration through Loop/Scan), or None."""
+    chain = _chain(main, value, holders)
+    if chain is None:
+        return None
+    for holder, attr in chain:
+        graph = graph_of(value)
+        assert graph is not None
+        _body_output(names, graph, value)
+        if holder.op_type == "If":  # the other branch returns an empty tensor in its place
+            other = holder.attributes["else_branch" if attr == "then_branch" else "then_branch"].as_graph()
             empty = _empty(names, value)
             other.append(empty)
             other.outputs.append(empty.outputs[0])
-        elif holder.op_type in SCAN_LIKE:
-            _body_output(names, graph, value)
-            if holder.op_type == "Scan":
-                for key in ("scan_output_axes", "scan_output_directions"):
-                    if key in holder.attributes:
-                        ints = list(holder.attributes[key].as_ints())
-                        holder.attributes[key] = ir.AttrInt64s(key, [*ints, 0])
-        else:
-            return None
+        elif holder.op_type == "Scan":  # a new scan output, stacked on axis 0
+            for key in ("scan_output_axes", "scan_output_directions"):
+                if key in holder.attributes:
+                    ints = list(holder.attributes[key].as_ints())
+                    holder.attributes[key] = ir.AttrInt64s(key, [*ints, 0])
         rank = _rank(value)
         holder.resize_outputs(len(holder.outputs) + 1)
         new = holder.outputs[-1]
         new.name, new.type = names(f"{value.name}_out"), value.type
         new.shape = _unknown_dims(rank if holder.op_type == "If" or rank is None else rank + 1)
-        value, graph = new, holder.graph
-    return value if graph is main else None
+        value = new
+    return value
 
 
 def expose(model: ir.Model, tensors: Iterable[str]) -> dict[str, str]:

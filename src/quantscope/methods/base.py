@@ -157,8 +157,8 @@ def prepare_model(model: Model, **options: bool) -> Model:
 
 
 def nothing_found(method: str, decisions: Iterable[NodeDecision], what: str = "nothing to quantize") -> UnsupportedModelError:
-    """The one error for a model in which a method found nothing to do (subgraph reasons first)."""
-    reasons = sorted({d.reason for d in decisions}, key=lambda r: (not r.startswith("holds"), r))
+    """The one error for a model in which a method found nothing to do (the reasons of its nodes)."""
+    reasons = sorted({d.reason for d in decisions}, key=lambda r: (r.startswith("holds"), r))  # control flow last
     return UnsupportedModelError(
         f"{method} found {what} in this model: " + "; ".join(reasons[:5]) + ". Nothing was written."
     )
