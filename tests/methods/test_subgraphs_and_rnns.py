@@ -233,3 +233,16 @@ def test_body_tensors_runtime_cannot_return_stay_float_and_the_rest_is_quantized
     assert inner.action == "float" and "no calibration statistics" in inner.reason
     feeds = {"x": _x(4, sm.D, seed=5)}
     assert _cosine(_outputs(model, feeds)[0], _outputs(q.model, feeds)[0]) >= COSINE_FLOOR["static-int8"]
+
+
+def test_recurrent_input_sizes_block_size_does_not_divide_get_a_smaller_block(tmp_path: Path) -> None:
+    """40 audio features: W's K=40 takes blocks of 20 (R's K=64 keeps 32); a MatMul with K=40 is still refused."""
+    model = qs.load(tinymodels.save(sm.recurrent("GRU", inputs=40), tmp_path / "gru40.onnx"))
+    with pytest.raises(qs.UnsupportedModelError, match="block_size=32 does not divide"):
+        qs.quantize(model, qs.WeightInt4())
+    q = qs.quantize(model, qs.WeightInt4(exclude=qs.NodeSelector(names=("proj_in",))))
+    reason = next(d.reason for d in q.plan.decisions if d.node == "rnn_gru")
+    assert "W: 4-bit block-wise, 20 values per block along K=40" in reason
+    assert "R: 4-bit block-wise, 32 values per block along K=64" in reason
+    feeds = {"x": _x(4, 8, 40, seed=2)}
+    assert _cosine(_outputs(model, feeds)[0], _outputs(q.model, feeds)[0]) >= COSINE_FLOOR["weight-int4"]

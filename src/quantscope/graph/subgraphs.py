@@ -24,6 +24,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common as common_passes
 
 from quantscope.graph.build import NameAllocator
+from quantscope.graph.queries import node_label
 
 __all__ = ["SubgraphNamesPass", "bodies", "body_passes", "expose", "holder_of", "in_main_graph"]
 
@@ -82,7 +83,7 @@ class SubgraphNamesPass(ir.passes.InPlacePass):
         changed = False
         for body in main.subgraphs():
             holder, attr = holders[id(body)]
-            prefix = f"{holder.name or holder.op_type}/{attr}"
+            prefix = f"{node_label(holder)}/{attr}"  # outer bodies come first: a nested holder is renamed already
             values = [*body.inputs, *body.initializers.values(), *(o for n in body for o in n.outputs)]
             for value in values:
                 if not value.name or value.name in seen:

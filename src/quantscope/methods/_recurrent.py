@@ -26,9 +26,8 @@ def is_recurrent(node: ir.Node) -> bool:
 def float_arithmetic(op_type: str) -> str:
     """The sentence a decision on a recurrent node ends with: what the weights buy, and what not."""
     return (
-        f"the {op_type} arithmetic stays float (ONNX Runtime has no integer {op_type} kernel for this "
-        "layout): it expands the weights once when the session is created, so the file shrinks, "
-        "not the run-time memory or compute"
+        f"the {op_type} arithmetic stays float: ONNX Runtime expands the weights once when the session "
+        "is created, so the file shrinks, not the run-time memory or compute"
     )
 
 

@@ -10,7 +10,13 @@ import numpy as np
 import onnx_ir as ir
 
 from quantscope.graph.queries import attr_float, attr_int, const_array, node_label
-from quantscope.methods._recurrent import is_recurrent, recurrent_weights, rows
+from quantscope.methods._recurrent import (
+    WEIGHT_INPUTS,
+    float_arithmetic,
+    is_recurrent,
+    recurrent_weights,
+    rows,
+)
 from quantscope.methods.base import Decisions, Selection
 
 Recurrent = Literal["rows", "native"]
@@ -113,6 +119,20 @@ def weight_sites(
         else:
             sites.append(site)
     return sites, decisions
+
+
+def decide_site(decisions: Decisions, site: WeightSite, reason: str) -> None:
+    """Decide ``site``'s node quantized; an LSTM/GRU/RNN node gets one reason per weight and
+    says once that its arithmetic stays float (``W: ... | R: ...; the GRU arithmetic ...``)."""
+    if not is_recurrent(site.node):
+        decisions.decide(site.node, "quantized", reason)
+        return
+    tail = f"; {float_arithmetic(site.node.op_type)}"
+    reason = f"{WEIGHT_INPUTS[site.index]}: {reason}"
+    label = site.label
+    if label in decisions and decisions[label].action == "quantized" and site.index == 2:
+        reason = f"{decisions[label].reason.removesuffix(tail)} | {reason}"
+    decisions.decide(site.node, "quantized", reason + tail)
 
 
 def finite_groups(

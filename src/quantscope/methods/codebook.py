@@ -30,8 +30,7 @@ from quantscope.graph.expand import expand_coded_weight
 from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
-from quantscope.methods._recurrent import float_arithmetic, is_recurrent
-from quantscope.methods._weights import WeightSite, finite_groups, weight_sites
+from quantscope.methods._weights import WeightSite, decide_site, finite_groups, weight_sites
 from quantscope.methods.base import Method, Subgraphs, nothing_found, select
 from quantscope.numerics.kmeans import cluster_weights
 from quantscope.numerics.lowbit import CodedTensor, binarize, reconstruction_error, ternarize
@@ -122,10 +121,7 @@ class _CodebookMethod(Method):
             )
             for i, site in enumerate(item.sites):
                 shared = f"; weight {item.name!r} is shared with {item.sites[0].label} and coded once" if i else ""
-                tail = f"; W and R coded, {float_arithmetic(site.node.op_type)}" if is_recurrent(site.node) else ""
-                decisions.decide(
-                    site.node, "quantized", f"{what}; packed codes expanded by constant ops at load; {quality}{shared}{tail}"
-                )
+                decide_site(decisions, site, f"{what}; packed codes expanded by constant ops at load; {quality}{shared}")
                 weight_plans.append(
                     WeightQuant(
                         tensor=item.name, node=site.label, dtype="uint8", axis=item.axis, bits=item.coded.bits,

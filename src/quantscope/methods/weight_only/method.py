@@ -47,8 +47,8 @@ from quantscope.graph.prepare import upgrade_opset
 from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
-from quantscope.methods._recurrent import float_arithmetic, is_recurrent, rows
-from quantscope.methods._weights import WeightSite, finite_groups, weight_sites
+from quantscope.methods._recurrent import is_recurrent, rows
+from quantscope.methods._weights import WeightSite, decide_site, finite_groups, weight_sites
 from quantscope.methods.base import (
     Decisions,
     Method,
@@ -146,7 +146,7 @@ class _WeightOnlyMethod(Method):
         groups = _recurrent_fits(config, finite_groups(sites, decisions, _k_axis), decisions)
         if not groups:
             raise nothing_found(config.method, decisions.values(), "no MatMul or Gemm weight to quantize")
-        _check_block_size(config, groups)
+        _check_block_size(config, {key: group for key, group in groups.items() if group[0].layout is None})
         weight_plans: list[WeightQuant] = []
         details: list[dict[str, object]] = []
         gains: list[float] = []
@@ -154,26 +154,26 @@ class _WeightOnlyMethod(Method):
         for (name, k_axis), group in groups.items():
             assert k_axis is not None
             w = group[0].array
-            bq = _quantize(w, config, k_axis)
+            op = group[0].node.op_type
+            recurrent = group[0].layout is not None
+            bq = _quantize(w, config, k_axis, recurrent=recurrent)
             payload[(name, k_axis)] = bq
             sqnr = reconstruction_sqnr(w, _dequantized(bq, k_axis))
             rtn_sqnr: float | None = None
             if config.algorithm != "rtn":
-                rtn_sqnr = reconstruction_sqnr(w, _dequantized(_quantize(w, config, k_axis, "rtn"), k_axis))
+                rtn_sqnr = reconstruction_sqnr(w, _dequantized(_quantize(w, config, k_axis, "rtn", recurrent=recurrent), k_axis))
                 gains.append(sqnr - rtn_sqnr)
             scheme = (
-                f"{config.bits}-bit block-wise, {config.block_size} values per block along "
+                f"{config.bits}-bit block-wise, {bq.block_size} values per block along "
                 f"K={bq.k}, {'symmetric' if config.symmetric else 'asymmetric'}, {config.algorithm}"
             )
-            op = group[0].node.op_type
-            recurrent = group[0].layout is not None
             where = "as com.microsoft::MatMulNBits" if fmt == "matmulnbits" else "as blocked DequantizeLinear (opset 21)"
             if recurrent:
-                where = f"(W and R) as blocked DequantizeLinear (opset 21) feeding the float {op}; {float_arithmetic(op)}"
+                where = f"as blocked DequantizeLinear (opset 21) feeding the float {op}"
             quality = f"weight SQNR {sqnr:.1f} dB" + (f" (RTN {rtn_sqnr:.1f} dB)" if rtn_sqnr is not None else "")
             for i, site in enumerate(group):
                 shared = f"; weight {name!r} is shared with {group[0].label} and stored once" if i else ""
-                decisions.decide(site.node, "quantized", f"{scheme} {where}; {quality}{shared}")
+                decide_site(decisions, site, f"{scheme} {where}; {quality}{shared}")
                 weight_plans.append(
                     WeightQuant(
                         tensor=name, node=site.label, dtype=_code_dtype(config, "qdq" if recurrent else fmt), axis=k_axis,
@@ -244,7 +244,8 @@ class _WeightOnlyMethod(Method):
                 node = nodes[wq.node]
                 w = const_array(node.inputs[wq.input_index])
                 assert w is not None
-                payload[key] = _quantize(rows(w) if is_recurrent(node) else w, config, key[1])
+                recurrent = is_recurrent(node)
+                payload[key] = _quantize(rows(w) if recurrent else w, config, key[1], recurrent=recurrent)
         return payload
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: Payload) -> None:
@@ -285,9 +286,13 @@ class _WeightOnlyMethod(Method):
             clone.opset_imports[MS_DOMAIN] = 1
 
 
-def _quantize(w: np.ndarray, config: _WeightOnly, k_axis: int, algorithm: str | None = None) -> BlockQuant:
+def _quantize(
+    w: np.ndarray, config: _WeightOnly, k_axis: int, algorithm: str | None = None, *, recurrent: bool = False
+) -> BlockQuant:
+    block = _recurrent_block(int(w.shape[k_axis]), config) if recurrent else config.block_size
+    assert block is not None
     return quantize_blockwise(
-        w, config.bits, config.block_size, symmetric=config.symmetric, k_axis=k_axis,
+        w, config.bits, block, symmetric=config.symmetric, k_axis=k_axis,
         algorithm=algorithm or config.algorithm,
     )
 
@@ -305,18 +310,24 @@ def _array(node: ir.Node, index: int) -> np.ndarray:
 def _recurrent_fits(
     config: _WeightOnly, groups: dict[tuple[str, int | None], list[WeightSite]], decisions: Decisions
 ) -> dict[tuple[str, int | None], list[WeightSite]]:
-    """``groups`` without the LSTM/GRU/RNN weights whose K ``block_size`` does not divide (kept float,
-    with the reason: unlike a MatMul, they have no other format to fall back on)."""
+    """``groups`` without the LSTM/GRU/RNN weights no block size fits (kept float, with the reason)."""
     misfits = {
         site.node for group in groups.values() for site in group
-        if site.layout is not None and site.array.shape[1] % config.block_size
+        if site.layout is not None and _recurrent_block(int(site.array.shape[1]), config) is None
     }
     for node in misfits:
-        decisions.keep(
-            node, f"{node.op_type} weights have an input size that block_size={config.block_size} does not divide; "
-            "kept float (choose a block size that divides it)",
-        )
+        decisions.keep(node, f"{node.op_type} weights have an odd input size, which {config.bits}-bit blocks cannot pack")
     return {key: group for key, group in groups.items() if not any(s.node in misfits for s in group)}
+
+
+def _recurrent_block(k: int, config: _WeightOnly) -> int | None:
+    """The block size of an LSTM/GRU/RNN weight with input size ``k`` (their sizes are often not
+    multiples of 32: 40 or 80 audio features): ``block_size`` when it divides ``k``, else the
+    largest divisor below it (at least 8), else ``k`` (one block per row); None when no block packs."""
+    fits = [b for b in range(min(config.block_size, k), 1, -1) if k % b == 0 and b * config.bits % 8 == 0]
+    if fits and fits[0] >= 8:
+        return fits[0]
+    return k if k * config.bits % 8 == 0 else None
 
 
 def _check_block_size(config: _WeightOnly, groups: Mapping[tuple[str, int | None], list[WeightSite]]) -> None:
