@@ -246,3 +246,37 @@ def test_recurrent_input_sizes_block_size_does_not_divide_get_a_smaller_block(tm
     assert "R: 4-bit block-wise, 32 values per block along K=64" in reason
     feeds = {"x": _x(4, 8, 40, seed=2)}
     assert _cosine(_outputs(model, feeds)[0], _outputs(q.model, feeds)[0]) >= COSINE_FLOOR["weight-int4"]
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_torch_exported_bidirectional_two_layer_rnn_through_every_method(tmp_path: Path, cell: str) -> None:
+    torch = pytest.importorskip("torch")
+    import io
+
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = getattr(torch.nn, cell)(24, 64, num_layers=2, batch_first=True, bidirectional=True)
+            self.fc = torch.nn.Linear(128, 10)
+
+        def forward(self, x):
+            y, _ = self.rnn(x)
+            return self.fc(y[:, -1])
+
+    buf = io.BytesIO()
+    torch.onnx.export(Net().eval(), (torch.randn(2, 12, 24),), buf, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}}, opset_version=17, dynamo=False)
+    model = qs.load(tinymodels.save(onnx.load_from_string(buf.getvalue()), tmp_path / f"{cell}.onnx"))
+    data = qs.Dataset.from_arrays({"x": _x(SAMPLES, 12, 24, seed=2)})
+    feeds = {"x": _x(3, 12, 24, seed=1)}
+    for config_type in CONFIGS:
+        config = config_type()
+        q = qs.quantize(model, config, data if config.needs_calibration else None)
+        rnn = [d for d in q.plan.decisions if d.op_type == cell]
+        assert len(rnn) == 2 and all(d.action == "quantized" for d in rnn), (config.method, rnn)
+        if config.method == "dynamic-int8" and cell == "LSTM":
+            assert sum(n.op_type == "DynamicQuantizeLSTM" for n in q.model.ir.graph) == 2
+        cosine = _cosine(_outputs(model, feeds)[0], _outputs(q.model, feeds)[0])
+        assert cosine >= COSINE_FLOOR[config.method], (config.method, cosine)
