@@ -8,6 +8,7 @@ its outputs must stay close to the float model's (cosine floors per method below
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import subgraph_models as sm
 import tinymodels
 from quantscope import cli
 from quantscope.config import MethodConfig
-from quantscope.methods import registered_configs
+from quantscope.methods import method_for, registered_configs
+from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session
 
 CONFIGS = registered_configs()
@@ -94,6 +96,11 @@ def test_every_method_quantizes_inside_bodies_and_recurrent_layers(
         if "DynamicQuantizeLSTM" not in rnn.reason and config.method != "float16":
             assert "arithmetic stays float" in rnn.reason, rnn.reason
     onnx.checker.check_model(q.model.to_proto())
+    # a plan read back from the sidecar (no payload) writes the same model
+    plan = QuantPlan.from_dict(json.loads(json.dumps(q.plan.to_dict())))
+    method = method_for(config)
+    again = method.apply(method.prepare(model, config), config, plan)
+    assert again.serialize() == q.model.serialize()
     feeds = FIXTURES[name][1](4, 7)
     for ref, got in zip(_outputs(model, feeds), _outputs(q.model, feeds), strict=True):
         assert _cosine(ref, got) >= COSINE_FLOOR[config.method], (name, config.method, _cosine(ref, got))
