@@ -185,7 +185,12 @@ def test_excluding_the_holder_excludes_its_bodies(models: dict[str, qs.Model]) -
 
 
 def test_cli_quantize_with_no_special_flags(tmp_path: Path) -> None:
-    """``quantscope quantize model --calib data.npz -o out.onnx`` on an If model and an LSTM model."""
+    """``quantscope quantize model --calib data.npz -o out.onnx`` on an If model and an LSTM model.
+
+    The If's condition is a constant there: the current Dataset cannot feed a scalar input, so
+    the fixture with a scalar ``rate`` and a ``[1, batch, hidden]`` state goes through a method
+    that needs no data.
+    """
     for name in ("gru_in_if", "lstm"):
         build, feeds = FIXTURES[name]
         path = tinymodels.save(build(), tmp_path / f"{name}.onnx")
@@ -198,6 +203,14 @@ def test_cli_quantize_with_no_special_flags(tmp_path: Path) -> None:
         sample = feeds(4, 9)
         for ref, got in zip(_outputs(qs.load(path), sample), _outputs(qs.load(out), sample), strict=True):
             assert _cosine(ref, got) >= COSINE_FLOOR["static-int8"]
+    # the full fixture (scalar rate, GRU state) with a method that needs no data
+    path = tinymodels.save(sm.rnn_in_if("GRU"), tmp_path / "rnn_in_if.onnx")
+    out = tmp_path / "rnn_in_if_q.onnx"
+    result = CliRunner().invoke(cli.main, ["quantize", str(path), "-m", "dynamic-int8", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    sample = {"x": _x(2, 8, 32, seed=4), "state": _x(1, 2, 64, seed=5), "rate": np.array(16000, np.int64)}
+    for ref, got in zip(_outputs(qs.load(path), sample), _outputs(qs.load(out), sample), strict=True):
+        assert _cosine(ref, got) >= COSINE_FLOOR["dynamic-int8"]
 
 
 def _growing_loop() -> onnx.ModelProto:
