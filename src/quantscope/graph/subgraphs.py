@@ -26,7 +26,7 @@ from onnx_ir.passes import common as common_passes
 from quantscope.graph.build import NameAllocator
 from quantscope.graph.queries import node_label
 
-__all__ = ["SubgraphNamesPass", "bodies", "body_passes", "expose", "holder_of", "in_main_graph"]
+__all__ = ["SubgraphNamesPass", "bodies", "body_passes", "expose", "graph_of"]
 
 SCAN_LIKE = ("Loop", "Scan")
 
@@ -50,19 +50,10 @@ def _holders(graph: ir.Graph) -> dict[int, tuple[ir.Node, str]]:
     return found
 
 
-def holder_of(main: ir.Graph, body: ir.Graph) -> tuple[ir.Node, str] | None:
-    """The node that holds ``body`` (and the attribute), None for the main graph."""
-    return _holders(main).get(id(body))
-
-
 def graph_of(value: ir.Value) -> ir.Graph | None:
     """The graph a value is defined in (its producer's, or the graph it is an input of)."""
     producer = value.producer()
     return producer.graph if producer is not None else value.graph
-
-
-def in_main_graph(main: ir.Graph, value: ir.Value) -> bool:
-    return graph_of(value) is main
 
 
 class SubgraphNamesPass(ir.passes.InPlacePass):
