@@ -17,10 +17,10 @@ from typing import Any
 from quantscope.config.calibration import Calibration, Calibrator, StatisticsRequest
 from quantscope.config.calibration import calibrator as as_calibrator
 from quantscope.data import Dataset
-from quantscope.errors import EmptyDatasetError, NonFiniteDataError
+from quantscope.errors import EmptyDatasetError, NonFiniteDataError, RuntimeFailure
 from quantscope.io import Model
 from quantscope.numerics.observers import TensorObserver
-from quantscope.runtime import make_session, run, with_outputs
+from quantscope.runtime import exposing, make_session, run
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +79,12 @@ def collect(
     if calibration.num_samples is not None:
         data = data.take(calibration.num_samples, seed=calibration.seed)
     input_names = {spec.name for spec in model.inputs}
-    exposed = with_outputs(model, [n for n in names if n not in input_names])
-    output_names = [v.name for v in exposed.ir.graph.outputs]
-    wanted = [n for n in output_names if n in names]
-    skipped = {n: "no element type known; not observable" for n in names if n not in input_names and n not in wanted}
-    session = make_session(exposed, optimization="basic")
+    session, outputs, skipped = _exposed_session(model, [n for n in names if n not in input_names], data)
+    wanted = list(outputs)  # graph output names; outputs[o] is the tensor it carries
+    carried = set(outputs.values())
+    for n in names:
+        if n not in input_names and n not in carried:
+            skipped.setdefault(n, "not observable (no element type known, or inside an If within a Loop/Scan)")
     batch_size = _batch_within_budget(session, data, wanted, calibration.batch_size)
     observers: dict[str, TensorObserver] = {
         n: TensorObserver(bins=calibration.bins, histogram=calibration.needs_histograms)
@@ -98,12 +99,17 @@ def collect(
             observers[name].update(feeds[name])
         results = run(session, feeds, wanted) if wanted else []  # [] would mean "all outputs"
         for name, array in zip(wanted, results, strict=True):
-            observers[name].update(array)
+            if array.size or name == outputs[name]:  # empty from a body: its If branch did not run
+                observers[outputs[name]].update(array)
         done += batch.size
         if progress is not None:
             progress(done, total)
     if done == 0:
         raise EmptyDatasetError("the calibration dataset is empty; give at least one sample")
+    for out, name in outputs.items():
+        if out != name and not (observers[name].seen or observers[name].nonfinite):
+            del observers[name]
+            skipped[name] = "inside an If branch that never ran on the calibration data; not observed"
     for name, obs in observers.items():
         if obs.nonfinite:
             raise NonFiniteDataError(
@@ -112,6 +118,29 @@ def collect(
             )
     logger.info("calibrated %d tensors on %d samples (%s)", len(observers), done, calibration.method)
     return TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration)
+
+
+def _exposed_session(model: Model, targets: list[str], data: Dataset) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """A session returning ``targets`` ({output: tensor}), and the tensors it had to leave out (with why).
+
+    Tensors inside If/Loop/Scan bodies come out through their holders; when ONNX Runtime cannot
+    return them (e.g. a Loop whose tensor changes shape between iterations), checked on the
+    first sample, only the main-graph tensors are observed and the body tensors stay float.
+    """
+    exposed, outputs = exposing(model, targets)
+    session = make_session(exposed, optimization="basic")
+    first = next(iter(data.batches(1)), None) if any(o != t for o, t in outputs.items()) else None
+    if first is None:
+        return session, outputs, {}
+    try:
+        run(session, first.inputs, list(outputs))
+    except RuntimeFailure as exc:
+        logger.warning("tensors inside If/Loop/Scan bodies cannot be observed (%s); those nodes stay float", exc)
+        reason = f"inside an If/Loop/Scan body whose tensors ONNX Runtime could not return ({exc})"
+        left_out = {t: reason for o, t in outputs.items() if o != t}
+        exposed, outputs = exposing(model, [t for o, t in outputs.items() if o == t])
+        return make_session(exposed, optimization="basic"), outputs, left_out
+    return session, outputs, {}
 
 
 ACTIVATION_BUDGET_BYTES = 256 << 20

@@ -11,10 +11,10 @@ from typing import Literal
 
 import numpy as np
 import onnx
-import onnx_ir as ir
 import onnxruntime as ort
 
 from quantscope.errors import RuntimeFailure
+from quantscope.graph.subgraphs import expose
 from quantscope.model_io import Model
 
 logger = logging.getLogger(__name__)
@@ -76,26 +76,23 @@ def run(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], outputs:
 def with_outputs(model: Model, names: Iterable[str]) -> Model:
     """A copy of ``model`` whose graph also outputs the named intermediate tensors.
 
-    Tensors without a known element type are skipped (ONNX Runtime needs one).
+    Tensors without a known element type are skipped (ONNX Runtime needs one). A tensor inside
+    an If/Loop/Scan body comes out under another name (see :func:`exposing`).
+    """
+    return exposing(model, names)[0]
+
+
+def exposing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str]]:
+    """:func:`with_outputs`, and {graph output name: tensor name} for every tensor exposed.
+
+    A main-graph tensor is its own output; a tensor inside an If/Loop/Scan body is threaded out
+    through its holders (:func:`quantscope.graph.subgraphs.expose`): from an ``If`` it is an
+    empty tensor when its branch did not run, from a ``Loop``/``Scan`` the tensor of every
+    iteration, stacked.
     """
     clone = model.ir.clone()
-    graph = clone.graph
-    existing = {v.name for v in graph.outputs}
-    by_name: dict[str, ir.Value] = {}
-    for node in graph:
-        for out in node.outputs:
-            if out.name:
-                by_name[out.name] = out
-    for inp in graph.inputs:
-        if inp.name:
-            by_name[inp.name] = inp
-    for name in names:
-        v = by_name.get(name)
-        if v is None or name in existing or v.dtype is None or v.is_graph_input():
-            continue
-        graph.outputs.append(v)
-        existing.add(name)
-    return Model(ir=clone, path=None, fingerprint=model.fingerprint)
+    exposed = expose(clone, names)
+    return Model(ir=clone, path=None, fingerprint=model.fingerprint), exposed
 
 
 def optimized_op_types(model: Model, *, optimization: Optimization = "all") -> dict[str, int]:

@@ -583,18 +583,22 @@ def _if_model(with_outer_matmul: bool) -> onnx.ModelProto:
     return proto
 
 
-def test_subgraphs_are_reported_not_silently_skipped(tmp_path) -> None:
+def test_matmuls_inside_if_branches_are_quantized_with_labels_that_name_the_branch(tmp_path) -> None:
     model = _load(_if_model(with_outer_matmul=True), tmp_path)
     q = qs.quantize(model, DynamicInt8())
     d = _decisions(q)
     assert d["outer_matmul"].action == "quantized"
-    assert d["branch"].action == "float" and "subgraph" in d["branch"].reason
-    assert any("subgraphs were left in float" in w for w in q.plan.warnings)
-    feeds = {"x": _x((4, 16), seed=3), "cond": np.array(True)}
-    assert sqnr_db(_out(model, feeds), _out(q.model, feeds)) >= 30.0
+    assert d["branch"].action == "float" and "decided one by one" in d["branch"].reason
+    assert d["branch/then_branch/inner_matmul"].action == "quantized"
+    assert not any("subgraph" in w for w in q.plan.warnings)
+    then = q.model.ir.graph.node("branch").attributes["then_branch"].as_graph()
+    assert "MatMulInteger" in {n.op_type for n in then}
+    for cond in (True, False):
+        feeds = {"x": _x((4, 16), seed=3), "cond": np.array(cond)}
+        assert sqnr_db(_out(model, feeds), _out(q.model, feeds)) >= 30.0
     only_if = _load(_if_model(with_outer_matmul=False), tmp_path, "only_if.onnx")
-    with pytest.raises(qs.UnsupportedModelError, match="subgraph"):
-        qs.quantize(only_if, DynamicInt8())
+    inner = qs.quantize(only_if, DynamicInt8())
+    assert [d.node for d in inner.plan.quantized_nodes] == ["branch/then_branch/inner_matmul"]
 
 
 def test_bias_written_first_is_still_folded(tmp_path) -> None:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.analysis._capture import Capture, node_outputs, typed
+from quantscope.analysis._capture import typed
+from quantscope.analysis.layers import BodyCapture
 from quantscope.analysis.results import EnergyResult
 from quantscope.errors import DataError
 from quantscope.io import Model
@@ -146,17 +147,19 @@ def count_operations(model: Model, feeds: Mapping[str, np.ndarray]) -> dict[str,
     """Operation counts of one run on ``feeds``: MACs and element-wise ops by precision, bytes moved.
 
     Keys: ``"<int8|fp16|fp32> mac"``, ``"<prec> add"``, ``"<prec> mul"``, ``"DRAM bytes"``,
-    ``"SRAM bytes"``. Counts are for the whole batch in ``feeds``.
+    ``"SRAM bytes"``. Counts are for the whole batch in ``feeds``. Nodes inside If/Loop/Scan
+    bodies count as often as they run: a body tensor comes out stacked over the iterations of a
+    Loop/Scan, and empty from an If branch that did not run.
     """
     model = typed(model)
     graph = model.ir.graph
     constant = _constant_values(graph)
-    wanted = [n for n in node_outputs(model) if n not in constant]
-    shapes = {name: arr.shape for name, arr in Capture(model, wanted)(feeds).items()}
+    wanted = [n for n in _body_tensors(graph) if n not in constant]
+    shapes = {name: arr.shape for name, arr in BodyCapture(model, wanted)(feeds).items()}
     for name, arr in feeds.items():
         shapes[name] = np.asarray(arr).shape
     counts: Counter[str] = Counter()
-    for node in graph:
+    for node in ir.traversal.RecursiveGraphIterator(graph):
         if all(o.name in constant for o in node.outputs if o.name):
             continue  # folded at load time
         prec = _precision(node, constant)
@@ -179,9 +182,18 @@ def count_operations(model: Model, feeds: Mapping[str, np.ndarray]) -> dict[str,
         moved += [o.name for o in node.outputs if o.name]
         counts["SRAM bytes"] += _BYTES[prec] * sum(_elements(shapes.get(n)) for n in moved)
     counts["DRAM bytes"] += sum(
-        v.const_value.nbytes for v in graph.initializers.values() if v.const_value is not None
+        v.const_value.nbytes for g in (graph, *graph.subgraphs()) for v in g.initializers.values()
+        if v.const_value is not None
     )
     return {k: float(v) for k, v in counts.items()}
+
+
+def _body_tensors(graph: ir.Graph) -> list[str]:
+    """Node outputs of the graph and of its bodies, and the inputs of the bodies (per iteration)."""
+    names = [out.name for node in ir.traversal.RecursiveGraphIterator(graph) for out in node.outputs if out.name]
+    return names + [v.name for body in graph.subgraphs() for v in body.inputs if v.name]
+
+
 
 
 def _name(value: ir.Value | None) -> str:
@@ -194,8 +206,8 @@ def _elements(shape: tuple[int, ...] | None) -> int:
 
 def _constant_values(graph: ir.Graph) -> set[str]:
     """Names of values computable at load time (initializers and what only they feed)."""
-    const = {name for name, v in graph.initializers.items() if not v.is_graph_input()}
-    for node in graph:
+    const = {name for g in (graph, *graph.subgraphs()) for name, v in g.initializers.items() if not v.is_graph_input()}
+    for node in ir.traversal.RecursiveGraphIterator(graph):
         ins = [v for v in node.inputs if v is not None]
         if node.op_type == "Constant" or (ins and all(v.name in const for v in ins)):
             const.update(o.name for o in node.outputs if o.name)

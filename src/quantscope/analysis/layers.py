@@ -5,14 +5,16 @@ inputs with their intermediate tensors exposed, and tensors are matched by name.
 quantizers keep the float tensor names: an activation ``t`` that gets a Q/DQ pair is read
 downstream as ``t_dequantized`` (what the integer kernels see), while weight-only and codebook
 methods leave ``t`` itself as the output of the rewritten node. Both graphs run as written
-(no fusion), so each tensor holds exactly what the model file defines.
+(no fusion), so each tensor holds exactly what the model file defines. Tensors inside If/Loop/Scan
+bodies are compared too (stacked over the iterations of a Loop/Scan; an If branch that did not
+run on a sample is skipped), with the labels the methods give body nodes.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import onnx_ir as ir
@@ -21,8 +23,10 @@ from quantscope.analysis._capture import Capture, typed
 from quantscope.analysis.results import LayerError
 from quantscope.data import Dataset
 from quantscope.graph.queries import node_label
+from quantscope.graph.subgraphs import SubgraphNamesPass
 from quantscope.io import Model
 from quantscope.plan import QuantPlan
+from quantscope.runtime import exposing
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +50,21 @@ def layer_errors(
     producer was quantized or fused (without a plan: every tensor both models share). Signal
     and noise are summed over ``samples`` samples (a seeded subset) before the ratio is taken.
     """
-    f_model = typed(float_model)
+    f_model = labelled(typed(float_model))
     q_model = typed(quantized)
     pairs = match_tensors(f_model, q_model, plan)
     if not pairs:
         return []
     subset = data.take(samples, seed=seed).bind(float_model.inputs)
-    f_run = Capture(f_model, [f for f, _, _ in pairs])
-    q_run = Capture(q_model, [q for _, q, _ in pairs])
+    f_run = BodyCapture(f_model, [f for f, _, _ in pairs])
+    q_run = BodyCapture(q_model, [q for _, q, _ in pairs])
     graph_inputs = {v.name for v in float_model.ir.graph.inputs if v.name}
     f_have, q_have = set(f_run.names) | graph_inputs, set(q_run.names)
     pairs = [p for p in pairs if p[0] in f_have and p[1] in q_have]
     signal = dict.fromkeys((f for f, _, _ in pairs), 0.0)
     noise = dict.fromkeys((f for f, _, _ in pairs), 0.0)
     skipped: set[str] = set()
+    seen: set[str] = set()
     for batch in subset.batches(batch_size):
         f_out = {**batch.inputs, **f_run(batch.inputs)}  # a graph input is its own float value
         q_out = q_run(batch.inputs)
@@ -68,6 +73,9 @@ def layer_errors(
             if ref.shape != test.shape or ref.dtype.kind != "f" or test.dtype.kind != "f":
                 skipped.add(f_name)
                 continue
+            if ref.size == 0:
+                continue  # inside an If branch that did not run
+            seen.add(f_name)
             r = ref.astype(np.float64)
             signal[f_name] += float(np.sum(r * r))
             noise[f_name] += float(np.sum(np.square(r - test.astype(np.float64))))
@@ -77,7 +85,7 @@ def layer_errors(
     out = [
         LayerError(tensor=f_name, node=node, op_type=op, sqnr_db=_ratio_db(signal[f_name], noise[f_name]))
         for f_name, _, (node, op) in pairs
-        if f_name not in skipped
+        if f_name not in skipped and f_name in seen
     ]
     # worst first; ties (e.g. identical tensors at +inf) keep graph order
     return sorted(out, key=lambda e: e.sqnr_db if not math.isnan(e.sqnr_db) else -math.inf)
@@ -96,7 +104,7 @@ def match_tensors(
         dq = q_values.get(f"{inp.name}{DEQUANTIZED_SUFFIX}")
         if inp.name and dq is not None and (p := dq.producer()) is not None and p.op_type == "DequantizeLinear":
             pairs.append((inp.name, dq.name or "", (f"input:{inp.name}", "Input")))
-    for node in float_model.ir.graph:
+    for node in ir.traversal.RecursiveGraphIterator(float_model.ir.graph):
         label = node_label(node)
         for out in node.outputs:
             name = out.name
@@ -110,9 +118,30 @@ def match_tensors(
     return pairs
 
 
+class BodyCapture:
+    """A :class:`Capture` whose tensors may sit inside If/Loop/Scan bodies, keyed by tensor name."""
+
+    def __init__(self, model: Model, names: Iterable[str]) -> None:
+        exposed, self.carried = exposing(model, names)
+        self.capture = Capture(exposed, [])
+        self.names = [self.carried.get(n, n) for n in self.capture.names]
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {self.carried.get(k, k): v for k, v in self.capture(feeds).items()}
+
+
+def labelled(model: Model) -> Model:
+    """``model`` with the labels methods give body nodes (``holder/attribute/node``); a copy when it has bodies."""
+    if not any(True for _ in model.ir.graph.subgraphs()):
+        return model
+    clone = model.ir.clone()
+    SubgraphNamesPass()(clone)
+    return Model(ir=clone, path=model.path, fingerprint=model.fingerprint, notes=model.notes)
+
+
 def _values(graph: ir.Graph) -> dict[str, ir.Value]:
     out: dict[str, ir.Value] = {}
-    for node in graph:
+    for node in ir.traversal.RecursiveGraphIterator(graph):
         for v in node.outputs:
             if v.name:
                 out[v.name] = v
@@ -156,11 +185,11 @@ def worst_nodes(errors: Iterable[LayerError], quantized_nodes: Iterable[str], fl
     come last, in graph order.
     """
     sqnr = {e.tensor: min(e.sqnr_db, _CAP) if not math.isnan(e.sqnr_db) else -_CAP for e in errors}
-    graph = float_model.ir.graph
+    graph = labelled(float_model).ir.graph
     quantized = set(quantized_nodes)
     scored: list[tuple[float, int, str]] = []
     unscored: list[str] = []
-    for index, node in enumerate(graph):
+    for index, node in enumerate(ir.traversal.RecursiveGraphIterator(graph)):
         label = node_label(node)
         if label not in quantized:
             continue

@@ -24,6 +24,7 @@ from quantscope.graph.passes import (
     RewritePass,
 )
 from quantscope.graph.queries import attr_int
+from quantscope.graph.subgraphs import body_passes
 from quantscope.io import Model, infer_shapes
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def prepare_passes(*, bias_into_gemm: bool = False) -> list[ir.passes.PassBase]:
         common_passes.TopologicalSortPass(),
         # old exporters list initializers as graph inputs too; that blocks constant treatment
         common_passes.RemoveInitializersFromInputsPass(),
+        *body_passes(),  # last: If/Loop/Scan bodies read their weights from the main graph
     ]
 
 

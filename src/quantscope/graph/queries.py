@@ -47,9 +47,10 @@ def consumers(value: ir.Value) -> list[ir.Node]:
     return list(dict.fromkeys(node for node, _ in value.uses()))
 
 
-def nodes_with_subgraphs(graph: ir.Graph) -> Iterator[ir.Node]:
-    """Nodes of the main graph that carry graph attributes (If, Loop, Scan bodies)."""
-    for node in graph:
+def nodes_with_subgraphs(graph: ir.Graph, *, recursive: bool = False) -> Iterator[ir.Node]:
+    """Nodes that carry graph attributes (If, Loop, Scan bodies): of the main graph, or with
+    ``recursive`` also those nested inside bodies."""
+    for node in ir.traversal.RecursiveGraphIterator(graph) if recursive else graph:
         for attr in node.attributes.values():
             if attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
                 yield node
@@ -58,3 +59,8 @@ def nodes_with_subgraphs(graph: ir.Graph) -> Iterator[ir.Node]:
 
 def node_label(node: ir.Node) -> str:
     return node.name or f"{node.op_type}:{node.outputs[0].name if node.outputs else '?'}"
+
+
+def nodes_by_label(graph: ir.Graph) -> dict[str, ir.Node]:
+    """Every node of ``graph`` and of its If/Loop/Scan bodies, by label."""
+    return {node_label(n): n for n in ir.traversal.RecursiveGraphIterator(graph)}

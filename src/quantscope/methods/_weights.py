@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import onnx_ir as ir
 
 from quantscope.graph.queries import attr_float, attr_int, const_array, node_label
+from quantscope.methods._recurrent import (
+    WEIGHT_INPUTS,
+    float_arithmetic,
+    is_recurrent,
+    recurrent_weights,
+    rows,
+)
 from quantscope.methods.base import Decisions, Selection
+
+Recurrent = Literal["rows", "native"]
+"""How a method takes LSTM/GRU/RNN weights: ``rows`` flattened to ``[directions*gates*hidden, K]``
+(2-D block quantization), ``native`` as the node's 3-D tensor with channels on axis 1."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -20,6 +32,7 @@ class WeightSite:
     index: int  # input index of the weight
     array: np.ndarray
     out_axis: int  # axis of output channels in ``array``
+    layout: tuple[int, ...] | None = None  # the node's shape of the weight when ``array`` is its rows
 
     @property
     def label(self) -> str:
@@ -59,15 +72,37 @@ def _site(node: ir.Node) -> tuple[WeightSite | None, str]:
     return None, f"{op} has no weight this method rewrites; kept as is"
 
 
+def recurrent_sites(node: ir.Node, recurrent: Recurrent) -> tuple[list[WeightSite], str | None]:
+    """The W and R sites of an LSTM/GRU/RNN node, or the reason it has none."""
+    arrays, problem = recurrent_weights(node)
+    if problem is not None:
+        return [], problem
+    if recurrent == "native":
+        return [WeightSite(node, i, w, 1) for i, w in arrays.items()], None
+    return [WeightSite(node, i, rows(w), 0, layout=tuple(w.shape)) for i, w in arrays.items()], None
+
+
 def weight_sites(
-    selection: Selection, op_types: Sequence[str], *, min_size: int = 0
+    selection: Selection, op_types: Sequence[str], *, min_size: int = 0, recurrent: Recurrent | None = None
 ) -> tuple[list[WeightSite], Decisions]:
-    """Weights to rewrite, and a float decision (with its reason) for every other node."""
+    """Weights to rewrite, and a float decision (with its reason) for every other node.
+
+    With ``recurrent``, the W and R weights of LSTM/GRU/RNN nodes are sites too (laid out as it says).
+    """
     sites: list[WeightSite] = []
     decisions = Decisions(selection)
     decisions.keep_excluded()
     for node in selection.nodes:
         if selection.is_excluded(node):
+            continue
+        if recurrent is not None and is_recurrent(node):
+            found, reason = recurrent_sites(node, recurrent)
+            small = [s for s in found if s.array.size < min_size]
+            if reason is None and small:
+                reason = f"{node.op_type} weights have fewer than min_size={min_size} elements; not worth rewriting"
+            if reason is not None:
+                decisions.keep(node, reason)
+            sites += [] if reason else found
             continue
         if node.op_type in ("MatMul", "Gemm", "Conv") and node.op_type not in op_types:
             decisions.keep(node, f"{node.op_type} is not among this method's op types ({', '.join(op_types)})")
@@ -84,6 +119,20 @@ def weight_sites(
         else:
             sites.append(site)
     return sites, decisions
+
+
+def decide_site(decisions: Decisions, site: WeightSite, reason: str) -> None:
+    """Decide ``site``'s node quantized; an LSTM/GRU/RNN node gets one reason per weight and
+    says once that its arithmetic stays float (``W: ... | R: ...; the GRU arithmetic ...``)."""
+    if not is_recurrent(site.node):
+        decisions.decide(site.node, "quantized", reason)
+        return
+    tail = f"; {float_arithmetic(site.node.op_type)}"
+    reason = f"{WEIGHT_INPUTS[site.index]}: {reason}"
+    label = site.label
+    if label in decisions and decisions[label].action == "quantized" and site.index == 2:
+        reason = f"{decisions[label].reason.removesuffix(tail)} | {reason}"
+    decisions.decide(site.node, "quantized", reason + tail)
 
 
 def finite_groups(

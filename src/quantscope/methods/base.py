@@ -5,8 +5,8 @@ Every method runs the same steps (:func:`quantscope.quantize` drives them)::
     prepare → statistics request → calibration → plan (decisions + payload) → write → finalize
 
 :class:`Method` owns the shared ones: node selection with the user's exclusions resolved once
-(:class:`Selection`, label → rule), the decision bookkeeping (:class:`Decisions`), the policy
-for If/Loop/Scan bodies (:class:`Subgraphs`), the one "found nothing" error
+(:class:`Selection`, label → rule, bodies of If/Loop/Scan included), the decision bookkeeping
+(:class:`Decisions`), the decision for If/Loop/Scan holders (:class:`Subgraphs`), the one "found nothing" error
 (:func:`nothing_found`) and the apply epilogue (:meth:`Method.apply`: payload, one writer,
 :func:`finalize`). A method module says which nodes it takes, how it computes them (in
 ``plan``, stored as the plan's payload) and how it writes them (``write``).
@@ -27,6 +27,7 @@ from quantscope.config.calibration import StatisticsRequest
 from quantscope.errors import UnsupportedModelError
 from quantscope.graph.prepare import prepare
 from quantscope.graph.queries import node_label, nodes_with_subgraphs
+from quantscope.graph.subgraphs import bodies
 from quantscope.io import Model
 from quantscope.plan import Action, NodeDecision, QuantPlan
 
@@ -50,14 +51,23 @@ class Selection:
         return f"excluded by {rule}"
 
 
-def select(model: Model, config: MethodConfig, *, recursive: bool = False) -> Selection:
-    """The nodes of ``model`` (with ``recursive``, also inside If/Loop/Scan bodies).
+def select(model: Model, config: MethodConfig, *, recursive: bool = True) -> Selection:
+    """The nodes of ``model``, also inside If/Loop/Scan bodies (unless ``recursive`` is False).
 
+    Excluding a node that holds bodies excludes every node inside them by the same rule.
     Raises :class:`~quantscope.errors.SelectorError` when an exclusion rule matches nothing.
     """
     graph = model.ir.graph
     nodes = tuple(ir.traversal.RecursiveGraphIterator(graph) if recursive else graph)
-    excluded = config.exclude.resolve((node_label(n), n.op_type) for n in nodes) if config.exclude else {}
+    if not config.exclude:
+        return Selection(nodes, {})
+    excluded = dict(config.exclude.resolve((node_label(n), n.op_type) for n in nodes))
+    for holder in nodes_with_subgraphs(graph, recursive=recursive):  # outer holders first
+        rule = excluded.get(node_label(holder))
+        if rule is not None:
+            for _, body in bodies(holder):
+                for inner in ir.traversal.RecursiveGraphIterator(body):
+                    excluded.setdefault(node_label(inner), rule)
     return Selection(nodes, excluded)
 
 
@@ -101,7 +111,11 @@ class Decisions:
 
 @dataclass(frozen=True)
 class Subgraphs:
-    """The If/Loop/Scan nodes of the main graph and how many nodes their bodies hold."""
+    """The If/Loop/Scan nodes of the model (at every level) and how many nodes their bodies hold.
+
+    Their bodies are walked like the main graph (:func:`select` is recursive); the holder itself
+    is control flow and stays as it is, with a reason saying so.
+    """
 
     holders: frozenset[ir.Node]
     inner: int
@@ -110,34 +124,39 @@ class Subgraphs:
     def of(cls, model: Model) -> Subgraphs:
         graph = model.ir.graph
         inner = sum(1 for n in ir.traversal.RecursiveGraphIterator(graph) if n.graph is not graph)
-        return cls(frozenset(nodes_with_subgraphs(graph)), inner)
+        return cls(frozenset(nodes_with_subgraphs(graph, recursive=True)), inner)
 
     def holds(self, node: ir.Node) -> bool:
         return node in self.holders
 
-    @property
-    def reason(self) -> str:
+    @staticmethod
+    def reason_for(node: ir.Node) -> str:
+        held = [(name, sum(1 for _ in ir.traversal.RecursiveGraphIterator(g))) for name, g in bodies(node)]
+        listed = ", ".join(f"{name} ({n} node(s))" for name, n in held)
         return (
-            f"holds a subgraph (the If/Loop/Scan bodies hold {self.inner} node(s)); this method does not "
-            "quantize inside subgraphs, so they stay float"
+            f"holds subgraphs ({listed}); the control flow stays as it is and the nodes inside are "
+            f"decided one by one (labels starting {node_label(node)}/)"
         )
 
     def mark(self, decisions: Decisions) -> None:
         """Holders of a subgraph stay float (unless the user excluded them: that reason stays)."""
         for node in self.holders:
             if not decisions.selection.is_excluded(node):
-                decisions.keep(node, self.reason)
-
-    def warnings(self) -> list[str]:
-        return [f"{self.inner} node(s) inside If/Loop/Scan subgraphs were left in float"] if self.inner else []
+                decisions.keep(node, self.reason_for(node))
 
     def notes_when_converted(self) -> list[str]:
         return [f"{self.inner} node(s) inside If/Loop/Scan bodies were decided like the others"] if self.inner else []
 
 
+def prepare_model(model: Model, **options: bool) -> Model:
+    """:func:`~quantscope.graph.prepare.prepare` (``options`` passed on), without its notes."""
+    prepared, _ = prepare(model, **options)
+    return prepared
+
+
 def nothing_found(method: str, decisions: Iterable[NodeDecision], what: str = "nothing to quantize") -> UnsupportedModelError:
-    """The one error for a model in which a method found nothing to do (subgraph reasons first)."""
-    reasons = sorted({d.reason for d in decisions}, key=lambda r: (not r.startswith("holds"), r))
+    """The one error for a model in which a method found nothing to do (the reasons of its nodes)."""
+    reasons = sorted({d.reason for d in decisions}, key=lambda r: (r.startswith("holds"), r))  # control flow last
     return UnsupportedModelError(
         f"{method} found {what} in this model: " + "; ".join(reasons[:5]) + ". Nothing was written."
     )
@@ -165,8 +184,7 @@ class Method:
     """
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
-        prepared, _ = prepare(model)
-        return prepared
+        return prepare_model(model)
 
     def statistics(self, model: Model, config: MethodConfig) -> StatisticsRequest | None:
         """What to observe on calibration data before planning; None for data-free methods."""

@@ -27,10 +27,10 @@ from quantscope.calibrate import TensorStats
 from quantscope.config import Binary, Cluster, MethodConfig, Ternary
 from quantscope.graph.build import NameAllocator
 from quantscope.graph.expand import expand_coded_weight
-from quantscope.graph.queries import const_array, node_label
+from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
-from quantscope.methods._weights import WeightSite, finite_groups, weight_sites
+from quantscope.methods._weights import WeightSite, decide_site, finite_groups, weight_sites
 from quantscope.methods.base import Method, Subgraphs, nothing_found, select
 from quantscope.numerics.kmeans import cluster_weights
 from quantscope.numerics.lowbit import CodedTensor, binarize, reconstruction_error, ternarize
@@ -99,9 +99,10 @@ class _CodebookMethod(Method):
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, Cluster | Ternary | Binary)
-        sites, decisions = weight_sites(select(model, config), config.op_types, min_size=config.min_size)
-        subgraphs = Subgraphs.of(model)
-        subgraphs.mark(decisions)
+        sites, decisions = weight_sites(
+            select(model, config), config.op_types, min_size=config.min_size, recurrent="native"
+        )
+        Subgraphs.of(model).mark(decisions)
         groups = finite_groups(sites, decisions, lambda site: self._axis(site.out_axis, config))
         if not groups:
             raise nothing_found(config.method, decisions.values(), "no weight to code")
@@ -120,9 +121,7 @@ class _CodebookMethod(Method):
             )
             for i, site in enumerate(item.sites):
                 shared = f"; weight {item.name!r} is shared with {item.sites[0].label} and coded once" if i else ""
-                decisions.decide(
-                    site.node, "quantized", f"{what}; packed codes expanded by constant ops at load; {quality}{shared}"
-                )
+                decide_site(decisions, site, f"{what}; packed codes expanded by constant ops at load; {quality}{shared}")
                 weight_plans.append(
                     WeightQuant(
                         tensor=item.name, node=site.label, dtype="uint8", axis=item.axis, bits=item.coded.bits,
@@ -140,7 +139,6 @@ class _CodebookMethod(Method):
                 f"the codebooks of {len(heavy)} weight(s) ({', '.join(heavy[:5])}) are as large as "
                 "the float weight itself; per-channel codebooks pay off only for long channels"
             )
-        warnings += subgraphs.warnings()
         worst = max(float(item.error["rel_error"] or 0.0) for item in coded_weights)
         logger.info(
             "%s: %d weight(s) coded, %d -> %d bytes, worst rel. error %.4f",
@@ -167,7 +165,7 @@ class _CodebookMethod(Method):
 
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Payload:
         """Code the plan's weights again (a plan read from a sidecar carries no codes)."""
-        nodes = {node_label(n): n for n in model.ir.graph}
+        nodes = nodes_by_label(model.ir.graph)
         payload: Payload = {}
         for wq in plan.weights:
             key = (wq.tensor, wq.axis)
@@ -180,16 +178,18 @@ class _CodebookMethod(Method):
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: Payload) -> None:
         graph = clone.graph
         names = NameAllocator(graph)
-        nodes = {node_label(n): n for n in graph}
-        written: dict[tuple[str, int | None], ir.Value] = {}
+        nodes = nodes_by_label(graph)
+        written: dict[tuple[str, int | None, int], ir.Value] = {}  # one expansion per weight and graph
         for wq in plan.weights:
             node = nodes[wq.node]
+            where = node.graph
+            assert where is not None
             key = (wq.tensor, wq.axis)
-            if key not in written:
+            if (*key, id(where)) not in written:
                 new_nodes, weight, _ = expand_coded_weight(graph, names, payload[key], wq.tensor or "weight")
-                graph.insert_before(node, new_nodes)
-                written[key] = weight
-            node.replace_input_with(wq.input_index, written[key])
+                where.insert_before(node, new_nodes)
+                written[(*key, id(where))] = weight
+            node.replace_input_with(wq.input_index, written[(*key, id(where))])
 
 
 def _detail(item: _Coded) -> dict[str, object]:

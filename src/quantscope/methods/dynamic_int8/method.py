@@ -36,13 +36,27 @@ import onnx_ir as ir
 
 from quantscope.calibrate import TensorStats
 from quantscope.config import DynamicInt8, MethodConfig
-from quantscope.graph.queries import attr_float, attr_int, const_array, consumers, node_label
+from quantscope.graph.queries import (
+    attr_float,
+    attr_int,
+    const_array,
+    consumers,
+    node_label,
+    nodes_by_label,
+)
 from quantscope.graph.sentinels import sentinel_tensors
 from quantscope.io import Model
 from quantscope.methods import register
+from quantscope.methods._recurrent import float_arithmetic, is_recurrent, rows
 from quantscope.methods._weights import WeightSite, weight_sites
 from quantscope.methods.base import Decisions, Method, Subgraphs, nothing_found, select
-from quantscope.methods.dynamic_int8.writer import QuantizedWeight, Writer, weight_key
+from quantscope.methods.dynamic_int8.writer import (
+    MS_DOMAIN,
+    QuantizedWeight,
+    Writer,
+    integer_lstm,
+    weight_key,
+)
 from quantscope.numerics.affine import quantize, weight_qparams
 from quantscope.numerics.dynamic import u8s8_safe_weight_qparams
 from quantscope.plan import QuantPlan, WeightQuant
@@ -159,6 +173,28 @@ def _how(site: WeightSite, config: DynamicInt8, bits: int, bias: _Bias | None) -
     )
 
 
+def _recurrent(site: WeightSite, config: DynamicInt8, bits: int, decisions: Decisions) -> WeightQuant:
+    """The int8 W or R of an LSTM/GRU/RNN (deciding the node): DynamicQuantizeLSTM, else behind DequantizeLinear."""
+    node, op = site.node, site.node.op_type
+    gran = "per (direction, gate row)" if config.per_channel else "per direction" if op == "LSTM" else "per tensor"
+    if op == "LSTM" and integer_lstm(node):
+        how = (
+            f"com.microsoft::DynamicQuantizeLSTM: int8 W and R {gran}"
+            + (" within [-64, 64] (reduce_range)" if bits == 7 else "")
+            + ", activations quantized at run time inside the kernel"
+        )
+    else:
+        bits = 8  # float arithmetic: no integer kernel to saturate
+        why = "layout=1 (batch first), which DynamicQuantizeLSTM does not take" if op == "LSTM" else f"no integer {op} kernel"
+        how = f"int8 W and R {gran} behind DequantizeLinear ({why}); {float_arithmetic(op)}"
+    decisions.decide(node, "quantized", how)
+    axis = 0 if config.per_channel else None
+    return WeightQuant(
+        tensor=site.value.name or "", node=site.label, dtype="int8", axis=axis, bits=bits,
+        channels=int(site.array.shape[0]) if axis is not None else 1, input_index=site.index,
+    )
+
+
 def conv_slow_warning() -> str:
     """The warning for Convs written as ConvInteger, saying what this CPU has."""
     cpu = (
@@ -206,13 +242,16 @@ class DynamicInt8Method(Method):
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, DynamicInt8)
         selection = select(model, config)
-        sites, decisions = weight_sites(selection, config.op_types)
+        sites, decisions = weight_sites(selection, config.op_types, recurrent="rows")
         sentinels = sentinel_tensors(model.ir.graph)
         notes = list(model.notes)
         warnings: list[str] = []
         bits = 7 if _reduce_range(config, notes, warnings) else 8
         weights: list[WeightQuant] = []
         for site in sites:
+            if site.layout is not None:  # LSTM/GRU/RNN: W and R
+                weights.append(_recurrent(site, config, bits, decisions))
+                continue
             problem = _activation_problem(site, sentinels)
             if problem is not None:
                 decisions.keep(site.node, problem)
@@ -239,15 +278,13 @@ class DynamicInt8Method(Method):
                 table = self._table(node, config, decisions)
                 if table is not None:
                     weights.append(table)
-        subgraphs = Subgraphs.of(model)
-        subgraphs.mark(decisions)
+        Subgraphs.of(model).mark(decisions)
         if not weights:
             raise nothing_found(config.method, decisions.values())
         if any(d.op_type == "Conv" and d.action == "quantized" for d in decisions.values()):
             warning = conv_slow_warning()
             warnings.append(warning)
             logger.warning(warning)
-        warnings += subgraphs.warnings()
         shared = len(weights) - len({w.tensor for w in weights})
         if shared:
             notes.append(f"{shared} weight use(s) share an initializer with another node; each is stored once")
@@ -288,21 +325,23 @@ class DynamicInt8Method(Method):
 
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Payload:
         """The int8 weights and scales of every weight in ``plan``, each computed once."""
-        nodes = {node_label(n): n for n in model.ir.graph}
+        nodes = nodes_by_label(model.ir.graph)
         payload: Payload = {}
         for wq in plan.weights:
             key = weight_key(wq)
             if key in payload:
                 continue
-            w = const_array(nodes[wq.node].inputs[wq.input_index])
+            node = nodes[wq.node]
+            w = const_array(node.inputs[wq.input_index])
             assert w is not None
+            w = rows(w) if is_recurrent(node) else w
             qp = u8s8_safe_weight_qparams(w, wq.axis) if wq.bits == 7 else weight_qparams(w, wq.axis, bits=8)
             payload[key] = (quantize(w, qp), np.asarray(qp.scale, dtype=np.float32))
         return payload
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: Payload) -> None:
         graph = clone.graph
-        nodes = {node_label(n): n for n in graph}
+        nodes = nodes_by_label(graph)
         fused_adds = {d.node for d in plan.decisions if d.action == "fused" and d.op_type == "Add"}
         writer = Writer(graph, payload)
         for wq in plan.weights:
@@ -311,5 +350,11 @@ class DynamicInt8Method(Method):
                 writer.conv(node, wq)
             elif node.op_type == "Gather":
                 writer.gather(node, wq)
+            elif node.op_type == "LSTM" and integer_lstm(node):
+                writer.lstm(node, wq)
+            elif is_recurrent(node):
+                writer.recurrent_weight(node, wq)
             else:
                 writer.matmul(node, wq, fused_adds)
+        if writer.uses_ms_domain:
+            clone.opset_imports[MS_DOMAIN] = 1

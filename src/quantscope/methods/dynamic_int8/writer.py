@@ -9,6 +9,7 @@ from quantscope.graph import build
 from quantscope.graph.queries import attr_float, attr_int, const_array, consumers, node_label
 from quantscope.plan import WeightQuant
 
+MS_DOMAIN = "com.microsoft"
 CONV_ATTRIBUTES = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 
 QuantizedWeight = tuple[np.ndarray, np.ndarray]
@@ -19,8 +20,16 @@ def weight_key(wq: WeightQuant) -> tuple[str, int | None, int]:
     return (wq.tensor, wq.axis, wq.bits)
 
 
+def integer_lstm(node: ir.Node) -> bool:
+    """Can ``node`` (an LSTM) become ``com.microsoft::DynamicQuantizeLSTM`` (it has no ``layout``)?"""
+    return attr_int(node, "layout", 0) == 0
+
+
 class Writer:
-    """Writes the integer subgraphs into one graph, storing each weight once."""
+    """Writes the integer subgraphs into one model, storing each weight once.
+
+    Weights are initializers of the main graph (visible inside If/Loop/Scan bodies); the new
+    nodes go where the node they replace was."""
 
     def __init__(self, graph: ir.Graph, weights: dict[tuple[str, int | None, int], QuantizedWeight]) -> None:
         self.graph = graph
@@ -28,6 +37,8 @@ class Writer:
         self.weights = weights
         self.cache: dict[tuple[object, ...], tuple[ir.Value, ir.Value]] = {}
         self._zero_point: ir.Value | None = None
+        self.lstm_inputs: dict[int, dict[int, tuple[ir.Value, ir.Value, ir.Value]]] = {}
+        self.uses_ms_domain = False
 
     def _w_zero_point(self) -> ir.Value:
         if self._zero_point is None:
@@ -74,9 +85,12 @@ class Writer:
         return [to_float, scale, mul]
 
     def _replace(self, node: ir.Node, new: list[ir.Node], result: ir.Value) -> None:
-        self.graph.insert_before(node, new)
+        """Put ``new`` in ``node``'s place, in the graph (main or a body) that holds it."""
+        graph = node.graph
+        assert graph is not None
+        graph.insert_before(node, new)
         build.take_over(self.names, node.outputs[0], result, suffix="unconverted")
-        self.graph.remove(node, safe=True)
+        graph.remove(node, safe=True)
 
     def matmul(self, node: ir.Node, wq: WeightQuant, fused_adds: set[str]) -> None:
         base = node_label(node)
@@ -109,6 +123,66 @@ class Writer:
                 bias = add.inputs[0]
                 add.replace_input_with(0, result)
                 add.replace_input_with(1, bias)
+
+    def _weight_layout(self, node: ir.Node, wq: WeightQuant) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+        """The int8 rows ``[directions*gates*hidden, K]`` of an LSTM/GRU/RNN weight, their scale, and its 3-D shape."""
+        q, scale = self.weights[weight_key(wq)]
+        w = node.inputs[wq.input_index]
+        assert w is not None and w.shape is not None
+        return q, scale, tuple(int(d) for d in w.shape)
+
+    def lstm(self, node: ir.Node, wq: WeightQuant) -> None:
+        """Make ``node`` (once its W and R are both stored) a ``com.microsoft::DynamicQuantizeLSTM``.
+
+        The kernel takes W and R transposed (``[directions, K, 4*hidden]``), with one scale (and
+        int8 zero point 0) per direction, or per direction and gate row.
+        """
+        stored = self.lstm_inputs.setdefault(id(node), {})
+        q, scale, (dirs, rows, k) = self._weight_layout(node, wq)
+        base = wq.tensor or "weight"
+        q3 = np.ascontiguousarray(q.reshape(dirs, rows, k).transpose(0, 2, 1))
+        scale = scale.reshape(dirs, rows) if scale.ndim else np.full((dirs,), scale, np.float32)
+        stored[wq.input_index] = (
+            build.initializer(self.graph, self.names, f"{base}_quantized_t", q3),
+            build.initializer(self.graph, self.names, f"{base}_scale", scale.astype(np.float32)),
+            build.initializer(self.graph, self.names, f"{base}_zero_point", np.zeros(scale.shape, np.int8)),
+        )
+        if len(stored) < 2:
+            return
+        inputs = [*node.inputs[:8]] + [None] * (8 - len(node.inputs))
+        inputs[1], inputs[2] = stored[1][0], stored[2][0]
+        inputs += [stored[1][1], stored[1][2], stored[2][1], stored[2][2]]
+        attrs = [a for name, a in node.attributes.items() if name != "layout"]
+        new = ir.Node(
+            MS_DOMAIN, "DynamicQuantizeLSTM", inputs, attrs, name=self.names(f"{node_label(node)}_quant"),
+            num_outputs=len(node.outputs),
+        )
+        graph = node.graph
+        assert graph is not None
+        for old, out in zip(node.outputs, new.outputs, strict=True):
+            out.type, out.shape = old.type, old.shape
+        ir.convenience.replace_nodes_and_values(graph, node, [node], [new], list(node.outputs), list(new.outputs))
+        self.uses_ms_domain = True
+
+    def recurrent_weight(self, node: ir.Node, wq: WeightQuant) -> None:
+        """Feed a GRU/RNN (or batch-first LSTM) weight from int8 rows: ``DequantizeLinear → Reshape``."""
+        q, scale, shape = self._weight_layout(node, wq)
+        base = wq.tensor or "weight"
+        attrs = [ir.AttrInt64("axis", 0)] if scale.ndim else []
+        inputs = [
+            build.initializer(self.graph, self.names, f"{base}_quantized", q),
+            build.initializer(self.graph, self.names, f"{base}_scale", scale.astype(np.float32)),
+            build.initializer(self.graph, self.names, f"{base}_zero_point", np.zeros(scale.shape, np.int8)),
+        ]
+        dq = build.node(self.names, "DequantizeLinear", inputs, base=base, attributes=attrs, dtypes=[ir.DataType.FLOAT])
+        target = build.initializer(self.graph, self.names, f"{base}_shape", np.asarray(shape, np.int64))
+        reshape = build.node(
+            self.names, "Reshape", [dq.outputs[0], target], base=base, dtypes=[ir.DataType.FLOAT], shapes=[shape]
+        )
+        graph = node.graph
+        assert graph is not None
+        graph.insert_before(node, [dq, reshape])
+        node.replace_input_with(wq.input_index, reshape.outputs[0])
 
     def gather(self, node: ir.Node, wq: WeightQuant) -> None:
         """Gather int8 rows (and their scales), then ``Cast → Mul``: the float table is never rebuilt."""

@@ -33,11 +33,10 @@ import onnx_ir as ir
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, StaticInt8
 from quantscope.config.calibration import Calibration, StatisticsRequest
-from quantscope.graph.prepare import prepare
-from quantscope.graph.queries import const_array, node_label
+from quantscope.graph.queries import const_array, node_label, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
-from quantscope.methods.base import Method, nothing_found, select
+from quantscope.methods.base import Method, nothing_found, prepare_model, select
 from quantscope.methods.static_int8.planner import Planner, Point
 from quantscope.methods.static_int8.writer import QuantizedWeights, weight_key, write
 from quantscope.numerics.affine import QParams, activation_qparams, quantize, weight_qparams
@@ -74,8 +73,7 @@ class StaticInt8Method(Method):
     """Calibrated full-integer int8 QDQ."""
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
-        prepared, _ = prepare(model, bias_into_gemm=True)
-        return prepared
+        return prepare_model(model, bias_into_gemm=True)
 
     def statistics(self, model: Model, config: MethodConfig) -> StatisticsRequest:
         """The activations a plan could quantize (found by planning without statistics), calibrated as configured."""
@@ -116,7 +114,6 @@ class StaticInt8Method(Method):
         warnings: list[str] = []
         if config.activation_dtype == "int8" and any(d.op_type == "Conv" and d.action == "quantized" for d in decisions):
             warnings.append(s8s8_warning())
-        warnings += planner.subgraphs.warnings()
         plan = QuantPlan(
             method=config.method, decisions=decisions, activations=tuple(activations),
             weights=tuple(weight_plans), notes=tuple(notes), warnings=tuple(warnings),
@@ -126,7 +123,7 @@ class StaticInt8Method(Method):
 
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> QuantizedWeights:
         """The int8 weights of ``plan`` and their parameters."""
-        nodes = {node_label(n): n for n in model.ir.graph}
+        nodes = nodes_by_label(model.ir.graph)
         payload: QuantizedWeights = {}
         for wq in plan.weights:
             w = const_array(nodes[wq.node].inputs[wq.input_index])
@@ -146,7 +143,7 @@ def _activations(
     """The parameters of every activation point: calibrated, fixed, shared, or those of an int8 table."""
     dtype = _act_dtype(config)
     method = calibration_of(config).method
-    value_producers = {out.name: node for node in model.ir.graph for out in node.outputs if out.name}
+    value_producers = {out.name: node for node in nodes_by_label(model.ir.graph).values() for out in node.outputs if out.name}
     resolved: dict[str, QParams] = {}
     activations: list[TensorQuant] = []
     for name, point in _ordered_points(points):
@@ -202,5 +199,5 @@ def _ordered_points(points: dict[str, Point]) -> list[tuple[str, Point]]:
 
 def preview(model: Model, config: StaticInt8) -> list[NodeDecision]:
     """Per-node decisions static-int8 would take, before any calibration (ranges unknown)."""
-    prepared, _ = prepare(model, bias_into_gemm=True)
+    prepared = prepare_model(model, bias_into_gemm=True)
     return list(_planner(prepared, config, None).decisions.ordered())

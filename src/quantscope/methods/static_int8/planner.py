@@ -187,7 +187,7 @@ class Planner:
             if node_label(node) in self.decisions:  # already fused
                 continue
             if self.subgraphs.holds(node) and not self.selection.is_excluded(node):
-                self.decide(node, "float", self.subgraphs.reason)
+                self.decide(node, "float", self.subgraphs.reason_for(node))
                 continue
             reason = self.candidate(node)
             if reason is None:

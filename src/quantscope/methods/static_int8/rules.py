@@ -11,6 +11,7 @@ Kinds, after ONNX Runtime's QDQ fusions:
 * ``residual`` (Add of two activations): QLinearAdd, inputs and output quantized;
 * ``own_scale`` (AveragePool, Concat, ...): integer kernel on quantized input, own output scale;
 * ``shared_scale`` (MaxPool, Reshape, ...): reuses its input's scale and zero point;
+* ``weight_only`` (LSTM, GRU, RNN): int8 weights behind DequantizeLinear, float arithmetic;
 * ``float``: stays float with a stated reason.
 """
 
@@ -22,11 +23,12 @@ import numpy as np
 import onnx_ir as ir
 
 from quantscope.graph.queries import attr_float, attr_int, const_array
+from quantscope.methods._recurrent import WEIGHT_INPUTS, float_arithmetic, recurrent_weights
 
 if TYPE_CHECKING:
     from quantscope.methods.static_int8.planner import Planner
 
-Kind = Literal["compute", "residual", "own_scale", "shared_scale", "float"]
+Kind = Literal["compute", "residual", "own_scale", "shared_scale", "weight_only", "float"]
 FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 FIXED_RANGE_PRODUCERS = {"Softmax": (0.0, 1.0), "Sigmoid": (0.0, 1.0)}
 MIN_TABLE_SIZE = 4096  # smaller constant Gather tables are not worth an integer copy
@@ -199,6 +201,25 @@ class Gather(SharedScale):
         )
 
 
+class Recurrent(OpRule):
+    """LSTM/GRU/RNN: no integer kernel in ONNX Runtime's QDQ fusion, so the weights at least are int8."""
+
+    kind: ClassVar[Kind] = "weight_only"
+
+    def check(self, p: Planner, node: ir.Node) -> str | None:
+        return recurrent_weights(node)[1]
+
+    def plan(self, p: Planner, node: ir.Node) -> None:
+        pc = p.config.per_channel
+        for index in WEIGHT_INPUTS:
+            p.add_weight(node, index, 1 if pc else None)
+        p.decide(
+            node, "quantized",
+            f"W and R stored int8 per {'gate row' if pc else 'tensor'} behind DequantizeLinear; inputs and "
+            f"outputs stay float (no QDQ fusion for {node.op_type}); {float_arithmetic(node.op_type)}",
+        )
+
+
 _SHARED = SharedScale()
 _POOL = OwnScale()
 
@@ -215,6 +236,7 @@ RULES: dict[str, OpRule] = {
         "Resize", "Identity", "Slice", "Split",
     )},
     "Gather": Gather(),
+    **{op: Recurrent() for op in ("LSTM", "GRU", "RNN")},
     "Mul": StaysFloat("element-wise Mul is kept float (little integer speed-up; guards GELU and LayerNorm chains)"),
     "Softmax": StaysFloat(
         "Softmax is kept float (its input can hold attention-mask values); its output is quantized "

@@ -16,7 +16,8 @@ from quantscope.graph.qdq import (
     make_input_integer,
     replace_input_with_dequantized,
 )
-from quantscope.graph.queries import const_array, node_label
+from quantscope.graph.queries import const_array, nodes_by_label
+from quantscope.graph.subgraphs import graph_of
 from quantscope.numerics.affine import QParams, quantize_bias
 from quantscope.plan import QuantPlan, TensorQuant, WeightQuant
 
@@ -43,12 +44,20 @@ def _qp_meta(qp: QParams) -> dict[str, object]:
 
 
 def _values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
-    out: dict[str, ir.Value] = {v.name: v for v in graph.inputs if v.name}
-    for node in graph:
+    """Inputs and node outputs of ``graph`` and of its If/Loop/Scan bodies, by name."""
+    out: dict[str, ir.Value] = {v.name: v for g in (graph, *graph.subgraphs()) for v in g.inputs if v.name}
+    for node in ir.traversal.RecursiveGraphIterator(graph):
         for v in node.outputs:
             if v.name:
                 out[v.name] = v
     return out
+
+
+def _home(value: ir.Value) -> ir.Graph:
+    """The graph (main or a body) that defines ``value``."""
+    graph = graph_of(value)
+    assert graph is not None
+    return graph
 
 
 def write(clone: ir.Model, config: StaticInt8, plan: QuantPlan, weights: QuantizedWeights) -> dict[str, str]:
@@ -56,20 +65,23 @@ def write(clone: ir.Model, config: StaticInt8, plan: QuantPlan, weights: Quantiz
     graph = clone.graph
     names = NameAllocator(graph)
     values = _values_by_name(graph)
-    nodes = {node_label(n): n for n in graph}
+    nodes = nodes_by_label(graph)
     act_qp = {t.tensor: qparams_of(t) for t in plan.activations}
     io_meta: dict[str, dict[str, object]] = {}
     # weights and biases first: they need the input scale, read from the plan
-    cache: dict[tuple[str, str], ir.Value] = {}
+    caches: dict[int, dict[tuple[str, str], ir.Value]] = {}  # one per graph: a body's DQ is not visible outside
     for wq in plan.weights:
         node = nodes[wq.node]
+        where = node.graph
+        assert where is not None
+        cache = caches.setdefault(id(where), {})
         w_val = node.inputs[wq.input_index]
         assert w_val is not None
         q, wqp = weights[weight_key(wq)]
         if node.op_type == "Gather":
-            gather_from_quantized_table(graph, names, node, q, wqp, w_val.name or "table")
+            gather_from_quantized_table(where, names, node, q, wqp, w_val.name or "table")
             continue
-        replace_input_with_dequantized(graph, names, node, wq.input_index, q, wqp, w_val.name or "weight", cache)
+        replace_input_with_dequantized(where, names, node, wq.input_index, q, wqp, w_val.name or "weight", cache)
         if node.op_type in ("Conv", "Gemm") and len(node.inputs) > 2 and node.inputs[2] is not None:
             b_val = node.inputs[2]
             b = const_array(b_val)
@@ -77,17 +89,19 @@ def write(clone: ir.Model, config: StaticInt8, plan: QuantPlan, weights: Quantiz
             if b is not None and b.ndim == 1 and x_name in act_qp and np.size(wqp.scale) in (1, b.shape[0]):
                 w_scale = np.broadcast_to(wqp.scale, b.shape).astype(np.float32)
                 qb, bqp = quantize_bias(b.astype(np.float32), act_qp[x_name].scale, w_scale)
-                replace_input_with_dequantized(graph, names, node, 2, qb, bqp, b_val.name or "bias")
+                replace_input_with_dequantized(where, names, node, 2, qb, bqp, b_val.name or "bias")
     for t in plan.activations:
         if t.source.startswith("weight:"):
             continue  # the gathered rows of an int8 table: dequantized above
         value = values[t.tensor]
         qp = act_qp[t.tensor]
-        if value.is_graph_input() and config.integer_io:
+        home = _home(value)
+        integer_io = config.integer_io and home is graph  # a body's inputs and outputs stay float
+        if value.is_graph_input() and integer_io:
             make_input_integer(graph, names, value, qp)
             io_meta[t.tensor] = {"kind": "input", **_qp_meta(qp)}
             continue
-        insert_qdq(graph, names, value, qp, integer_output=config.integer_io)
+        insert_qdq(home, names, value, qp, integer_output=integer_io)
         if config.integer_io and any(o.name == t.tensor for o in graph.outputs):
             io_meta[t.tensor] = {"kind": "output", **_qp_meta(qp)}
     if config.integer_io:

@@ -43,12 +43,20 @@ from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, WeightInt4, WeightInt8, _WeightOnly
 from quantscope.errors import UnsupportedModelError
 from quantscope.graph.build import NameAllocator
-from quantscope.graph.prepare import prepare, upgrade_opset
-from quantscope.graph.queries import const_array, node_label
+from quantscope.graph.prepare import upgrade_opset
+from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
-from quantscope.methods._weights import WeightSite, finite_groups, weight_sites
-from quantscope.methods.base import Method, Subgraphs, nothing_found, select
+from quantscope.methods._recurrent import is_recurrent, rows
+from quantscope.methods._weights import WeightSite, decide_site, finite_groups, weight_sites
+from quantscope.methods.base import (
+    Decisions,
+    Method,
+    Subgraphs,
+    nothing_found,
+    prepare_model,
+    select,
+)
 from quantscope.methods.weight_only.writer import (
     MS_DOMAIN,
     dequantize_node,
@@ -116,13 +124,16 @@ class _WeightOnlyMethod(Method):
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
         assert isinstance(config, _WeightOnly)
-        prepared, notes = prepare(model)
-        if _format(config) == "qdq" and prepared.opset < QDQ_OPSET:
+        prepared = prepare_model(model)
+        notes = list(prepared.notes)
+        recurrent = any(is_recurrent(n) for n in ir.traversal.RecursiveGraphIterator(prepared.ir.graph))
+        if (_format(config) == "qdq" or recurrent) and prepared.opset < QDQ_OPSET:
             old = prepared.opset
             upgraded, _ = upgrade_opset(prepared, QDQ_OPSET)
+            why = "LSTM/GRU/RNN weights are written as" if _format(config) != "qdq" else "the format is"
             notes = [
                 *notes,
-                f"opset upgraded from {old} to {QDQ_OPSET} (block-wise DequantizeLinear needs it)",
+                f"opset upgraded from {old} to {QDQ_OPSET} ({why} block-wise DequantizeLinear, which needs it)",
             ]
             prepared = Model(ir=upgraded.ir, path=None, fingerprint=model.fingerprint, notes=tuple(notes))
         return prepared
@@ -130,13 +141,12 @@ class _WeightOnlyMethod(Method):
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, _WeightOnly)
         fmt = _format(config)
-        sites, decisions = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size)
-        subgraphs = Subgraphs.of(model)
-        subgraphs.mark(decisions)
-        groups = finite_groups(sites, decisions, _k_axis)
+        sites, decisions = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size, recurrent="rows")
+        Subgraphs.of(model).mark(decisions)
+        groups = _recurrent_fits(config, finite_groups(sites, decisions, _k_axis), decisions)
         if not groups:
             raise nothing_found(config.method, decisions.values(), "no MatMul or Gemm weight to quantize")
-        _check_block_size(config, groups)
+        _check_block_size(config, {key: group for key, group in groups.items() if group[0].layout is None})
         weight_plans: list[WeightQuant] = []
         details: list[dict[str, object]] = []
         gains: list[float] = []
@@ -144,25 +154,29 @@ class _WeightOnlyMethod(Method):
         for (name, k_axis), group in groups.items():
             assert k_axis is not None
             w = group[0].array
-            bq = _quantize(w, config, k_axis)
+            op = group[0].node.op_type
+            recurrent = group[0].layout is not None
+            bq = _quantize(w, config, k_axis, recurrent=recurrent)
             payload[(name, k_axis)] = bq
             sqnr = reconstruction_sqnr(w, _dequantized(bq, k_axis))
             rtn_sqnr: float | None = None
             if config.algorithm != "rtn":
-                rtn_sqnr = reconstruction_sqnr(w, _dequantized(_quantize(w, config, k_axis, "rtn"), k_axis))
+                rtn_sqnr = reconstruction_sqnr(w, _dequantized(_quantize(w, config, k_axis, "rtn", recurrent=recurrent), k_axis))
                 gains.append(sqnr - rtn_sqnr)
             scheme = (
-                f"{config.bits}-bit block-wise, {config.block_size} values per block along "
+                f"{config.bits}-bit block-wise, {bq.block_size} values per block along "
                 f"K={bq.k}, {'symmetric' if config.symmetric else 'asymmetric'}, {config.algorithm}"
             )
             where = "as com.microsoft::MatMulNBits" if fmt == "matmulnbits" else "as blocked DequantizeLinear (opset 21)"
+            if recurrent:
+                where = f"as blocked DequantizeLinear (opset 21) feeding the float {op}"
             quality = f"weight SQNR {sqnr:.1f} dB" + (f" (RTN {rtn_sqnr:.1f} dB)" if rtn_sqnr is not None else "")
             for i, site in enumerate(group):
                 shared = f"; weight {name!r} is shared with {group[0].label} and stored once" if i else ""
-                decisions.decide(site.node, "quantized", f"{scheme} {where}; {quality}{shared}")
+                decide_site(decisions, site, f"{scheme} {where}; {quality}{shared}")
                 weight_plans.append(
                     WeightQuant(
-                        tensor=name, node=site.label, dtype=_code_dtype(config, fmt), axis=k_axis,
+                        tensor=name, node=site.label, dtype=_code_dtype(config, "qdq" if recurrent else fmt), axis=k_axis,
                         bits=config.bits, channels=bq.n, input_index=site.index,
                     )
                 )
@@ -181,7 +195,7 @@ class _WeightOnlyMethod(Method):
                     "stored_bytes": bq.stored_bytes,
                 }
             )
-        warnings = subgraphs.warnings()
+        warnings: list[str] = []
         if config.bits == 8:
             warnings.append(INT8_SPEED_WARNING)
         notes = list(model.notes)
@@ -222,14 +236,16 @@ class _WeightOnlyMethod(Method):
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Payload:
         """Quantize the plan's weights again (a plan read from a sidecar carries none)."""
         assert isinstance(config, _WeightOnly)
-        nodes = {node_label(n): n for n in model.ir.graph}
+        nodes = nodes_by_label(model.ir.graph)
         payload: Payload = {}
         for wq in plan.weights:
             key = (wq.tensor, int(wq.axis or 0))
             if key not in payload:
-                w = const_array(nodes[wq.node].inputs[wq.input_index])
+                node = nodes[wq.node]
+                w = const_array(node.inputs[wq.input_index])
                 assert w is not None
-                payload[key] = _quantize(w, config, key[1])
+                recurrent = is_recurrent(node)
+                payload[key] = _quantize(rows(w) if recurrent else w, config, key[1], recurrent=recurrent)
         return payload
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: Payload) -> None:
@@ -237,40 +253,81 @@ class _WeightOnlyMethod(Method):
         fmt = _format(config)
         graph = clone.graph
         names = NameAllocator(graph)
-        nodes = {node_label(n): n for n in graph}
-        written: dict[tuple[str, int], tuple[ir.Value | None, ...]] = {}
+        nodes = nodes_by_label(graph)
+        # initializers go to the main graph (visible in every body); a DequantizeLinear goes to the
+        # graph of the node it feeds, once per weight and graph
+        written: dict[tuple[str, int, int], tuple[ir.Value | None, ...]] = {}
         for wq in plan.weights:
             node = nodes[wq.node]
+            where = node.graph
+            assert where is not None
             key = (wq.tensor, int(wq.axis or 0))
             bq = payload[key]
             kn = (bq.k, bq.n)
-            if key not in written:
-                if fmt == "matmulnbits":
-                    written[key] = matmulnbits_inputs(graph, names, wq.tensor or "weight", bq)
+            recurrent = is_recurrent(node)
+            node_fmt = "qdq" if recurrent else fmt  # MatMulNBits replaces MatMul/Gemm only
+            slot = (*key, 0 if node_fmt == "matmulnbits" else id(where))
+            if slot not in written:
+                if node_fmt == "matmulnbits":
+                    written[slot] = matmulnbits_inputs(graph, names, wq.tensor or "weight", bq)
                 else:
                     shape = kn if key[1] == 0 else (bq.n, bq.k)
-                    written[key] = (dequantize_node(graph, names, node, wq.tensor or "weight", bq, key[1], shape),)
-            if fmt == "matmulnbits":
-                replace_with_matmulnbits(graph, names, node, kn, written[key], config.bits, config.block_size)
+                    if recurrent:
+                        shape = tuple(_array(node, wq.input_index).shape)
+                    written[slot] = (dequantize_node(where, names, node, wq.tensor or "weight", bq, key[1], shape),)
+                    clone.ir_version = max(clone.ir_version or 0, QDQ_IR_VERSION)
+            if node_fmt == "matmulnbits":
+                replace_with_matmulnbits(where, names, node, kn, written[slot], config.bits, config.block_size)
             else:
-                dq_out = written[key][0]
+                dq_out = written[slot][0]
                 assert dq_out is not None
                 node.replace_input_with(wq.input_index, dq_out)
         if fmt == "matmulnbits":
             clone.opset_imports[MS_DOMAIN] = 1
-        else:
-            clone.ir_version = max(clone.ir_version or 0, QDQ_IR_VERSION)
 
 
-def _quantize(w: np.ndarray, config: _WeightOnly, k_axis: int, algorithm: str | None = None) -> BlockQuant:
+def _quantize(
+    w: np.ndarray, config: _WeightOnly, k_axis: int, algorithm: str | None = None, *, recurrent: bool = False
+) -> BlockQuant:
+    block = _recurrent_block(int(w.shape[k_axis]), config) if recurrent else config.block_size
+    assert block is not None
     return quantize_blockwise(
-        w, config.bits, config.block_size, symmetric=config.symmetric, k_axis=k_axis,
+        w, config.bits, block, symmetric=config.symmetric, k_axis=k_axis,
         algorithm=algorithm or config.algorithm,
     )
 
 
 def _dequantized(bq: BlockQuant, k_axis: int) -> np.ndarray:
     return bq.dequantize() if k_axis == 0 else bq.dequantize().T
+
+
+def _array(node: ir.Node, index: int) -> np.ndarray:
+    w = const_array(node.inputs[index])
+    assert w is not None
+    return w
+
+
+def _recurrent_fits(
+    config: _WeightOnly, groups: dict[tuple[str, int | None], list[WeightSite]], decisions: Decisions
+) -> dict[tuple[str, int | None], list[WeightSite]]:
+    """``groups`` without the LSTM/GRU/RNN weights no block size fits (kept float, with the reason)."""
+    misfits = {
+        site.node for group in groups.values() for site in group
+        if site.layout is not None and _recurrent_block(int(site.array.shape[1]), config) is None
+    }
+    for node in misfits:
+        decisions.keep(node, f"{node.op_type} weights have an odd input size, which {config.bits}-bit blocks cannot pack")
+    return {key: group for key, group in groups.items() if not any(s.node in misfits for s in group)}
+
+
+def _recurrent_block(k: int, config: _WeightOnly) -> int | None:
+    """The block size of an LSTM/GRU/RNN weight with input size ``k`` (their sizes are often not
+    multiples of 32: 40 or 80 audio features): ``block_size`` when it divides ``k``, else the
+    largest divisor below it (at least 8), else ``k`` (one block per row); None when no block packs."""
+    fits = [b for b in range(min(config.block_size, k), 1, -1) if k % b == 0 and b * config.bits % 8 == 0]
+    if fits and fits[0] >= 8:
+        return fits[0]
+    return k if k * config.bits % 8 == 0 else None
 
 
 def _check_block_size(config: _WeightOnly, groups: Mapping[tuple[str, int | None], list[WeightSite]]) -> None:

@@ -89,22 +89,34 @@ def dequantize_node(
     k_axis: int,
     shape: tuple[int, ...],
 ) -> ir.Value:
-    """A blocked DequantizeLinear (opset 21) of ``bq``, inserted before ``before``; its float output."""
+    """A blocked DequantizeLinear (opset 21) of ``bq``, inserted before ``before``; its float output.
+
+    ``shape`` is the weight as the node reads it: ``bq``'s 2-D layout, or (an LSTM/GRU/RNN
+    weight whose rows ``[N, K]`` were quantized, ``k_axis=1``) ``[directions, gates*hidden, K]``,
+    blocked along its last axis.
+    """
     dq = bq.blocked_dequantize(k_axis)
     wide = bq.bits == 8
     dtype = (
         (ir.DataType.INT8 if wide else ir.DataType.INT4) if dq.signed
         else (ir.DataType.UINT8 if wide else ir.DataType.UINT4)
     )
+    axis = k_axis
+    arrays = [dq.values, dq.scale, dq.zero_point]
+    if len(shape) != 2:
+        axis = len(shape) - 1
+        arrays = [None if a is None else a.reshape(*shape[:-1], a.shape[-1]) for a in arrays]
+    values, scale, zero_point = arrays
+    assert values is not None and scale is not None
     inputs: list[ir.Value | None] = [
-        build.initializer(graph, names, f"{base}_q{bq.bits}", dq.values, dtype=dtype),
-        build.initializer(graph, names, f"{base}_scale", dq.scale),
+        build.initializer(graph, names, f"{base}_q{bq.bits}", values, dtype=dtype),
+        build.initializer(graph, names, f"{base}_scale", scale),
     ]
-    if dq.zero_point is not None:
-        inputs.append(build.initializer(graph, names, f"{base}_zero_point", dq.zero_point, dtype=dtype))
+    if zero_point is not None:
+        inputs.append(build.initializer(graph, names, f"{base}_zero_point", zero_point, dtype=dtype))
     node = ir.Node(
         "", "DequantizeLinear", inputs,
-        [ir.AttrInt64("axis", k_axis), ir.AttrInt64("block_size", dq.block_size)],
+        [ir.AttrInt64("axis", axis), ir.AttrInt64("block_size", dq.block_size)],
         name=names(f"{base}_DequantizeLinear"), num_outputs=1,
     )
     out = node.outputs[0]
