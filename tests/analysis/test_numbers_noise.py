@@ -111,3 +111,17 @@ def test_a_variant_slower_than_float_is_never_recommended_for_speed_and_same_spe
     assert "same speed within the timing noise" in pick.runner_up_reason
     size = recommend(r, "size")
     assert size is not None and size.name != "slow"
+
+
+def test_sensitivity_is_measured_for_the_recommended_int8_variant_not_the_worst(tmp_path: Path) -> None:
+    path = tmp_path / "mlp.onnx"
+    onnx.save(tinymodels.mlp(), path)
+    model = qs.load(path)
+    x = np.random.default_rng(1).standard_normal((96, 64)).astype(np.float32)
+    calib, data = qs.Dataset.from_arrays({"x": x[:32]}), qs.Dataset.from_arrays({"x": x[32:]})
+    variants = {"int8": qs.quantize(model, qs.StaticInt8(), calib), "binary": qs.quantize(model, qs.config.Binary())}
+    res = qs.analyze(model, variants, data, calib=calib,
+                     options=AnalysisOptions(latency=False, memory=False, energy=False, sensitivity=2,
+                                             sensitivity_samples=32, calib_samples=32, layer_samples=16))
+    assert res.drop(res.variant("binary")) > res.drop(res.variant("int8"))  # binary loses the most
+    assert res.variant("int8").sensitivity and not res.variant("binary").sensitivity

@@ -117,7 +117,8 @@ def analyze(
                 ref_outputs = outputs
             results.append(vr)
     if opts.sensitivity > 0:
-        results = add_sensitivity(float_model, items, results, bound, calib, primary, opts, notes, progress)
+        results = add_sensitivity(float_model, items, results, bound, calib, primary, opts, notes, progress,
+                                  max_drop=max_drop)
     if progress is not None:
         progress("done", total, total)
     return Results(

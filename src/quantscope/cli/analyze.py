@@ -35,7 +35,7 @@ _MODALITIES = ("image", "text", "tabular")
 @analysis_flags
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data, to re-quantize for sensitivity.")
 @click.option("--sensitivity", "sensitivity_variants", multiple=True,
-              help="Variant to measure sensitivity for (repeatable); default: the one that loses most.")
+              help="Variant to measure sensitivity for (repeatable); default: the recommended int8 variant.")
 def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, metric: str, report_dir: Path | None,
             max_drop: str | None, top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool,
             seed: int, output_names: tuple[str, ...], calib: Path | None,
