@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from quantscope.analysis.energy import estimate_energy
 from quantscope.analysis.evaluate import Evaluator, measure_latency, measure_paired_latency
 from quantscope.analysis.layers import layer_errors
 from quantscope.analysis.memory import peak_memory
+from quantscope.analysis.names import module_paths
 from quantscope.analysis.options import FLOAT_NAME, AnalysisOptions, StepProgress
 from quantscope.analysis.params import parameter_bytes
 from quantscope.analysis.quality import Metric, quality, quality_interval
@@ -90,6 +92,8 @@ def measure_variant(
             step("per-layer error")
             layers = layer_errors(float_model, v.model, data, plan=v.plan, samples=opts.layer_samples,
                                   seed=opts.seed)
+            paths = module_paths(float_model)
+            layers = [dataclasses.replace(e, module=paths.get(e.node, "")) for e in layers]
     return VariantResult(
         name=v.name,
         kind="float" if v.name == FLOAT_NAME else "onnx",

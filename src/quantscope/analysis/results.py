@@ -12,7 +12,8 @@ Version history: 1, the first; 2, ``param_bytes`` keys are always NumPy dtype na
 3, latency measured as a paired, interleaved comparison against the float model
 (``LatencyResult.speed``, ``speed_low``, ``speed_high``: float time / variant time and its 95 %
 interval), ``VariantResult.quality_interval`` (95 % interval of each metric that has one), and
-``Results.outputs`` (the model outputs the quality metrics were computed on). A version-2 file
+``Results.outputs`` (the model outputs the quality metrics were computed on), and ``module``
+(the module path from the node's metadata) on per-layer errors and sensitivities. A version-2 file
 reads as version 3 with no intervals and the first output.
 
 Quality metrics are keyed by name in ``quality`` dicts. Names used by the built-in analyses:
@@ -91,6 +92,7 @@ class LayerError:
     node: str
     op_type: str
     sqnr_db: float
+    module: str = ""  # the node's module path from the exporter's metadata (e.g. "encoder.layer.0/linear")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +105,7 @@ class LayerSensitivity:
     metric: str
     value: float
     delta: float  # value minus the reference (float model for "only", fully quantized for "all-but")
+    module: str = ""  # the node's module path from the exporter's metadata
 
 
 @dataclass(frozen=True, kw_only=True)

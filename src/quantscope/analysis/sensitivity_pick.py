@@ -11,6 +11,7 @@ import logging
 
 from quantscope.analysis.budget import quality_drop
 from quantscope.analysis.layers import worst_nodes
+from quantscope.analysis.names import module_paths
 from quantscope.analysis.options import AnalysisOptions, StepProgress
 from quantscope.analysis.quality import Metric
 from quantscope.analysis.recommend import recommend
@@ -75,6 +76,8 @@ def add_sensitivity(
             notes.append(f"sensitivity of {name} not measured: {exc}")
             logger.warning("sensitivity of %s not measured: %s", name, exc)
             continue
+        paths = module_paths(float_model)
+        sens = [dataclasses.replace(e, module=paths.get(e.node, "")) for e in sens]
         out = [
             dataclasses.replace(r, sensitivity=sens) if r.name == name else r for r in out
         ]
