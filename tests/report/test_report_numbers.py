@@ -6,7 +6,13 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from quantscope.analysis.names import module_path
-from quantscope.analysis.results import LatencyResult, LayerError, PlanSummary, Results, VariantResult
+from quantscope.analysis.results import (
+    LatencyResult,
+    LayerError,
+    PlanSummary,
+    Results,
+    VariantResult,
+)
 from quantscope.reporting import _format as f
 from quantscope.reporting.html import render_html
 from quantscope.reporting.markdown import render_markdown
