@@ -50,6 +50,8 @@ def test_wilson_interval_and_speed_verdicts() -> None:
     assert stats.speed_verdict(0.6, 0.8) == "slower"
     assert stats.speed_verdict(0.5, 2.0) == "noisy"  # includes 1.0 but could hide a 2x difference
     assert stats.speed_verdict(1.005, 1.02) == "same"  # a tight interval within 3 %: negligible
+    assert stats.speed_verdict(1.01, 1.08, 1.02) == "same"  # outside the noise but not material
+    assert stats.speed_verdict(1.01, 1.08, 1.05) == "faster"
     assert stats.speed_verdict(None, None) == "unknown"
 
 
@@ -60,7 +62,7 @@ def test_same_speed_for_a_graph_identical_to_float(tmp_path: Path) -> None:
     feeds = {"x": np.random.default_rng(0).standard_normal((1, 64)).astype(np.float32)}
     paired = measure_paired_latency(model, twin, feeds, threads=1, warmup=3, runs=40)
     assert paired.low <= paired.high and paired.reference.runs == paired.variant.runs == 40
-    assert stats.speed_verdict(paired.low, paired.high) in ("same", "noisy"), paired
+    assert stats.speed_verdict(paired.low, paired.high, paired.speed) in ("same", "noisy"), paired
     # the same through analyze: the identical graph as a variant is timed against float, paired
     res = qs.analyze(model, {"twin": twin}, qs.Dataset.from_arrays({"x": np.repeat(feeds["x"], 16, axis=0)}),
                      options=AnalysisOptions(batch_sizes=(1,), threads=(1,), runs=30, memory=False, energy=False,
@@ -125,3 +127,13 @@ def test_sensitivity_is_measured_for_the_recommended_int8_variant_not_the_worst(
                                              sensitivity_samples=32, calib_samples=32, layer_samples=16))
     assert res.drop(res.variant("binary")) > res.drop(res.variant("int8"))  # binary loses the most
     assert res.variant("int8").sensitivity and not res.variant("binary").sensitivity
+
+
+def test_timings_too_noisy_to_tell_are_said_in_the_notes() -> None:
+    from quantscope.analysis.measure import noise_notes
+
+    noisy = _variant("jittery", 0.95, 100, speed=(1.2, 0.5, 2.5))
+    calm = _variant("calm", 0.95, 100, speed=(1.2, 1.1, 1.3))
+    (note,) = noise_notes([noisy, calm])
+    assert "too noisy" in note and "jittery" in note and "calm" not in note
+    assert noise_notes([calm]) == []

@@ -20,7 +20,7 @@ import numpy as np
 
 from quantscope.analysis.budget import check_max_drop, quality_gate
 from quantscope.analysis.context import data_name, machine_info, model_info
-from quantscope.analysis.measure import Stepper, latency_feeds, measure_variant
+from quantscope.analysis.measure import Stepper, latency_feeds, measure_variant, noise_notes
 from quantscope.analysis.options import FLOAT_NAME, AnalysisOptions, StepProgress
 from quantscope.analysis.outputs import choose_outputs, output_indices
 from quantscope.analysis.params import parameter_bytes
@@ -116,6 +116,7 @@ def analyze(
             if ref_outputs is None:
                 ref_outputs = outputs
             results.append(vr)
+    notes += noise_notes(results)
     if opts.sensitivity > 0:
         results = add_sensitivity(float_model, items, results, bound, calib, primary, opts, notes, progress,
                                   max_drop=max_drop)

@@ -16,6 +16,7 @@ from quantscope.analysis.options import FLOAT_NAME, AnalysisOptions, StepProgres
 from quantscope.analysis.params import parameter_bytes
 from quantscope.analysis.quality import Metric, quality, quality_interval
 from quantscope.analysis.results import LatencyResult, PlanSummary, VariantResult
+from quantscope.analysis.stats import NOISY_SPREAD, speed_verdict
 from quantscope.analysis.variants import Variant
 from quantscope.data import Dataset
 from quantscope.errors import DataError, ModelError
@@ -134,6 +135,23 @@ def _latencies(
                                      runs=lat.runs, speed=paired.speed, speed_low=paired.low,
                                      speed_high=paired.high))
     return out
+
+
+def noise_notes(variants: list[VariantResult]) -> list[str]:
+    """Notes for timings too noisy to tell a variant's speed from float's (the interval is too wide)."""
+    noisy = sorted({
+        f"{v.name} (batch {t.batch}, {t.threads or 'all'} thread(s))" for v in variants for t in v.latency
+        if t.speed_low is not None and t.speed_high is not None
+        and speed_verdict(t.speed_low, t.speed_high, t.speed) == "noisy"
+    })
+    if not noisy:
+        return []
+    return [
+        "the machine was too noisy to tell the speed of " + ", ".join(noisy[:6]) + (" and others" if len(noisy) > 6
+                                                                                    else "")
+        + f" from float's (95 % interval wider than {NOISY_SPREAD}x): treat them as the same speed; re-run on a "
+        "quieter machine or with more runs to tell"
+    ]
 
 
 def latency_feeds(data: Dataset, opts: AnalysisOptions) -> dict[int, dict[str, np.ndarray]]:

@@ -88,7 +88,7 @@ def speed(
 def speed_verdict(results: Results, v: VariantResult, batch: int = 1, threads: int | None = 1) -> str:
     """``faster``, ``slower``, ``same``, ``noisy`` (too noisy to tell) or ``unknown``, against float."""
     s = speed(results, v, batch, threads)
-    return stats.speed_verdict(s[1], s[2]) if s is not None else "unknown"
+    return stats.speed_verdict(s[1], s[2], s[0]) if s is not None else "unknown"
 
 
 def not_slower_than_float(results: Results, v: VariantResult) -> bool:

@@ -87,20 +87,22 @@ NEGLIGIBLE = 1.03
 """A speed ratio whose whole interval lies within [1 / this, this] is "same speed" (a 3 % difference)."""
 
 
-def speed_verdict(low: float | None, high: float | None) -> str:
-    """``"faster"``, ``"slower"``, ``"same"`` or ``"noisy"`` for a speed ratio interval (float time / variant time).
+def speed_verdict(low: float | None, high: float | None, point: float | None = None) -> str:
+    """``"faster"``, ``"slower"``, ``"same"`` or ``"noisy"`` for a speed ratio (float time / variant time).
 
-    ``"same"`` when the interval includes 1.0; ``"noisy"`` when it includes 1.0 and is too wide
-    (:data:`NOISY_SPREAD`) to tell even a large difference; ``"unknown"`` without an interval.
+    A difference must be both outside the noise (the interval excludes 1.0) and material (the
+    estimate ``point`` at least :data:`NEGLIGIBLE` away from 1.0) to count. ``"same"`` when the
+    interval includes 1.0 or the difference is negligible; ``"noisy"`` when the interval includes
+    1.0 and is too wide (:data:`NOISY_SPREAD`) to tell even a large difference; ``"unknown"``
+    without an interval.
     """
     if low is None or high is None:
         return "unknown"
-    if low >= 1 / NEGLIGIBLE and high <= NEGLIGIBLE:
-        return "same"
-    if low > 1.0:
+    mid = point if point is not None else (low * high) ** 0.5 if low > 0 else high
+    if low > 1.0 and mid >= NEGLIGIBLE:
         return "faster"
-    if high < 1.0:
+    if high < 1.0 and mid <= 1 / NEGLIGIBLE:
         return "slower"
-    if low <= 0 or high / low > NOISY_SPREAD:
+    if low <= 1.0 <= high and (low <= 0 or high / low > NOISY_SPREAD):
         return "noisy"
     return "same"
