@@ -1,7 +1,8 @@
 """``tune``: the smallest (or fastest) configuration whose quality stays inside a budget, and why.
 
 1. Sweep the candidate methods (static-int8 with every calibrator, dynamic-int8, weight-int4,
-   weight-int8, float16, cluster-8; ternary and binary never meet a real budget and are skipped)
+   weight-int8, float16, cluster-4 and cluster-8; ternary and binary never meet a real budget and
+   are skipped)
    and measure quality, size and the batch-1, one-thread latency (paired with float).
 2. If some candidates are within the budget, pick one with the recommender
    (:mod:`quantscope.analysis.recommend`: by the objective, preferring variants not slower than
@@ -59,7 +60,7 @@ NEVER_WIN = frozenset({"ternary", "binary"})
 INT8_METHODS = ("static-int8", "dynamic-int8", "weight-int8")
 DEFAULT_CANDIDATES = (
     "static-int8/minmax", "static-int8/percentile", "static-int8/entropy", "static-int8/mse",
-    "dynamic-int8", "weight-int4", "weight-int8", "float16", "cluster-8",
+    "dynamic-int8", "weight-int4", "weight-int8", "float16", "cluster-4", "cluster-8",
 )
 
 
