@@ -137,3 +137,16 @@ def test_timings_too_noisy_to_tell_are_said_in_the_notes() -> None:
     (note,) = noise_notes([noisy, calm])
     assert "too noisy" in note and "jittery" in note and "calm" not in note
     assert noise_notes([calm]) == []
+
+
+def test_a_version_2_results_file_reads_as_version_3() -> None:
+    v2 = {"schema": "quantscope.results", "schema_version": 2, "model": {"name": "m", "outputs": [
+        {"name": "label", "dtype": "int64", "shape": ["batch"]}, {"name": "probabilities", "dtype": "float32"}]},
+        "data": {}, "metric": "accuracy", "variants": [
+            {"name": "float", "kind": "float", "path": None, "method": None, "config": None, "size_bytes": 10,
+             "param_bytes": {}, "quality": {"accuracy": 0.9},
+             "latency": [{"batch": 1, "threads": 1, "median_ms": 1.0, "p90_ms": 1.0, "runs": 3}]}]}
+    r = Results.from_dict(v2)
+    assert r.outputs == ["label"]  # version 2 measured the first output
+    assert r.variants[0].quality_interval == {} and r.variants[0].latency[0].speed is None
+    assert Results.from_dict(r.to_dict()).to_dict() == r.to_dict()
