@@ -93,19 +93,23 @@ def run_job(spec: dict[str, Any], *, mem_limit_mb: float, timeout_s: float) -> J
 
 def latencies(
     paths: dict[str, Path], feeds: dict[str, np.ndarray], *, threads: int, rounds: int, budget_s: float
-) -> dict[str, float]:
-    """Median milliseconds per ``session.run`` for each model, timed round-robin.
+) -> dict[str, list[float]]:
+    """Milliseconds per ``session.run`` for each model and round, timed round-robin.
 
-    Stops after ``rounds`` rounds or once ``budget_s`` seconds are spent (at least 5 rounds).
+    Round ``r`` of every ONNX model is timed in the same pass, so the lists are paired: a ratio
+    of two models and its interval come from them (:func:`quantscope.analysis.stats.ratio_interval`).
+    The order of the models is reversed every other round. Stops after ``rounds`` rounds or once
+    ``budget_s`` seconds are spent (at least 5 rounds). A .tflite model gets one value, its
+    interpreter's median.
     """
     from quantscope.runtime import make_session
 
-    out: dict[str, float] = {}
+    out: dict[str, list[float]] = {}
     for key, path in list(paths.items()):
         if path.suffix == ".tflite":  # the LiteRT interpreter's own timing loop
             from quantscope.backends.tflite import load
 
-            out[key] = load(path).measure_latency(feeds, threads=threads, runs=rounds).median_ms
+            out[key] = [load(path).measure_latency(feeds, threads=threads, runs=rounds).median_ms]
     paths = {k: p for k, p in paths.items() if k not in out}
     sessions = {}
     for key, path in paths.items():
@@ -117,14 +121,15 @@ def latencies(
             sess.run(None, f)
     times: dict[str, list[float]] = {k: [] for k in sessions}
     t_start = time.perf_counter()
+    order = list(sessions.items())
     for r in range(rounds):
-        for key, (sess, f) in sessions.items():
+        for key, (sess, f) in order if r % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
             sess.run(None, f)
             times[key].append((time.perf_counter() - t0) * 1e3)
         if r >= 4 and time.perf_counter() - t_start > budget_s:
             break
-    return {**out, **{k: float(np.median(v)) for k, v in times.items()}}
+    return {**out, **times}
 
 
 # --------------------------------------------------------------------------- quality
@@ -147,25 +152,42 @@ def outputs(path: Path, arrays: dict[str, np.ndarray], *, batch: int = 16, tflit
     return np.concatenate(chunks)
 
 
-def quality(task: str, out: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> float:
-    """Accuracy against labels, mean cosine similarity, or mean IoU of binarised maps."""
+def per_sample(task: str, out: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """Per-sample scores: 1/0 correct against labels, cosine similarity, or IoU of binarised maps."""
     if task == "accuracy":
         if labels is None:
             raise ValueError("an accuracy task needs labels")
-        return float(np.mean(out.argmax(axis=1) == labels))
+        return (out.argmax(axis=1) == labels).astype(np.float64)
     if task == "cosine":
         a = out.reshape(len(out), -1).astype(np.float64)
         b = reference.reshape(len(reference), -1).astype(np.float64)
-        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-        return float(cos.mean())
+        return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
     if task == "det-iou":
         a = out.reshape(len(out), -1) > DET_THRESH
         b = reference.reshape(len(reference), -1) > DET_THRESH
         inter = (a & b).sum(1)
         union = (a | b).sum(1)
-        iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-        return float(iou.mean())
+        return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
     raise ValueError(f"unknown task {task!r}")
+
+
+def quality(task: str, out: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> float:
+    """Accuracy against labels, mean cosine similarity, or mean IoU of binarised maps."""
+    return float(per_sample(task, out, reference, labels).mean())
+
+
+def quality_se(task: str, out: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> float:
+    """Standard error of :func:`quality` over the evaluation samples.
+
+    For accuracy the Agresti-Coull form (two successes and two failures added), so a perfect
+    score on n samples still carries the uncertainty of n samples.
+    """
+    scores = per_sample(task, out, reference, labels)
+    n = len(scores)
+    if task == "accuracy":
+        p = (scores.sum() + 2) / (n + 4)
+        return float(np.sqrt(p * (1 - p) / (n + 4)))
+    return float(scores.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
 
 
 def float_quality(model: BenchModel, reference: np.ndarray, labels: np.ndarray | None) -> float:

@@ -50,6 +50,7 @@ class BenchModel:
     latency_feeds: Callable[[int], dict[str, np.ndarray]]  # batch size -> feeds
     notes: str = ""
     keras_path: Path | None = None  # the Keras source of ``path``: the peer is the TFLite converter
+    transformer: bool = False  # the peers' transformer guidance applies (MatMul-only, model_type=TRANSFORMER)
 
     def eval_arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         with np.load(self.eval_npz) as z:
@@ -299,6 +300,7 @@ def minilm(work: Path, calib_sizes: list[int], n_eval: int = 100) -> BenchModel:
         eval_npz=eval_npz,
         calib_dirs=dirs,
         latency_feeds=_feeds_from(eval_npz),
+        transformer=True,
         notes=(
             f"fidelity: mean cosine similarity to the float embeddings on {n_eval} held-out real "
             f"sentences; calibration from the other {len(pool)} sentences (beyond {len(pool)} "

@@ -64,3 +64,30 @@ def test_the_table_its_source_and_assumptions_are_there_for_the_report() -> None
     assert "Horowitz" in str(d["source"]) and "ISSCC 2014" in str(d["source"])
     assert d["pj"]["int8 mul"] == 0.2 and d["pj"]["fp32 mul"] == 3.7 and d["pj"]["DRAM"] == 1300.0
     assert len(d["assumptions"]) == len(ASSUMPTIONS) >= 5
+
+
+def _has_float16_kernels(model: Model, feeds: dict[str, np.ndarray]) -> bool:
+    from quantscope.analysis.energy import runtime_graph
+
+    _, _, dtypes = runtime_graph(qs.quantize(model, Float16()).model, {"x": feeds["x"][:1]})
+    return any(d == np.float16 for name, d in dtypes.items() if name != "x")
+
+
+def test_float16_on_a_cpu_without_float16_kernels_costs_what_float32_costs(model: Model, feeds) -> None:
+    """ONNX Runtime casts around float16 nodes it has no kernel for: the price is float32's."""
+    if _has_float16_kernels(model, feeds):
+        pytest.skip("this CPU runs some float16 kernels natively")
+    half = estimate_energy(qs.quantize(model, Float16()).model, feeds)
+    full = estimate_energy(model, feeds)
+    assert "fp16 mac" not in half.ops and half.ops.get("fp32 mac") == CONV_MATMUL_MACS
+    assert half.total_uj == pytest.approx(full.total_uj)
+    assert half.by_component == pytest.approx(full.by_component)
+
+
+def test_codebook_weights_are_priced_at_their_unpacked_float_size(model: Model, feeds) -> None:
+    q = qs.quantize(model, qs.config.Cluster(bits=4))
+    packed = count_operations(q.model, {"x": feeds["x"][:1]})["DRAM bytes"]
+    unpacked = count_operations(q.model, {"x": feeds["x"][:1]}, runtime=True)
+    float_bytes = count_operations(model, {"x": feeds["x"][:1]}, runtime=True)["DRAM bytes"]
+    assert packed < unpacked["DRAM bytes"] == pytest.approx(float_bytes)
+    assert unpacked.get("fp32 mac") == CONV_MATMUL_MACS

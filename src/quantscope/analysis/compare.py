@@ -20,8 +20,9 @@ import numpy as np
 
 from quantscope.analysis.budget import check_max_drop, quality_gate
 from quantscope.analysis.context import data_name, machine_info, model_info
-from quantscope.analysis.measure import Stepper, latency_feeds, measure_variant
+from quantscope.analysis.measure import Stepper, latency_feeds, measure_variant, noise_notes
 from quantscope.analysis.options import FLOAT_NAME, AnalysisOptions, StepProgress
+from quantscope.analysis.outputs import choose_outputs, output_indices
 from quantscope.analysis.params import parameter_bytes
 from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
 from quantscope.analysis.results import Results, VariantResult
@@ -58,6 +59,7 @@ def analyze(
     options: AnalysisOptions | None = None,
     progress: StepProgress | None = None,
     notes: Sequence[str] = (),
+    output: str | Sequence[str] | None = None,
 ) -> Results:
     """Measure ``model`` and each of ``variants`` on ``data``; the float model is a variant too.
 
@@ -67,6 +69,9 @@ def analyze(
     labels, else top-1 agreement), a built-in name, or ``fn(outputs, labels) -> float``.
     ``calib`` lets sensitivity re-quantize methods that need calibration. ``max_drop`` is
     recorded as the quality budget (a fraction of the float value; see :func:`quality_gate`).
+    ``output`` names the model output(s) to measure, the first being the primary one (default:
+    the floating-point output with the most elements per sample; see
+    :mod:`quantscope.analysis.outputs`); further outputs add ``metric[output]`` quality keys.
 
     Raises :class:`DataMismatchError` when ``data`` does not fit the model,
     :class:`EmptyDatasetError` for no samples, :class:`ModelError` when a variant's outputs
@@ -82,7 +87,11 @@ def analyze(
     check_max_drop(max_drop)
     bound = data.bind(float_model.inputs)  # names, shapes, dtypes; fails before any work
     labels = bound.labels
-    primary = resolve_metric(metric, has_labels=labels is not None, name=metric_name, higher_is_better=higher_is_better)
+    measured = choose_outputs(float_model, output)
+    indices = output_indices(float_model, measured)
+    primary = resolve_metric(metric, has_labels=labels is not None, name=metric_name, higher_is_better=higher_is_better,
+                             output=indices[0])
+    extra = dict(zip(measured[1:], indices[1:], strict=True))
     items = normalize(float_model, variants)
     for v in items[1:]:
         check_outputs(float_model, v)
@@ -96,7 +105,8 @@ def analyze(
         for i, v in enumerate(items):
             step = Stepper(progress, v.name, i, total)
             try:
-                vr, outputs = measure_variant(v, float_model, bound, labels, primary, ref_outputs, feeds, opts, Path(tmp), step)
+                vr, outputs = measure_variant(v, float_model, bound, labels, primary, ref_outputs, feeds, opts, Path(tmp),
+                                              step, extra)
             except QuantscopeError as exc:
                 if opts.strict or v.name == FLOAT_NAME:
                     raise
@@ -106,8 +116,10 @@ def analyze(
             if ref_outputs is None:
                 ref_outputs = outputs
             results.append(vr)
+    notes += noise_notes(results)
     if opts.sensitivity > 0:
-        results = add_sensitivity(float_model, items, results, bound, calib, primary, opts, notes, progress)
+        results = add_sensitivity(float_model, items, results, bound, calib, primary, opts, notes, progress,
+                                  max_drop=max_drop)
     if progress is not None:
         progress("done", total, total)
     return Results(
@@ -117,7 +129,8 @@ def analyze(
         higher_is_better=primary.higher_is_better,
         variants=results,
         max_drop=max_drop,
-        machine=machine_info(),
+        outputs=measured,
+        machine={**machine_info(), "threads": [t if t is not None else "all" for t in opts.threads]},
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         notes=notes,
     )

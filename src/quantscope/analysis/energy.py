@@ -4,6 +4,12 @@ The estimate multiplies what the graph does by what each operation costs on a re
 It is a *model*, not a measurement: it tells how much the arithmetic and the weight traffic of
 one variant cost relative to another, not what a given CPU draws from the wall.
 
+The graph priced is the one ONNX Runtime runs: the model as its optimizer leaves it at the
+default level (fusions, constant folding, casts it inserts), each node in the precision of the
+kernel that runs it. A float16 model on a CPU without float16 kernels is therefore priced as
+float32 (ONNX Runtime casts around those nodes), and codebook weights (cluster, ternary,
+binary) as the float32 weights ONNX Runtime unpacks them into at load.
+
 The per-operation table (:data:`HOROWITZ_2014`) is M. Horowitz, "Computing's energy problem
 (and what we can do about it)", ISSCC 2014, 45 nm process, 0.9 V. The assumptions
 (:data:`ASSUMPTIONS`) are written out so the report can show them beside the numbers.
@@ -12,18 +18,23 @@ The per-operation table (:data:`HOROWITZ_2014`) is M. Horowitz, "Computing's ene
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import onnx
 import onnx_ir as ir
+import onnxruntime as ort
 
 from quantscope.analysis._capture import typed
 from quantscope.analysis.layers import BodyCapture
 from quantscope.analysis.results import EnergyResult
-from quantscope.errors import DataError
+from quantscope.errors import DataError, RuntimeFailure
 from quantscope.io import Model
+from quantscope.runtime import make_session, run, session_options
 
 logger = logging.getLogger(__name__)
 
@@ -63,20 +74,26 @@ ACTIVATION_MEMORY = "SRAM 1MB"
 
 ASSUMPTIONS = (
     "One inference is one sample (batch 1); counts come from the tensor shapes of a real run.",
+    "The graph priced is the one ONNX Runtime executes on this machine: its optimizer's output at the "
+    "default level (fused kernels, folded constants, the casts it inserts where a CPU has no kernel for "
+    "a type), with blocked channel layouts (NCHWc) left out since they pad channels but do the same "
+    "arithmetic. Each node is priced in the precision of the kernel that runs it: a float16 model on a "
+    "CPU without float16 kernels is priced as float32.",
     "A multiply-accumulate (MAC) costs one multiply and one add: int8 MACs multiply in 8 bits and "
     "accumulate in 32 bits (int8 mul + int32 add); float16 and float32 MACs stay in their precision.",
     "MACs are counted for Conv, ConvTranspose, MatMul, Gemm and their integer forms (QLinearConv, "
     "QLinearMatMul, ConvInteger, MatMulInteger, QGemm, MatMulNBits, ...).",
-    "A Conv/MatMul/Gemm whose activation inputs all come from DequantizeLinear runs in int8 "
-    "(ONNX Runtime fuses the QDQ group into an integer kernel); one with float16 inputs runs in "
-    "float16; anything else runs in float32, including weight-only formats whose weights are "
-    "dequantized before the float multiply. MatMulNBits with accuracy_level 4 runs in int8.",
+    "Integer kernels (QLinearConv, QGemm, MatMulInteger, ...) run in int8; a Conv/MatMul/Gemm left "
+    "between DequantizeLinear nodes runs in float32 (ONNX Runtime did not fuse it); one with float16 "
+    "inputs runs in float16; anything else runs in float32, including weight-only formats whose weights "
+    "are dequantized before the float multiply. MatMulNBits with accuracy_level 4 runs in int8.",
     "Element-wise ops cost one add (Add, Sub, Relu, pooling, reductions: per input element) or one "
     "multiply (Mul, Div, Sigmoid, Softmax, ...: per output element) in the precision they run in.",
     "Quantize/Dequantize of activations cost one float32 multiply and add per element "
     "(requantization); those of constant weights are folded at load time and cost nothing.",
-    "Every stored parameter byte is read once from DRAM per inference (the file's format: packed "
-    "low-bit codes count as their packed size), at the low end of the paper's 1.3-2.6 nJ per 64 bits.",
+    "Every parameter byte of the running graph is read once from DRAM per inference, at the low end of "
+    "the paper's 1.3-2.6 nJ per 64 bits: weights ONNX Runtime unpacks or casts at load (codebooks, "
+    "float16 without float16 kernels) count at their unpacked size.",
     f"Activations are read and written once per node from a 1 MB SRAM ({ACTIVATION_MEMORY}), "
     "in the width of the precision the node runs in; data-movement ops are free.",
     "Ops inside If/Loop/Scan bodies are not counted.",
@@ -93,7 +110,7 @@ INTEGER_MAC_OPS = frozenset({
 })
 ADD_PER_INPUT = frozenset({
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceSum", "ReduceMean",
-    "ReduceMax", "ReduceMin", "QLinearAveragePool", "QLinearGlobalAveragePool",
+    "ReduceMax", "ReduceMin", "QLinearAveragePool", "QLinearGlobalAveragePool", "NhwcMaxPool",
 })
 ADD_PER_OUTPUT = frozenset({
     "Add", "Sub", "Relu", "Max", "Min", "Clip", "LeakyRelu", "Sum", "Neg", "Abs", "QLinearAdd",
@@ -108,16 +125,23 @@ _BYTES = {"int8": 1, "fp16": 2, "fp32": 4}
 
 
 def estimate_energy(
-    model: Model, feeds: Mapping[str, np.ndarray], *, table: EnergyTable = HOROWITZ_2014
+    model: Model, feeds: Mapping[str, np.ndarray], *, table: EnergyTable = HOROWITZ_2014, runtime: bool = True
 ) -> EnergyResult:
     """Energy of one inference of ``model`` on the first sample of ``feeds``.
 
-    Shapes come from running the model once (graph as written, no fusion) on that sample.
+    With ``runtime`` (the default) the graph priced is the one ONNX Runtime runs
+    (:func:`runtime_graph`); without, the graph as written. Shapes come from one run on that sample.
     """
     one = {k: np.asarray(v)[:1] for k, v in feeds.items()}
     if any(v.shape[0] == 0 for v in one.values()):
         raise DataError("energy estimation needs at least one sample of input data")
-    counts = count_operations(model, one)
+    try:
+        counts = count_operations(model, one, runtime=runtime)
+    except RuntimeFailure as exc:
+        if not runtime:
+            raise
+        logger.warning("energy priced on the graph as written: %s", exc)
+        counts = count_operations(model, one, runtime=False)
     return energy_from_counts(counts, table)
 
 
@@ -143,26 +167,37 @@ def energy_from_counts(counts: Mapping[str, float], table: EnergyTable = HOROWIT
     )
 
 
-def count_operations(model: Model, feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
+def count_operations(
+    model: Model, feeds: Mapping[str, np.ndarray], *, runtime: bool = False
+) -> dict[str, float]:
     """Operation counts of one run on ``feeds``: MACs and element-wise ops by precision, bytes moved.
 
     Keys: ``"<int8|fp16|fp32> mac"``, ``"<prec> add"``, ``"<prec> mul"``, ``"DRAM bytes"``,
-    ``"SRAM bytes"``. Counts are for the whole batch in ``feeds``. Nodes inside If/Loop/Scan
-    bodies count as often as they run: a body tensor comes out stacked over the iterations of a
-    Loop/Scan, and empty from an If branch that did not run.
+    ``"SRAM bytes"``. Counts are for the whole batch in ``feeds``. ``runtime``: count the graph
+    ONNX Runtime runs (:func:`runtime_graph`) instead of the graph as written; a model with
+    If/Loop/Scan bodies is counted as written (the runtime's saved graph hides body shapes).
+    Nodes inside bodies count as often as they run: a body tensor comes out stacked over the
+    iterations of a Loop/Scan, and empty from an If branch that did not run.
     """
-    model = typed(model)
-    graph = model.ir.graph
-    constant = _constant_values(graph)
-    wanted = [n for n in _body_tensors(graph) if n not in constant]
-    shapes = {name: arr.shape for name, arr in BodyCapture(model, wanted)(feeds).items()}
+    dtypes: dict[str, np.dtype] = {}
+    if runtime and not any(True for _ in model.ir.graph.subgraphs()):
+        model, shapes, dtypes = runtime_graph(model, feeds)
+        graph = model.ir.graph
+        constant = _constant_values(graph)
+    else:
+        runtime = False
+        model = typed(model)
+        graph = model.ir.graph
+        constant = _constant_values(graph)
+        wanted = [n for n in _body_tensors(graph) if n not in constant]
+        shapes = {name: arr.shape for name, arr in BodyCapture(model, wanted)(feeds).items()}
     for name, arr in feeds.items():
         shapes[name] = np.asarray(arr).shape
     counts: Counter[str] = Counter()
     for node in ir.traversal.RecursiveGraphIterator(graph):
         if all(o.name in constant for o in node.outputs if o.name):
             continue  # folded at load time
-        prec = _precision(node, constant)
+        prec = _precision(node, constant, dtypes if runtime else None)
         if node.op_type in MAC_OPS:
             counts[f"{prec} mac"] += _macs(node, shapes, constant)
         elif node.op_type in QDQ_OPS:
@@ -214,20 +249,61 @@ def _constant_values(graph: ir.Graph) -> set[str]:
     return const
 
 
-def _precision(node: ir.Node, constant: set[str]) -> str:
+def _precision(node: ir.Node, constant: set[str], runtime_dtypes: Mapping[str, np.dtype] | None = None) -> str:
+    """The precision ``node`` computes in; with ``runtime_dtypes`` (a run of the optimized graph) a
+    DequantizeLinear -> op pattern left unfused runs in float, and dtypes are the ones observed."""
     if node.op_type in INTEGER_MAC_OPS or node.op_type.startswith("QLinear"):
         return "int8"
     if node.op_type == "MatMulNBits":
         attr = node.attributes.get("accuracy_level")
         return "int8" if attr is not None and attr.as_int() == 4 else "fp32"
     activations = [v for v in node.inputs if v is not None and v.name not in constant]
-    if activations and all(
+    if runtime_dtypes is None and activations and all(
         (p := v.producer()) is not None and p.op_type == "DequantizeLinear" for v in activations
     ):
         return "int8"
+    if runtime_dtypes is not None:
+        if any(runtime_dtypes.get(_name(v)) == np.float16 for v in activations):
+            return "fp16"
+        return "fp32"
     if any(v.dtype == ir.DataType.FLOAT16 for v in activations):
         return "fp16"
     return "fp32"
+
+
+def runtime_graph(
+    model: Model, feeds: Mapping[str, np.ndarray]
+) -> tuple[Model, dict[str, tuple[int, ...]], dict[str, np.dtype]]:
+    """The graph ONNX Runtime runs for ``model``, and the shape and dtype of every tensor in one run on ``feeds``.
+
+    The graph is ONNX Runtime's optimizer output at its default level (blocked NCHWc layouts left
+    out: they pad channels and would inflate the counts); the run exposes every node output, so
+    shapes and dtypes are the ones the runtime's kernels see.
+    """
+    with tempfile.TemporaryDirectory(prefix="quantscope-energy-") as tmp:
+        out = Path(tmp) / "optimized.onnx"
+        try:
+            ort.InferenceSession(model.serialize(), sess_options=session_options(optimized_model_path=str(out)),
+                                 providers=["CPUExecutionProvider"], disabled_optimizers=["NchwcTransformer"])
+            proto = onnx.load(str(out))
+        except Exception as exc:
+            raise RuntimeFailure(f"ONNX Runtime cannot optimize the model for the energy estimate: {exc}") from exc
+    del proto.graph.value_info[:]
+    listed = {o.name for o in proto.graph.output}
+    for node in proto.graph.node:
+        for name in node.output:
+            if name and name not in listed:  # untyped: ONNX Runtime fills in the type it infers
+                proto.graph.output.add().name = name
+                listed.add(name)
+    session = make_session(proto.SerializeToString(), optimization="none")
+    arrays = run(session, feeds)
+    names = [o.name for o in session.get_outputs()]
+    shapes = {n: tuple(a.shape) for n, a in zip(names, arrays, strict=True)}
+    dtypes = {n: a.dtype for n, a in zip(names, arrays, strict=True)}
+    for name, arr in feeds.items():
+        dtypes[name] = np.asarray(arr).dtype
+    optimized = Model(ir=ir.from_proto(proto), path=None, fingerprint=model.fingerprint)
+    return optimized, shapes, dtypes
 
 
 def _macs(node: ir.Node, shapes: Mapping[str, tuple[int, ...]], constant: set[str]) -> int:

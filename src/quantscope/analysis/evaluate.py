@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quantscope.analysis.stats import ratio_interval
 from quantscope.calibrate import Progress
 from quantscope.data import Dataset
 from quantscope.io import Model
@@ -88,4 +89,59 @@ def time_calls(
         t0 = time.perf_counter()
         call()
         times.append((time.perf_counter() - t0) * 1e3)
-    return Latency(float(np.median(times)), float(np.percentile(times, 90)), runs, batch, threads)
+    return _latency(times, batch, threads)
+
+
+def _latency(times: list[float], batch: int, threads: int | None) -> Latency:
+    return Latency(float(np.median(times)), float(np.percentile(times, 90)), len(times), batch, threads)
+
+
+@dataclass(frozen=True)
+class PairedLatency:
+    """A variant timed against a reference in interleaved rounds: both latencies and the speed ratio.
+
+    ``speed`` is the reference's median time over the variant's (above 1: the variant is faster),
+    ``low``/``high`` its 95 % paired-bootstrap interval over rounds.
+    """
+
+    reference: Latency
+    variant: Latency
+    speed: float
+    low: float
+    high: float
+
+
+def time_paired(
+    reference: Callable[[], object], call: Callable[[], object], *, batch: int, threads: int | None,
+    warmup: int = 5, rounds: int = 30, seed: int = 0,
+) -> PairedLatency:
+    """Time ``reference()`` and ``call()`` alternately, one of each per round (order swapped every round).
+
+    Load from other processes hits both alike, so the ratio is far steadier than two separate
+    medians; its interval says how much the machine's noise leaves uncertain.
+    """
+    for _ in range(warmup):
+        reference()
+        call()
+    ref_times: list[float] = []
+    times: list[float] = []
+    for r in range(rounds):
+        pair = ((reference, ref_times), (call, times))
+        for fn, sink in pair if r % 2 == 0 else pair[::-1]:
+            t0 = time.perf_counter()
+            fn()
+            sink.append((time.perf_counter() - t0) * 1e3)
+    speed, low, high = ratio_interval(ref_times, times, seed=seed)
+    return PairedLatency(_latency(ref_times, batch, threads), _latency(times, batch, threads), speed, low, high)
+
+
+def measure_paired_latency(
+    reference: Model, model: Model, feeds: Mapping[str, np.ndarray], *, threads: int | None = None,
+    warmup: int = 5, runs: int = 30, seed: int = 0,
+) -> PairedLatency:
+    """:func:`time_paired` of two models on the same feeds, sessions made with the same options."""
+    ref_session = make_session(reference, threads=threads)
+    session = make_session(model, threads=threads)
+    batch = int(next(iter(feeds.values())).shape[0])
+    return time_paired(lambda: run(ref_session, feeds), lambda: run(session, feeds), batch=batch, threads=threads,
+                       warmup=warmup, rounds=runs, seed=seed)

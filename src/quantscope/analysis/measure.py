@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from quantscope.analysis.energy import estimate_energy
-from quantscope.analysis.evaluate import Evaluator, measure_latency
+from quantscope.analysis.evaluate import Evaluator, measure_latency, measure_paired_latency
 from quantscope.analysis.layers import layer_errors
 from quantscope.analysis.memory import peak_memory
+from quantscope.analysis.names import module_paths
 from quantscope.analysis.options import FLOAT_NAME, AnalysisOptions, StepProgress
 from quantscope.analysis.params import parameter_bytes
-from quantscope.analysis.quality import Metric, quality
+from quantscope.analysis.quality import Metric, quality, quality_interval
 from quantscope.analysis.results import LatencyResult, PlanSummary, VariantResult
+from quantscope.analysis.stats import NOISY_SPREAD, speed_verdict
 from quantscope.analysis.variants import Variant
 from quantscope.data import Dataset
 from quantscope.errors import DataError, ModelError
@@ -41,7 +44,9 @@ def measure_variant(
     opts: AnalysisOptions,
     tmp: Path,
     step: Stepper,
+    extra_outputs: dict[str, int] | None = None,
 ) -> tuple[VariantResult, list[np.ndarray]]:
+    """Measure one variant; quality on ``metric.output``, plus ``name[output]`` keys for ``extra_outputs``."""
     step("evaluating")
     outputs = Evaluator(v.model, batch_size=opts.eval_batch_size).predict(data)
     reference = outputs if ref_outputs is None else ref_outputs
@@ -53,19 +58,20 @@ def measure_variant(
             )
     q = quality(reference, outputs, labels, metric)
     if metric.name not in q:
-        raise DataError(f"metric {metric.name!r} cannot be computed on {v.name}'s outputs; choose another --metric")
+        raise DataError(
+            f"metric {metric.name!r} cannot be computed on {v.name}'s output {metric.output}; "
+            "choose another --metric or another --output"
+        )
+    interval = quality_interval(reference, outputs, labels, metric, q, seed=opts.seed)
+    for out_name, index in (extra_outputs or {}).items():
+        q.update({f"{k}[{out_name}]": x for k, x in quality(reference, outputs, labels, output=index).items()})
     path = v.path or save(v.model, tmp / f"{_safe(v.name)}.onnx", value_info=False)
     size = path.stat().st_size + sum(f.stat().st_size for f in v.model.data_files if f.is_file())
     warnings = list(v.warnings)
     latency: list[LatencyResult] = []
     if opts.latency:
         step("latency")
-        for batch, feed in feeds.items():
-            for threads in opts.threads:
-                lat = measure_latency(v.model, feed, threads=threads, warmup=opts.warmup,
-                                      runs=opts.runs if batch == 1 else max(3, opts.runs // 3))
-                latency.append(LatencyResult(batch=batch, threads=threads, median_ms=lat.median_ms,
-                                             p90_ms=lat.p90_ms, runs=lat.runs))
+        latency = _latencies(v, float_model, feeds, opts)
     memory = None
     if opts.memory:
         step("peak memory")
@@ -87,6 +93,8 @@ def measure_variant(
             step("per-layer error")
             layers = layer_errors(float_model, v.model, data, plan=v.plan, samples=opts.layer_samples,
                                   seed=opts.seed)
+            paths = module_paths(float_model)
+            layers = [dataclasses.replace(e, module=paths.get(e.node, "")) for e in layers]
     return VariantResult(
         name=v.name,
         kind="float" if v.name == FLOAT_NAME else "onnx",
@@ -96,6 +104,7 @@ def measure_variant(
         size_bytes=int(size),
         param_bytes=parameter_bytes(v.model),
         quality=q,
+        quality_interval=interval,
         latency=latency,
         memory=memory,
         energy=energy,
@@ -104,6 +113,45 @@ def measure_variant(
         warnings=list(dict.fromkeys(warnings)),
     ), outputs
 
+
+
+def _latencies(
+    v: Variant, float_model: Model, feeds: dict[int, dict[str, np.ndarray]], opts: AnalysisOptions
+) -> list[LatencyResult]:
+    """Latency per batch and thread count; a quantized variant interleaved with the float model."""
+    out: list[LatencyResult] = []
+    for batch, feed in feeds.items():
+        runs = opts.runs if batch == 1 else max(3, opts.runs // 3)
+        for threads in opts.threads:
+            if v.name == FLOAT_NAME:
+                lat = measure_latency(v.model, feed, threads=threads, warmup=opts.warmup, runs=runs)
+                out.append(LatencyResult(batch=batch, threads=threads, median_ms=lat.median_ms, p90_ms=lat.p90_ms,
+                                         runs=lat.runs))
+                continue
+            paired = measure_paired_latency(float_model, v.model, feed, threads=threads, warmup=opts.warmup,
+                                            runs=max(runs, 6), seed=opts.seed)
+            lat = paired.variant
+            out.append(LatencyResult(batch=batch, threads=threads, median_ms=lat.median_ms, p90_ms=lat.p90_ms,
+                                     runs=lat.runs, speed=paired.speed, speed_low=paired.low,
+                                     speed_high=paired.high))
+    return out
+
+
+def noise_notes(variants: list[VariantResult]) -> list[str]:
+    """Notes for timings too noisy to tell a variant's speed from float's (the interval is too wide)."""
+    noisy = sorted({
+        f"{v.name} (batch {t.batch}, {t.threads or 'all'} thread(s))" for v in variants for t in v.latency
+        if t.speed_low is not None and t.speed_high is not None
+        and speed_verdict(t.speed_low, t.speed_high, t.speed) == "noisy"
+    })
+    if not noisy:
+        return []
+    return [
+        "the machine was too noisy to tell the speed of " + ", ".join(noisy[:6]) + (" and others" if len(noisy) > 6
+                                                                                    else "")
+        + f" from float's (95 % interval wider than {NOISY_SPREAD}x): treat them as the same speed; re-run on a "
+        "quieter machine or with more runs to tell"
+    ]
 
 
 def latency_feeds(data: Dataset, opts: AnalysisOptions) -> dict[int, dict[str, np.ndarray]]:

@@ -23,8 +23,9 @@ class AnalysisOptions:
     """What to measure, and how much it may cost.
 
     ``sensitivity`` is the number of nodes measured per sensitivity variant (0 turns it off);
-    ``sensitivity_variants`` names them (None: the quantized variant that loses the most
-    quality, when its method can be re-run).
+    ``sensitivity_variants`` names them (None: the int8 variant the recommender picks among the
+    int8 variants, else the quantized variant that loses the most quality, when its method can be
+    re-run).
     """
 
     latency: bool = True

@@ -1,7 +1,8 @@
 """The metric registry: every quality number by name, how to compute it, and which way is better.
 
-Names follow :mod:`quantscope.analysis.results`. A built-in metric is computed on the model's
-first output (for a classifier, its scores or its class indices) against the labels (task
+Names follow :mod:`quantscope.analysis.results`. A built-in metric is computed on one model
+output (``Metric.output``, the index chosen by :mod:`quantscope.analysis.outputs`; for a
+classifier, its scores or its class indices) against the labels (task
 metrics) or against the float model's first output (fidelity): ``accuracy``, ``top5``,
 ``agreement`` (top-1), ``kl`` (of the softmax of the scores), ``cosine`` (mean over samples of
 the per-sample cosine similarity), ``cosine_min``, ``sqnr_db``, ``max_abs`` and ``mean_abs``.
@@ -14,6 +15,7 @@ with :func:`resolve_metric` and scores with :meth:`Metric.score` or :func:`quali
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quantscope.analysis import stats
 from quantscope.errors import ConfigError, DataError
 from quantscope.numerics import metrics
 
@@ -30,7 +33,7 @@ MetricFn = Callable[[list[np.ndarray], np.ndarray | None], float]
 """A user metric: ``fn(outputs, labels) -> float`` with outputs as the model returns them."""
 
 Compute = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], "float | None"]
-"""A built-in metric: ``compute(reference, output, labels)`` on first outputs; None: does not apply."""
+"""A built-in metric: ``compute(reference, output, labels)`` on the measured output; None: does not apply."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Metric:
     name: str
     higher_is_better: bool = True
     fn: MetricFn | None = None  # None: the built-in metric of this name
+    output: int = 0  # index of the model output a built-in metric is computed on
 
     def score(
         self, reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray], labels: np.ndarray | None
@@ -69,18 +73,29 @@ class Metric:
         """This metric on ``outputs`` (against ``reference``, the float model's outputs, and ``labels``)."""
         if self.fn is not None:
             return _custom(self, outputs, labels)
-        value = METRICS[self.name].compute(np.asarray(reference[0]), np.asarray(outputs[0]), labels)
+        i = self.output
+        value = METRICS[self.name].compute(np.asarray(reference[i]), np.asarray(outputs[i]), labels)
         if value is None:
             raise DataError(f"metric {self.name!r} cannot be computed on these outputs; choose another metric")
         return value
 
 
 def resolve_metric(
-    metric: str | MetricFn | Metric, *, has_labels: bool, name: str | None = None, higher_is_better: bool = True
+    metric: str | MetricFn | Metric, *, has_labels: bool, name: str | None = None, higher_is_better: bool = True,
+    output: int | None = None,
 ) -> Metric:
-    """The primary metric: ``"auto"`` is accuracy with labels, top-1 agreement without."""
+    """The primary metric: ``"auto"`` is accuracy with labels, top-1 agreement without.
+
+    ``output`` is the index of the model output built-in metrics are computed on (None: keep a
+    given :class:`Metric`'s, else 0).
+    """
     if isinstance(metric, Metric):
-        return metric
+        return metric if output is None else dataclasses.replace(metric, output=output)
+    resolved = _resolve(metric, has_labels=has_labels, name=name, higher_is_better=higher_is_better)
+    return resolved if output is None else dataclasses.replace(resolved, output=output)
+
+
+def _resolve(metric: str | MetricFn, *, has_labels: bool, name: str | None, higher_is_better: bool) -> Metric:
     if callable(metric):
         label = name or getattr(metric, "__name__", None) or "custom"
         if label == "<lambda>":
@@ -110,13 +125,17 @@ def quality(
     outputs: Sequence[np.ndarray],
     labels: np.ndarray | None,
     metric: Metric | None = None,
+    *,
+    output: int | None = None,
 ) -> dict[str, float]:
-    """Every registered metric that applies to ``outputs`` (and the custom ``metric``, if any)."""
+    """Every registered metric that applies to output ``output`` (default: ``metric.output``, else 0),
+    and the custom ``metric``, if any."""
     if len(reference) != len(outputs):
         raise DataError(f"the models return different numbers of outputs: {len(reference)} vs {len(outputs)}")
-    ref, test = np.asarray(reference[0]), np.asarray(outputs[0])
+    i = output if output is not None else (metric.output if metric is not None else 0)
+    ref, test = np.asarray(reference[i]), np.asarray(outputs[i])
     if ref.shape != test.shape:
-        raise DataError(f"the first outputs differ in shape: {ref.shape} vs {test.shape}")
+        raise DataError(f"the measured outputs differ in shape: {ref.shape} vs {test.shape}")
     out: dict[str, float] = {}
     for spec in METRICS.values():
         value = spec.compute(ref, test, labels)
@@ -125,6 +144,54 @@ def quality(
     if metric is not None and metric.fn is not None:
         out[metric.name] = _custom(metric, outputs, labels)
     return out
+
+
+def quality_interval(
+    reference: Sequence[np.ndarray],
+    outputs: Sequence[np.ndarray],
+    labels: np.ndarray | None,
+    metric: Metric,
+    values: dict[str, float],
+    *,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """95 % intervals of the primary metric (and of ``agreement``) over the evaluation samples.
+
+    A fraction of samples (accuracy, top5, agreement) gets a Wilson interval from the sample
+    count; any other metric a bootstrap over samples. Metrics with no interval are left out.
+    """
+    i = metric.output
+    ref, test = np.asarray(reference[i]), np.asarray(outputs[i])
+    n = len(test) if test.ndim else 0
+    out: dict[str, list[float]] = {}
+    for name in dict.fromkeys((metric.name, "agreement")):
+        if name not in values or n == 0:
+            continue
+        if name in stats.PROPORTIONS:
+            out[name] = list(stats.wilson(values[name] * n, n))
+            continue
+        statistic = _statistic(name, metric, ref, test, outputs, labels)
+        try:
+            interval = stats.bootstrap(statistic, n, resamples=100 if metric.fn is not None else stats.BOOTSTRAP, seed=seed)
+        except Exception as exc:  # a user's function that cannot take a subset
+            logger.info("no interval for %s: %s: %s", name, type(exc).__name__, exc)
+            interval = None
+        if interval is not None:
+            out[name] = list(interval)
+    return out
+
+
+def _statistic(
+    name: str, metric: Metric, ref: np.ndarray, test: np.ndarray, outputs: Sequence[np.ndarray],
+    labels: np.ndarray | None,
+) -> Callable[[np.ndarray], float | None]:
+    """Metric ``name`` on a subset of samples (given as indices), for the bootstrap."""
+    lab = None if labels is None else np.asarray(labels)
+    if metric.fn is not None and name == metric.name:
+        fn = metric.fn
+        return lambda idx: fn([np.asarray(o)[idx] for o in outputs], None if lab is None else lab[idx])
+    compute = METRICS[name].compute
+    return lambda idx: compute(ref[idx], test[idx], None if lab is None else lab[idx])
 
 
 def _custom(metric: Metric, outputs: Sequence[np.ndarray], labels: np.ndarray | None) -> float:

@@ -8,7 +8,13 @@ older one: see :data:`MIGRATIONS`).
 
 Version history: 1, the first; 2, ``param_bytes`` keys are always NumPy dtype names
 (``float32``; version 1 files written by the CLI could hold ONNX names such as ``float``), and
-``objective`` records what the recommended variant was chosen for (``"size"`` or ``"latency"``).
+``objective`` records what the recommended variant was chosen for (``"size"`` or ``"latency"``);
+3, latency measured as a paired, interleaved comparison against the float model
+(``LatencyResult.speed``, ``speed_low``, ``speed_high``: float time / variant time and its 95 %
+interval), ``VariantResult.quality_interval`` (95 % interval of each metric that has one), and
+``Results.outputs`` (the model outputs the quality metrics were computed on), and ``module``
+(the module path from the node's metadata) on per-layer errors and sensitivities. A version-2 file
+reads as version 3 with no intervals and the first output.
 
 Quality metrics are keyed by name in ``quality`` dicts. Names used by the built-in analyses:
 
@@ -34,7 +40,7 @@ from quantscope.analysis.budget import fits, quality_drop
 from quantscope.errors import ConfigError
 
 SCHEMA = "quantscope.results"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 VariantKind = Literal["float", "onnx", "tflite"]
 
@@ -48,6 +54,11 @@ class LatencyResult:
     median_ms: float
     p90_ms: float
     runs: int
+    # paired against the float model (same batch, threads, interleaved rounds): float time / this
+    # variant's time, and its 95 % bootstrap interval; None for the float model itself or when not paired
+    speed: float | None = None
+    speed_low: float | None = None
+    speed_high: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +92,7 @@ class LayerError:
     node: str
     op_type: str
     sqnr_db: float
+    module: str = ""  # the node's module path from the exporter's metadata (e.g. "encoder.layer.0/linear")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +105,7 @@ class LayerSensitivity:
     metric: str
     value: float
     delta: float  # value minus the reference (float model for "only", fully quantized for "all-but")
+    module: str = ""  # the node's module path from the exporter's metadata
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +134,7 @@ class VariantResult:
     size_bytes: int  # on disk, external data included
     param_bytes: dict[str, int]  # initializer bytes by NumPy dtype name ("float32", "int8", ...)
     quality: dict[str, float]
+    quality_interval: dict[str, list[float]] = field(default_factory=dict)  # metric -> [low, high], 95 %
     latency: list[LatencyResult] = field(default_factory=list)
     memory: MemoryResult | None = None
     energy: EnergyResult | None = None
@@ -194,7 +208,8 @@ class Results:
     robustness: RobustnessResult | None = None
     max_drop: float | None = None  # the quality budget, as a fraction of the float value
     objective: str = "size"  # what the recommended variant is chosen for: "size" or "latency"
-    machine: dict[str, Any] = field(default_factory=dict)  # cpu, cores, flags, library versions
+    outputs: list[str] = field(default_factory=list)  # the outputs quality was computed on ([]: the first)
+    machine: dict[str, Any] = field(default_factory=dict)  # cpu, cores, flags, library versions, threads
     created: str = ""  # ISO 8601
     notes: list[str] = field(default_factory=list)
 
@@ -279,7 +294,13 @@ def _v1_to_v2(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "variants": variants, "objective": body.get("objective", "size")}
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(body: dict[str, Any]) -> dict[str, Any]:
+    """No intervals were measured; quality was computed on the first output."""
+    first = [o["name"] for o in (body.get("model") or {}).get("outputs", [])[:1] if isinstance(o, dict) and "name" in o]
+    return {**body, "outputs": body.get("outputs", first)}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 """``MIGRATIONS[n]`` turns the body of a version-``n`` file into version ``n + 1``."""
 
 

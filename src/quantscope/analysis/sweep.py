@@ -71,6 +71,7 @@ def sweep(
     save_dir: str | os.PathLike[str] | None = None,
     robustness: Mapping[str, Any] | None = None,
     progress: StepProgress | None = None,
+    output: str | Sequence[str] | None = None,
 ) -> Results:
     """Quantize ``model`` with every method (``methods``: names or named configs) and analyze all.
 
@@ -80,6 +81,7 @@ def sweep(
     its sidecar JSON) and measured from that file. With ``robustness`` (keywords of
     :func:`quantscope.analysis.robustness.robustness`, ``modality`` required), the float model
     and every variant are also evaluated under shifted data and ``Results.robustness`` is set.
+    ``output`` names the model output(s) to measure (see :func:`quantscope.analysis.compare.analyze`).
     """
     if not isinstance(model, Model):
         raise ConfigError(f"sweep() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
@@ -113,10 +115,11 @@ def sweep(
     opts = dataclasses.replace(opts, strict=False, seed=seed)
     results = analyze(
         model, variants, data, metric=metric, metric_name=metric_name, max_drop=max_drop, calib=calib,
-        options=opts, progress=progress, notes=notes,
+        options=opts, progress=progress, notes=notes, output=output,
     )
     pick = recommend(results)
-    logger.info("sweep: %s", f"recommended {pick.name}, {pick.reason}" if pick else "no variant is recommended")
+    logger.info("sweep: %s", f"recommended {pick.name}: {pick.reason}" + (
+        f"; {pick.runner_up_reason}" if pick.runner_up_reason else "") if pick else "no variant is recommended")
     if robustness is None:
         return results
     from quantscope.analysis.robustness import robustness_for

@@ -1,8 +1,9 @@
 """``tune``: the smallest (or fastest) configuration whose quality stays inside a budget, and why.
 
 1. Sweep the candidate methods (static-int8 with every calibrator, dynamic-int8, weight-int4,
-   weight-int8, float16, cluster-8; ternary and binary never meet a real budget and are skipped)
-   and measure quality, size, and with ``objective="latency"`` the batch-1, one-thread latency.
+   weight-int8, float16, cluster-4 and cluster-8; ternary and binary never meet a real budget and
+   are skipped)
+   and measure quality, size and the batch-1, one-thread latency (paired with float).
 2. If some candidates are within the budget, pick one with the recommender
    (:mod:`quantscope.analysis.recommend`: by the objective, preferring variants not slower than
    float), the same rule the report uses to star a variant.
@@ -33,8 +34,17 @@ from quantscope.analysis.budget import (
 )
 from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
 from quantscope.analysis.layers import worst_nodes
+from quantscope.analysis.outputs import choose_outputs, output_indices
 from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
-from quantscope.analysis.recommend import OBJECTIVES, Objective, drop_key, latency_ms, recommend
+from quantscope.analysis.recommend import (
+    OBJECTIVES,
+    Objective,
+    Recommendation,
+    drop_key,
+    latency_ms,
+    recommend,
+    speed_verdict,
+)
 from quantscope.analysis.results import Results, VariantResult
 from quantscope.analysis.sensitivity import candidates, layer_sensitivity, with_excluded
 from quantscope.analysis.sweep import sweep, sweep_configs
@@ -50,7 +60,7 @@ NEVER_WIN = frozenset({"ternary", "binary"})
 INT8_METHODS = ("static-int8", "dynamic-int8", "weight-int8")
 DEFAULT_CANDIDATES = (
     "static-int8/minmax", "static-int8/percentile", "static-int8/entropy", "static-int8/mse",
-    "dynamic-int8", "weight-int4", "weight-int8", "float16", "cluster-8",
+    "dynamic-int8", "weight-int4", "weight-int8", "float16", "cluster-4", "cluster-8",
 )
 
 
@@ -91,15 +101,17 @@ def tune(
     max_float_nodes: int = 8,
     seed: int = 0,
     progress: StepProgress | None = None,
+    output: str | Sequence[str] | None = None,
 ) -> TuneResult:
     """The smallest (``objective="size"``) or fastest (``"latency"``) configuration within ``max_drop``.
 
     ``max_drop`` is a fraction of the float model's value of the primary metric (0.01 = 1 %).
     ``methods`` limits the candidates (names as in :func:`tune_configs`, or named configs);
     ``options`` overrides how much is measured (default: quality and size, plus batch-1
-    one-thread latency for the latency objective; no memory, energy or sweep sensitivity).
+    one-thread latency paired with float; no memory, energy or sweep sensitivity).
     Deterministic for a seed. Raises :class:`QualityGateError` when no candidate, even with up
-    to ``max_float_nodes`` nodes kept in float, stays within the budget.
+    to ``max_float_nodes`` nodes kept in float, stays within the budget. ``output`` names the
+    model output(s) to measure (see :func:`quantscope.analysis.compare.analyze`).
     """
     if max_drop is None:
         raise ConfigError("max_drop=None: tune needs a quality budget, a fraction in [0, 1) such as 0.01 for 1 %")
@@ -112,9 +124,11 @@ def tune(
     opts = _options(options, objective, seed)
     if not isinstance(model, Model):
         raise ConfigError(f"tune() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
-    primary = resolve_metric(metric, has_labels=data.bind(model.inputs).labels is not None)
+    measured = choose_outputs(model, output)
+    primary = resolve_metric(metric, has_labels=data.bind(model.inputs).labels is not None,
+                             output=output_indices(model, measured)[0])
     results = sweep(model, calib, data, methods=configs, metric=primary, max_drop=max_drop, options=opts,
-                    seed=seed, progress=progress)
+                    seed=seed, progress=progress, output=measured)
     results = dataclasses.replace(results, objective=objective)
     allowed = allowed_drop(results)
     reasons = [_budget_sentence(results, allowed)]
@@ -129,7 +143,7 @@ def tune(
     recommended = recommend(results)
     if recommended is not None:
         pick = results.variant(recommended.name)
-        reasons.append(_chosen_sentence(results, pick, inside, objective))
+        reasons.append(_chosen_sentence(results, pick, recommended))
         config = configs[pick.name]
         q = quantize(model, config, calib if config.needs_calibration else None)
         return TuneResult(name=pick.name, config=config, quantized=q, results=results, reasons=reasons)
@@ -153,8 +167,10 @@ def allowed_drop(results: Results) -> float:
 def _options(options: AnalysisOptions | None, objective: Objective, seed: int) -> AnalysisOptions:
     if options is not None:
         return dataclasses.replace(options, seed=seed, strict=False, sensitivity=0)
+    # latency is measured for the size objective too: a size win of a few percent must not beat a
+    # clear speed win (the recommender weighs both)
     return AnalysisOptions(
-        latency=objective == "latency", batch_sizes=(1,), threads=(1,), warmup=3, runs=15, memory=False,
+        latency=True, batch_sizes=(1,), threads=(1,), warmup=3, runs=15, memory=False,
         energy=False, layers=True, sensitivity=0, seed=seed, strict=False,
     )
 
@@ -214,7 +230,7 @@ def _greedy(
             break
         name = f"{base.name}+{k}float"
         one = analyze(model, {name: q}, data, metric=metric, max_drop=results.max_drop, calib=calib,
-                      options=opts)
+                      options=opts, output=results.outputs or None)
         vr = one.variant(name)
         variants.append(vr)
         merged = dataclasses.replace(results, variants=variants)
@@ -322,19 +338,12 @@ def _failed_sentence(results: Results, v: VariantResult, allowed: float) -> str:
     return f"{v.name} misses the budget: drop {_fmt(drop)}, {_fmt(drop_key(drop) - allowed)} over."
 
 
-def _chosen_sentence(results: Results, pick: VariantResult, inside: Sequence[VariantResult], objective: Objective) -> str:
+def _chosen_sentence(results: Results, pick: VariantResult, rec: Recommendation) -> str:
     ref = results.reference
-    others = [v for v in inside if v is not pick]
-    if objective == "latency":
-        what = f"the fastest within the budget at {_latency(pick):.3g} ms (batch 1, 1 thread)"
-        if ref is not None and math.isfinite(_latency(ref)):
-            what += f", float {_latency(ref):.3g} ms"
-        runner = ", ".join(f"{v.name} {_latency(v):.3g} ms" for v in sorted(others, key=_latency)[:3])
-    else:
-        slower = " that is not slower than float" if any(v.size_bytes < pick.size_bytes for v in inside) else ""
-        what = f"the smallest within the budget{slower} at {_size(pick.size_bytes)}"
-        if ref is not None and pick.size_bytes:
-            what += f" ({ref.size_bytes / pick.size_bytes:.2f}x smaller than float's {_size(ref.size_bytes)})"
-        runner = ", ".join(f"{v.name} {_size(v.size_bytes)}" for v in sorted(others, key=lambda v: v.size_bytes)[:3])
-    text = f"Chose {pick.name}: {what}, drop {_fmt(results.drop(pick))}"
-    return text + (f"; next: {runner}." if runner else "; no other candidate met the budget.")
+    facts = [f"drop {_fmt(results.drop(pick))}", f"{_size(pick.size_bytes)} on disk"]
+    if ref is not None and pick.size_bytes:
+        facts[-1] += f" ({ref.size_bytes / pick.size_bytes:.2f}x smaller than float's {_size(ref.size_bytes)})"
+    if math.isfinite(_latency(pick)):
+        facts.append(f"{_latency(pick):.3g} ms at batch 1, 1 thread ({speed_verdict(results, pick)} against float)")
+    text = f"Chose {pick.name} ({rec.reason}): {', '.join(facts)}"
+    return text + (f"; runner-up: {rec.runner_up_reason}." if rec.runner_up_reason else "; no other candidate met the budget.")

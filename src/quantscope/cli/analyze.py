@@ -12,6 +12,7 @@ from quantscope.cli.options import (
     analysis_flags,
     analysis_options,
     dataset,
+    output_names,
     parse_floats,
     parse_max_drop,
 )
@@ -34,10 +35,11 @@ _MODALITIES = ("image", "text", "tabular")
 @analysis_flags
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data, to re-quantize for sensitivity.")
 @click.option("--sensitivity", "sensitivity_variants", multiple=True,
-              help="Variant to measure sensitivity for (repeatable); default: the one that loses most.")
+              help="Variant to measure sensitivity for (repeatable); default: the recommended int8 variant.")
 def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, metric: str, report_dir: Path | None,
             max_drop: str | None, top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool,
-            seed: int, calib: Path | None, sensitivity_variants: tuple[str, ...]) -> None:
+            seed: int, output_names: tuple[str, ...], calib: Path | None,
+            sensitivity_variants: tuple[str, ...]) -> None:
     """Measure MODEL_PATH and its quantized VARIANT_PATHS side by side on --data."""
     import quantscope as qs
 
@@ -48,7 +50,7 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
     with step_progress("analyzing") as update:
         results = qs.analyze(model, list(variant_paths), data, metric=metric, max_drop=budget,
                              calib=dataset(calib) if calib is not None else None, options=options,
-                             progress=update)
+                             progress=update, output=list(output_names) or None)
     show_results(results, report_dir)
 
 
@@ -65,7 +67,8 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
                    "(dynamic range, full integer, float16) are measured beside quantscope's.")
 def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_dir: Path | None, max_drop: str | None,
           top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool, seed: int,
-          methods: tuple[str, ...], with_robustness: bool, modality: str | None, backend: str) -> None:
+          output_names: tuple[str, ...], methods: tuple[str, ...], with_robustness: bool, modality: str | None,
+          backend: str) -> None:
     """Quantize MODEL_PATH with every method and calibrator, and measure them all on --data."""
     import quantscope as qs
     from quantscope.errors import ConfigError, OutputError
@@ -88,7 +91,8 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
     rob = {"modality": modality} if with_robustness else None
     with step_progress("sweeping") as update:
         results = qs.sweep(model, calib_data, eval_data, methods=list(methods) or None, metric=metric,
-                           max_drop=budget, options=options, seed=seed, robustness=rob, progress=update)
+                           max_drop=budget, options=options, seed=seed, robustness=rob, progress=update,
+                           output=list(output_names) or None)
     if backend == "tflite":
         from quantscope.backends import tflite
 
@@ -122,8 +126,10 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="Write the candidates' report (index.html, summary.md, results.json) here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset.")
+@output_names("--output-name")
 def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objective: str, metric: str,
-         methods: tuple[str, ...], max_float_nodes: int, output: Path | None, report_dir: Path | None, seed: int) -> None:
+         methods: tuple[str, ...], max_float_nodes: int, output: Path | None, report_dir: Path | None, seed: int,
+         output_names: tuple[str, ...]) -> None:
     """Find the smallest (or fastest) configuration of MODEL_PATH within --max-drop, and say why."""
     import quantscope as qs
     from quantscope.errors import QualityGateError
@@ -135,7 +141,7 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
         with step_progress("tuning") as update:
             best = qs.tune(model, calib_data, eval_data, max_drop=budget, objective=objective, metric=metric,
                            methods=list(methods) or None, max_float_nodes=max_float_nodes, seed=seed,
-                           progress=update)
+                           progress=update, output=list(output_names) or None)
     except QualityGateError as exc:
         for line in getattr(exc, "reasons", []):
             say(f"- {line}")
@@ -174,10 +180,11 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
               help="Calibration data: also measure static-int8 against calibration distribution and size.")
 @click.option("--calibration-sizes", help="Comma-separated calibration set sizes (default 8,16,...,1024).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every shift.")
+@output_names("--output", "--output-name")
 def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, modality: str,
                report_dir: Path | None, metric: str, shift_names: tuple[str, ...], severities: str | None,
                threshold: float | None, slice_names: tuple[str, ...], layout: str | None, value_range: str | None,
-               calib: Path | None, calibration_sizes: str | None, seed: int) -> None:
+               calib: Path | None, calibration_sizes: str | None, seed: int, output_names: tuple[str, ...]) -> None:
     """Evaluate MODEL_PATH and quantized VARIANT_PATHS under shifted data: where does each break?"""
     import quantscope as qs
     from quantscope.analysis.robustness import DEFAULT_CALIBRATION_SIZES, DEFAULT_SEVERITIES
@@ -202,7 +209,7 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
             value_range=(bounds[0], bounds[1]) if bounds else None,
             calibration=dataset(calib) if calib is not None else None,
             calibration_sizes=[int(v) for v in sizes] if sizes else DEFAULT_CALIBRATION_SIZES,
-            progress=update,
+            progress=update, output=list(output_names) or None,
         )
     results = robustness_results(rob, model, model_path, variants, variant_paths, data_path, data.labels is not None)
     names = ["float", *variants]

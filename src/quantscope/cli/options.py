@@ -90,6 +90,15 @@ ANALYZE_METRICS = ("auto", "accuracy", "top5", "agreement", "cosine", "cosine_mi
                    "max_abs", "mean_abs")
 
 
+OUTPUT_HELP = ("Model output to measure (repeatable; the first is the primary one). Default: the float "
+               "output with the most elements per sample, e.g. probabilities rather than an int64 label.")
+
+
+def output_names(*flags: str) -> Callable[[F], F]:
+    """The repeatable option naming the model outputs to measure (``--output NAME``)."""
+    return click.option(*flags, "output_names", multiple=True, metavar="NAME", help=OUTPUT_HELP)
+
+
 def analysis_flags(f: F) -> F:
     """The options shared by ``analyze`` and ``sweep``."""
     for option in reversed((
@@ -110,6 +119,7 @@ def analysis_flags(f: F) -> F:
                      help="Measure peak memory in a fresh process per variant."),
         click.option("--latency/--no-latency", default=True, show_default=True, help="Measure latency."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset."),
+        output_names("--output", "--output-name"),
     )):
         f = option(f)
     return f

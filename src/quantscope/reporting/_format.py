@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from quantscope.analysis.budget import allowed_drop, variants_within_budget
 from quantscope.analysis.recommend import latency_ms as latency_ms  # used by every renderer
-from quantscope.analysis.recommend import recommend
-from quantscope.analysis.results import LayerError, Results, VariantResult
+from quantscope.analysis.recommend import recommend, speed, speed_verdict
+from quantscope.analysis.results import EnergyResult, LayerError, Results, VariantResult
 
 # metrics in [0, 1] shown as percentages, their drops in percentage points
 FRACTION_METRICS = frozenset({"accuracy", "top1", "top5", "agreement", "f1", "precision", "recall"})
@@ -126,6 +126,76 @@ def best_variant(results: Results) -> tuple[str, str] | None:
     return None if pick is None else (pick.name, pick.reason)
 
 
+def speed_cell(results: Results, v: VariantResult) -> str:
+    """Speed against float at batch 1, 1 thread, as the table shows it: a slower variant is marked ▼."""
+    if v.kind == "float":
+        return "1×"
+    s = speed(results, v)
+    if s is None:
+        return "-"
+    verdict = speed_verdict(results, v)
+    lat = next((t for t in v.latency if t.batch == 1 and t.threads == 1), None)
+    if lat is None or lat.speed is None:  # not timed: codebook variants run float arithmetic
+        return "same as float (float arithmetic)" if verdict == "same" else f"{s[0]:.2f}×"
+    text = f"{s[0]:.2f}× [{s[1]:.2f}–{s[2]:.2f}]"
+    return {"slower": f"▼ {text} slower", "same": f"{text} same", "noisy": f"{text} too noisy to tell"}.get(
+        verdict, text)
+
+
+def speed_sentence(results: Results, v: VariantResult) -> str:
+    s = speed(results, v)
+    verdict = speed_verdict(results, v)
+    if s is None:
+        return ""
+    interval = f" (95 % interval {s[1]:.2f}–{s[2]:.2f}×)" if s[1] != s[2] else ""
+    return {
+        "same": f"the same speed as float at batch 1, 1 thread{interval}",
+        "noisy": f"no measurable speed difference at batch 1, 1 thread: the machine was too noisy to tell{interval}",
+        "slower": f"{s[0]:.2f}× the float speed at batch 1, 1 thread: slower than float{interval}",
+    }.get(verdict, f"{s[0]:.2f}× the float speed at batch 1, 1 thread{interval}")
+
+
+def notes_and_warnings(results: Results) -> list[str]:
+    """The run's notes, then every variant's warnings (its plan's included), each text once.
+
+    A warning several variants share is listed once, with their names.
+    """
+    by_text: dict[str, list[str]] = {}
+    for v in results.variants:
+        texts = [*v.warnings, *(v.plan.warnings if v.plan is not None else [])]
+        for w in dict.fromkeys(texts):
+            by_text.setdefault(w, []).append(v.name)
+    notes = list(dict.fromkeys(results.notes))
+    return notes + [f"{', '.join(names)}: {w}" for w, names in by_text.items()]
+
+
+def timing_setting(results: Results) -> str:
+    """Which machine, CPU features, ONNX Runtime version and thread counts the timings come from."""
+    m = results.machine
+    if not m:
+        return ""
+    threads = m.get("threads")
+    thread_text = ", ".join(f"{t} thread(s)" if t != "all" else f"all {m.get('cores', '?')} cores"
+                            for t in threads) if threads else "as configured"
+    flags = ", ".join(m.get("flags") or []) or "none detected"
+    versions = m.get("versions") or {}
+    return (f"Timings from {m.get('cpu', 'an unknown CPU')} ({m.get('cores', '?')} cores; CPU features: {flags}), "
+            f"ONNX Runtime {versions.get('onnxruntime', '?')}, {thread_text}; latency is paired with float "
+            "(interleaved rounds) and shown with its 95 % interval.")
+
+
+def energy_split(energy: EnergyResult) -> tuple[float, float, float, float]:
+    """Total, arithmetic, weight traffic (DRAM) and activation traffic (SRAM), in µJ: a table that fits a page."""
+    dram = energy.by_component.get("DRAM", 0.0)
+    sram = energy.by_component.get("SRAM", 0.0)
+    return energy.total_uj, energy.total_uj - dram - sram, dram, sram
+
+
+def layer_name(node: str, module: str = "") -> str:
+    """A node as the report names it: its module path from the exporter's metadata when known."""
+    return f"{module} ({node})" if module and module != node else node
+
+
 def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool = True) -> list[int]:
     """Indices of points not dominated by another: lower cost (x) and better quality (y).
 
@@ -201,8 +271,9 @@ def summary_sentence(results: Results) -> str:
     parts = [f"{fmt_quality(m, quality(results, v))} {m} ({fmt_drop(m, results.drop(v), results.higher_is_better)})"]
     if ratio is not None:
         parts.append(f"{ratio:.1f}× smaller")
-    b1 = latency_ms(v, 1)
-    ref_b1 = latency_ms(ref, 1) if ref is not None else None
-    if b1 and ref_b1:
-        parts.append(f"{ref_b1 / b1:.2f}× the float speed at batch 1, 1 thread")
-    return head + f"Recommended: {name}, {why}: " + ", ".join(parts) + "."
+    sentence = speed_sentence(results, v)
+    if sentence:
+        parts.append(sentence)
+    pick = recommend(results)
+    runner = f" Runner-up: {pick.runner_up_reason}." if pick is not None and pick.runner_up_reason else ""
+    return head + f"Recommended: {name}, {why}: " + ", ".join(parts) + "." + runner

@@ -129,6 +129,8 @@ def render_html(results: Results) -> str:
         f"<title>quantscope report: {_e(name)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>quantscope report: {_e(name)}</h1><p class=\"muted\">{_e(subtitle)}</p>"
         f'<p class="summary" id="summary">{_e(f.summary_sentence(results))}</p>'
+        + (f'<p class="muted" id="timing-setting">{_e(f.timing_setting(results))}</p>' if f.timing_setting(results)
+           else "") +
         f"<nav>{nav}</nav></header><main>{body}</main>{_footer(results)}</body></html>\n"
     )
 
@@ -144,7 +146,7 @@ def _variants(results: Results) -> str:
     best = f.best_variant(results)
     extra = [k for k in dict.fromkeys(q for v in results.variants for q in v.quality) if k != m][:3]
     headers = ["", "variant", "method", m, "vs float", *extra, "size", "smaller",
-               "b1, 1 thread", f"b{n}, 1 thread" if n else "bN, 1 thread",
+               "b1, 1 thread", "speed vs float", f"b{n}, 1 thread" if n else "bN, 1 thread",
                f"all threads, b1 / b{n_all or 'N'}", "peak memory", "energy"]
     rows, classes = [], []
     allowed = f.budget(results)
@@ -161,6 +163,7 @@ def _variants(results: Results) -> str:
             Raw(f'<span title="parameters: {_e(params)}">{_e(f.fmt_bytes(v.size_bytes))}</span>'),
             f"{ratio:.2f}×" if ratio is not None else "-",
             f.fmt_ms(f.latency_ms(v, 1)),
+            f.speed_cell(results, v) if v.latency or v.kind != "float" else "-",
             f.fmt_ms(f.latency_ms(v, n)) if n else "-",
             _pair(f.latency_ms(v, 1, None), f.latency_ms(v, n_all, None) if n_all else None),
             f"{v.memory.peak_rss_mb:.0f} MiB (+{v.memory.model_rss_mb:.0f})" if v.memory else "-",
@@ -174,7 +177,9 @@ def _variants(results: Results) -> str:
         legend.append(f"✓ within the budget: a drop of at most {results.max_drop:.2%} of the "
                       f"float {m} ({f.fmt_quality(m, allowed) if not f.is_fraction(m) else f'{allowed * 100:.2f} pp'})")
     legend.append("latency: median over repeated runs after warm-up, the same session options for "
-                  "every variant; peak memory: resident set of a fresh process after loading and "
+                  "every variant; speed vs float: float time / variant time at batch 1, 1 thread, timed "
+                  "in interleaved rounds with float, with its 95 % interval (▼: slower than float; 'same' "
+                  "when the interval includes 1); peak memory: resident set of a fresh process after loading and "
                   "running (+ the part the model added)")
     if all(v.name.startswith(v.method or "float") for v in results.variants):
         for row in rows:  # the names already say the method: an empty column is dropped below
@@ -224,7 +229,8 @@ def _figure_grid(results: Results, draw: Callable[[VariantResult], str | None],
 def _layers(results: Results) -> str:
     def caption(v: VariantResult) -> str:
         worst = f.worst_layers(v, 1)[0]
-        return (f"{v.name}: {_count(len(v.layers), 'tensor')}, worst first; worst {worst.tensor} at "
+        return (f"{v.name}: {_count(len(v.layers), 'tensor')}, worst first; worst "
+                f"{f.layer_name(worst.tensor, worst.module)} at "
                 f"{f.fmt_sqnr(worst.sqnr_db)}, median {f.fmt_sqnr(f.median_sqnr(v))}.")
 
     return _figure_grid(
@@ -266,10 +272,7 @@ def _plans(results: Results) -> str:
             blocks.append("<div><h4>Kernels ONNX Runtime runs</h4>" + _table(
                 ["op", "count"], sorted(p.runtime_ops.items(), key=lambda kv: -kv[1]),
                 cls="kernels") + "</div>")
-        inner = f'<div class="planrow">{"".join(blocks)}</div>'
-        if p.warnings:
-            inner += ('<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in p.warnings)
-                      + "</ul>")
+        inner = f'<div class="planrow">{"".join(blocks)}</div>'  # its warnings: under Notes, once
         if v.config:
             inner += ('<p class="muted">config: <code>'
                       + _e(json.dumps(v.config, sort_keys=True)) + "</code></p>")
@@ -288,21 +291,20 @@ def _energy(results: Results) -> str:
     measured = [v for v in results.variants if v.energy is not None]
     if not measured:
         return ""
-    comps = list(dict.fromkeys(c for v in measured for c in v.energy.by_component))  # type: ignore[union-attr]
     ref = results.reference
     ref_e = ref.energy.total_uj if ref is not None and ref.energy is not None else None
     rows = []
     for v in measured:
         e = v.energy
         assert e is not None  # narrowed by ``measured``
-        rows.append([
-            v.name, f"{e.total_uj:.3g} µJ",
-            f"{ref_e / e.total_uj:.2f}×" if ref_e and e.total_uj > 0 else "-",
-            *[f"{e.by_component[c]:.3g}" if c in e.by_component else "-" for c in comps],
-            ", ".join(f"{k} {f.fmt_num(n)}" for k, n in e.ops.items()),
-        ])
-    table = _table(["variant", "per inference", "less than float", *[f"{c} (µJ)" for c in comps],
-                    "operations"], rows, cls="energy")
+        total, arithmetic, dram, sram = f.energy_split(e)
+        macs = ", ".join(f"{k.removesuffix(' mac')} {f.fmt_num(n)}" for k, n in e.ops.items() if k.endswith(" mac"))
+        rows.append([v.name, f"{total:.3g}", f"{ref_e / total:.2f}×" if ref_e and total > 0 else "-",
+                     f"{arithmetic:.3g}", f"{dram:.3g}", f"{sram:.3g}", macs or "-"])
+    table = _table(["variant", "µJ per inference", "less than float", "arithmetic", "weights (DRAM)",
+                    "activations (SRAM)", "MACs by precision"], rows, cls="energy")
+    table += ('<p class="legend">Priced on the graph ONNX Runtime runs on this machine, each node in the precision '
+              "of its kernel; the full operation counts are in results.json.</p>")
     tables = sorted({v.energy.table for v in measured})  # type: ignore[union-attr]
     src = []
     for name in tables:
@@ -385,11 +387,7 @@ def _worst_slices(results: Results, n: int = 10) -> list[list[object]]:
 
 
 def _notes(results: Results) -> str:
-    items: list[str] = [*results.notes]
-    for v in results.variants:
-        items += [f"{v.name}: {w}" for w in v.warnings]
-        if v.plan is not None:
-            items += [f"{v.name} (plan): {w}" for w in v.plan.warnings]
+    items = f.notes_and_warnings(results)
     if not items:
         return ""
     return '<ul class="notes">' + "".join(f"<li>{_e(s)}</li>" for s in items) + "</ul>"

@@ -41,6 +41,8 @@ def render_markdown(results: Results) -> str:
         md_escape(f.summary_sentence(results)),
         "",
     ]
+    if f.timing_setting(results):
+        out += [md_escape(f.timing_setting(results)), ""]
     out += _variants(results)
     out += _layers(results)
     out += _sensitivity(results)
@@ -67,18 +69,20 @@ def _variants(results: Results) -> list[str]:
             mark, v.name, v.method or "float", f.fmt_quality(m, f.quality(results, v)),
             f.fmt_drop(m, results.drop(v), results.higher_is_better) if v.kind != "float" else "",
             f.fmt_bytes(v.size_bytes), f"{ratio:.2f}×" if ratio is not None else "-",
-            f.fmt_ms(f.latency_ms(v, 1)), f.fmt_ms(f.latency_ms(v, n)) if n else "-",
+            f.fmt_ms(f.latency_ms(v, 1)), f.speed_cell(results, v) if v.latency or v.kind != "float" else "-",
+            f.fmt_ms(f.latency_ms(v, n)) if n else "-",
             f"{v.memory.peak_rss_mb:.0f} MiB" if v.memory else "-",
             f"{v.energy.total_uj:.3g} µJ" if v.energy else "-",
         ])
     legend = [f"★ {best[1]}" if best else "no variant is recommended"]
     if f.budget(results) is not None:
         legend.append(f"✓ within the budget (a drop of at most {results.max_drop:.2%} of the float {m})")
-    legend.append("latency: median, 1 thread")
+    legend.append("latency: median, 1 thread; speed: float time / variant time at batch 1, 1 thread, paired "
+                  "with float, with its 95 % interval (▼: slower than float)")
     return [
         "## Variants", "",
         _table(*f.drop_empty_columns(["", "variant", "method", m, "vs float", "size", "smaller",
-                                      "b1", f"b{n}" if n else "bN", "peak memory", "energy"],
+                                      "b1", "speed vs float", f"b{n}" if n else "bN", "peak memory", "energy"],
                                      rows, keep=4), right_from=3),
         "", md_escape("; ".join(legend)) + ".", "",
         "Pareto front by size: " + md_escape(", ".join(_front(results)) or "-") + ".", "",
@@ -96,7 +100,7 @@ def _layers(results: Results) -> list[str]:
     rows = []
     for v in results.variants:
         for e in f.worst_layers(v, WORST):
-            rows.append([v.name, e.tensor, e.op_type, f.fmt_sqnr(e.sqnr_db)])
+            rows.append([v.name, f.layer_name(e.tensor, e.module), e.op_type, f.fmt_sqnr(e.sqnr_db)])
     if not rows:
         return []
     return ["## Per-layer error", "", f"The {WORST} tensors with the lowest SQNR against float, per variant.",
@@ -107,7 +111,7 @@ def _sensitivity(results: Results) -> list[str]:
     rows = []
     for v in results.variants:
         for s in f.ranked_sensitivity(v)[:WORST]:
-            rows.append([v.name, s.node, s.op_type, s.mode, f.fmt_quality(s.metric, s.value),
+            rows.append([v.name, f.layer_name(s.node, s.module), s.op_type, s.mode, f.fmt_quality(s.metric, s.value),
                          f"{s.delta:+.4g}"])
     if not rows:
         return []
@@ -132,7 +136,6 @@ def _plans(results: Results) -> list[str]:
         if p.runtime_ops:
             out.append("- ONNX Runtime kernels: " + md_escape(
                 ", ".join(f"{op} {n}" for op, n in sorted(p.runtime_ops.items(), key=lambda kv: -kv[1]))))
-        out += [f"- warning: {md_escape(w)}" for w in p.warnings]
         out.append("")
     return ["## Plans", "", *out] if out else []
 
@@ -141,10 +144,9 @@ def _energy(results: Results) -> list[str]:
     measured = [v for v in results.variants if v.energy is not None]
     if not measured:
         return []
-    rows = [[v.name, f"{v.energy.total_uj:.3g} µJ",  # type: ignore[union-attr]
-             ", ".join(f"{k} {x:.3g}" for k, x in v.energy.by_component.items())]  # type: ignore[union-attr]
-            for v in measured]
-    out = ["## Energy (estimated)", "", _table(["variant", "per inference", "by component (µJ)"], rows), ""]
+    rows = [[v.name, *(f"{x:.3g}" for x in f.energy_split(v.energy))] for v in measured]  # type: ignore[arg-type]
+    out = ["## Energy (estimated)", "", "Microjoules per inference, priced on the graph ONNX Runtime runs.", "",
+           _table(["variant", "total", "arithmetic", "weights (DRAM)", "activations (SRAM)"], rows), ""]
     for name in sorted({v.energy.table for v in measured}):  # type: ignore[union-attr]
         s = energy_source(name)
         if s is None:
@@ -193,9 +195,7 @@ def _robustness(results: Results) -> list[str]:
 
 
 def _notes(results: Results) -> list[str]:
-    items = [*results.notes]
-    for v in results.variants:
-        items += [f"{v.name}: {w}" for w in v.warnings]
+    items = f.notes_and_warnings(results)
     if not items:
         return []
     return ["## Notes and warnings", "", *[f"- {md_escape(s)}" for s in items], ""]

@@ -38,9 +38,17 @@ def label(text: str, limit: int = 48) -> str:
 
 
 def colors(results: Results) -> dict[str, str]:
-    """One colour per variant, the same in every plot."""
-    cmap = matplotlib.colormaps["tab10" if len(results.variants) <= 10 else "tab20"]
+    """One colour per variant, the same in every plot (tab10; beyond ten, :func:`markers` tells them apart)."""
+    cmap = matplotlib.colormaps["tab10"]
     return {v.name: matplotlib.colors.to_hex(cmap(i % cmap.N)) for i, v in enumerate(results.variants)}
+
+
+MARKERS = ("o", "s", "D", "^", "P", "X")
+
+
+def markers(results: Results) -> dict[str, str]:
+    """One marker per variant: the first ten circles, then a new shape for every ten more."""
+    return {v.name: MARKERS[(i // 10) % len(MARKERS)] for i, v in enumerate(results.variants)}
 
 
 def to_svg(fig: Figure, salt: str) -> str:
@@ -83,7 +91,7 @@ def tradeoff(results: Results, axis: str) -> str | None:
             pts.append((v, x, q))
     if len(pts) < 2:
         return None
-    palette = colors(results)
+    palette, shapes = colors(results), markers(results)
     sign = 1.0 if results.higher_is_better else -1.0
     lo, hi = _quality_window(results, [q for _, _, q in pts])
     with matplotlib.rc_context(_RC):
@@ -101,8 +109,11 @@ def tradeoff(results: Results, axis: str) -> str | None:
             if clipped:
                 name += f" [{f.fmt_quality(m, q)}, off scale]"
             ax.scatter([x], [min(max(q, lo), hi)], s=160 if is_float else 50,
-                       marker="*" if is_float else ("v" if sign * q < sign * lo else "o"),
+                       marker="*" if is_float else ("v" if sign * q < sign * lo else shapes[v.name]),
                        color="#000" if is_float else palette[v.name], zorder=3, label=name)
+            span = _latency_span(results, v) if axis == "latency" else None
+            if span is not None:  # the 95 % interval of the paired timing
+                ax.plot(span, [min(max(q, lo), hi)] * 2, color=palette[v.name], lw=1, alpha=0.6, zorder=2)
         allowed = f.budget(results)
         ref = results.reference
         if allowed is not None and ref is not None:
@@ -118,6 +129,16 @@ def tradeoff(results: Results, axis: str) -> str | None:
         ax.set_ylabel(label(m))
         fig.legend(loc="outside right upper", fontsize=7, frameon=False)
         return to_svg(fig, f"tradeoff-{axis}")
+
+
+def _latency_span(results: Results, v: VariantResult) -> tuple[float, float] | None:
+    """The batch-1 latency interval implied by the paired speed interval against float."""
+    ref = results.reference
+    lat = next((t for t in v.latency if t.batch == 1 and t.threads == 1), None)
+    base = f.latency_ms(ref, 1) if ref is not None else None
+    if lat is None or base is None or not lat.speed_low or not lat.speed_high:
+        return None
+    return base / lat.speed_high, base / lat.speed_low
 
 
 def _plain_log_ticks(axis: Any) -> None:
@@ -154,7 +175,7 @@ def layer_sqnr(v: VariantResult) -> str | None:
     values = [e.sqnr_db if not math.isnan(e.sqnr_db) else -math.inf for e in layers]
     more = f" (worst {len(layers)} of {len(v.layers)})" if len(v.layers) > len(layers) else ""
     return hbar_chart(
-        [f"{e.tensor} ({e.op_type})" for e in layers],
+        [f"{f.layer_name(e.tensor, e.module)} ({e.op_type})" for e in layers],
         values,
         ["#c0392b" if x < 20 else "#e67e22" if x < 30 else "#2e86c1" for x in values],
         xlabel="SQNR against float (dB); red < 20 dB, orange < 30 dB",
@@ -172,7 +193,7 @@ def sensitivity(v: VariantResult) -> str | None:
     scale = 100.0 if f.is_fraction(metric) else 1.0
     unit = " (pp)" if scale == 100.0 else ""
     return hbar_chart(
-        [f"{s.node} ({s.op_type}) [{s.mode}]" for s in entries],
+        [f"{f.layer_name(s.node, s.module)} ({s.op_type}) [{s.mode}]" for s in entries],
         [s.delta * scale for s in entries],
         ["#c0392b" if f._harm(s.delta, s.mode) < 0 else "#27ae60" for s in entries],
         xlabel=f"change in {metric}{unit}: 'only' against float, 'all-but' against fully quantized",

@@ -19,6 +19,8 @@ def render_text(results: Results) -> Group:
     if layers is not None:
         parts.append(layers)
     parts.append(Text(f.summary_sentence(results)))
+    if f.timing_setting(results):
+        parts.append(Text(f.timing_setting(results), style="dim"))
     return Group(*parts)  # type: ignore[arg-type]
 
 
@@ -32,7 +34,8 @@ def variants_table(results: Results) -> Table:
     caption = ["★ " + best[1] if best else "no recommended variant"]
     if allowed is not None:
         caption.append(f"✓ within the budget (drop ≤ {results.max_drop:.2%} of float {m})")
-    caption.append("Δ: change against float; ×: times smaller; latency: median, 1 thread")
+    caption.append("Δ: change against float; ×: times smaller; latency: median, 1 thread; speed: float time / "
+                   "variant time, paired, 95 % interval (▼ slower than float)")
     table = Table(
         title=escape(f"{results.model.get('name', 'model')}: {results.data.get('samples', '?')} samples"),
         caption=escape("; ".join(caption)),
@@ -42,7 +45,7 @@ def variants_table(results: Results) -> Table:
         pad_edge=False,
     )
     drop_unit = "pp" if f.is_fraction(m) else ""
-    headers = ["variant", m, f"Δ {drop_unit}".strip(), "size", "×", "b1 ms",
+    headers = ["variant", m, f"Δ {drop_unit}".strip(), "size", "×", "b1 ms", "speed",
                f"b{n} ms" if n else "bN ms", "MiB", "µJ"]
     rows: list[list[object]] = []
     styles: list[str | None] = []
@@ -59,6 +62,7 @@ def variants_table(results: Results) -> Table:
             f.fmt_bytes(v.size_bytes),
             f"{ratio:.1f}×" if ratio is not None else "-",
             f"{b1:.3g}" if b1 is not None else "-",
+            f.speed_cell(results, v) if v.kind != "float" and v.latency else "",
             f"{bn:.3g}" if bn is not None else "-",
             f"{v.memory.peak_rss_mb:.0f}" if v.memory else "-",
             f"{v.energy.total_uj:.3g}" if v.energy else "-",

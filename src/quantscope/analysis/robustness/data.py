@@ -72,9 +72,12 @@ def count_samples(data: Dataset) -> int:
     return n if n is not None else sum(len(b) for b in data.batches(256))
 
 
-def robustness_metric(metric: MetricArg, has_labels: bool) -> Metric:
-    """A metric of the registry (or a function) where higher is better: thresholds and drops assume it."""
-    m = resolve_metric(metric, has_labels=has_labels)
+def robustness_metric(metric: MetricArg, has_labels: bool, output: int | None = None) -> Metric:
+    """A metric of the registry (or a function) where higher is better: thresholds and drops assume it.
+
+    ``output`` is the index of the model output it is computed on (None: as given, else the first).
+    """
+    m = resolve_metric(metric, has_labels=has_labels, output=output)
     if not m.higher_is_better:
         raise ConfigError(
             f"robustness needs a metric where higher is better (accuracy, agreement, cosine, sqnr_db, or a "

@@ -11,6 +11,7 @@ import numpy as np
 from quantscope.analysis import shifts as S
 from quantscope.analysis.evaluate import Evaluator
 from quantscope.analysis.limitations import write_limitations
+from quantscope.analysis.outputs import choose_outputs, output_indices
 from quantscope.analysis.quality import METRICS
 from quantscope.analysis.results import (
     CalibrationSizePoint,
@@ -85,6 +86,7 @@ def robustness(
     batch_size: int = 64,
     threads: int | None = None,
     progress: Progress | None = None,
+    output: str | Sequence[str] | None = None,
 ) -> RobustnessResult:
     """Quality of the float model and each variant under shifted data, per slice and per calibration.
 
@@ -100,14 +102,16 @@ def robustness(
     (None: all of them). With ``calibration`` data, static-int8 (``quantize_config``, default
     ``StaticInt8()``) is calibrated on it clean and under ``calibration_shifts`` and evaluated
     on the evaluation data under the same shifts (a matrix), and calibrated on subsets of
-    ``calibration_sizes`` samples. Limitations are written for effects of at least
+    ``calibration_sizes`` samples. ``output`` names the model output the metric is computed on
+    (default: the floating-point output with the most elements per sample; the first of several). Limitations are written for effects of at least
     ``min_effect`` (metric units) and above sampling noise.
     """
     modality = S.check_modality(modality)
     models = named_models(model, variants, reference)
     float_model = models[reference]
     arrays = materialize(data, float_model)
-    metric_ = robustness_metric(metric, arrays.labels is not None)
+    measured = output_indices(float_model, choose_outputs(float_model, output))[0]
+    metric_ = robustness_metric(metric, arrays.labels is not None, output=measured)
     specs = resolve_shifts(shifts, modality)
     grid = severity_grid(severities)
     shifter = Shifter(modality, arrays, inputs=inputs, layout=layout, value_range=value_range, pad_id=pad_id)
@@ -164,7 +168,7 @@ def robustness(
     sizes: list[CalibrationSizePoint] = []
     if calibration is not None:
         effect, sizes = calibration_studies(
-            float_model, calibration, arrays, shifter, metric, modality,
+            float_model, calibration, arrays, shifter, metric_, modality,
             calibration_shifts, calibration_severity, calibration_sizes, quantize_config, seed,
             batch_size, threads,
         )
@@ -216,6 +220,8 @@ def robustness_for(
         options["metric"] = results.metric
     ref = results.reference
     options.setdefault("reference", ref.name if ref is not None else REFERENCE)
+    if results.outputs:
+        options.setdefault("output", results.outputs[0])
     named = {name: v for name, v in variants.items() if name != options["reference"]}
     return dataclasses.replace(results, robustness=robustness(model, named, data, **options))
 
