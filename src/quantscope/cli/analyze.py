@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -18,14 +19,39 @@ from quantscope.cli.options import (
 from quantscope.cli.output import (
     console,
     progress_bar,
+    safe,
     say,
     show_results,
     step_progress,
     warn,
     write_report,
 )
+from quantscope.errors import DataError
+from quantscope.output_paths import check_output_dir
 
 _MODALITIES = ("image", "text", "tabular")
+
+
+def checked_results(path: Path) -> Any:
+    """A ``results.json`` read for ``report``: bounded JSON first (size, depth, UTF-8), then the schema.
+
+    Exit 3 (:class:`DataError`) for a file that is not what analyze or sweep wrote, tampered ones
+    included. (The schema's own checks, types and ranges of numbers, belong to
+    ``quantscope.analysis.results.Results.load``.)
+    """
+    from quantscope.cli.files import read_json_file
+    from quantscope.report import load_results
+
+    file = path / "results.json" if path.is_dir() else path
+    if file.is_file():
+        read_json_file(file, "results file", DataError, allow_nan=True)
+    try:
+        return load_results(path)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"results file {file} does not match the results schema ({type(exc).__name__}: {exc}); "
+                        "re-create it with 'quantscope analyze' or 'quantscope sweep'") from exc
 
 
 @click.command()
@@ -103,6 +129,13 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
             results = tflite.add_to_results(results, model, tfl, eval_data, options=options)
             update(1, 1)
     show_results(results, report_dir)
+    if not any(v.name != "float" for v in results.variants):
+        from quantscope.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            "every variant of the sweep failed (see the notes above), so nothing was measured; "
+            "choose methods that apply to this model (-m), or fix what the notes name"
+        )
 
 
 @click.command()
@@ -118,18 +151,24 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
 @click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: the usual candidates.")
 @click.option("--max-float-nodes", type=int, default=8, show_default=True,
               help="At most this many nodes kept in float to meet the budget.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the chosen model (and its sidecar JSON) here.")
+@click.option("-o", "--output", type=click.Path(), help="Write the chosen model (and its sidecar JSON) here.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="Write the candidates' report (index.html, summary.md, results.json) here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset.")
 def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objective: str, metric: str,
-         methods: tuple[str, ...], max_float_nodes: int, output: Path | None, report_dir: Path | None, seed: int) -> None:
+         methods: tuple[str, ...], max_float_nodes: int, output: str | None, report_dir: Path | None, seed: int) -> None:
     """Find the smallest (or fastest) configuration of MODEL_PATH within --max-drop, and say why."""
     import quantscope as qs
     from quantscope.errors import QualityGateError
 
     budget = parse_max_drop(max_drop)
     model = qs.load(model_path)
+    inputs = [model_path, *model.data_files, calib, data_path]
+    if output is not None:  # refused before minutes of tuning, not after
+        from quantscope.model_io import check_output_path, out_data_name
+        from quantscope.quantize import sidecar_path
+
+        check_output_path(output, *inputs, siblings=[sidecar_path(output).name, out_data_name(output)])
     calib_data, eval_data = dataset(calib), dataset(data_path)
     try:
         with step_progress("tuning") as update:
@@ -149,7 +188,7 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
     if report_dir is not None:
         write_report(best.results, report_dir)
     if output is not None:
-        written = best.quantized.save(output)
+        written = best.quantized.save(output, inputs=inputs)
         say(f"wrote {written} ({best.name})")
     else:
         say(f"best: {best.name} (write it with -o)")
@@ -213,7 +252,7 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
         table.add_column(name, justify="right")
     for shift, cells in robustness_table(rob, names):
         table.add_row(shift, *cells)
-    console.print(table)
+    console.print(safe(table))
     for sentence in rob.limitations:
         say(f"- {sentence}")
     if report_dir is not None:
@@ -226,14 +265,21 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
               help="Where to write index.html, summary.md and results.json (default: beside RESULTS_PATH).")
 def report(results_path: Path, out_dir: Path | None) -> None:
     """Re-render the report (index.html, summary.md) from a results.json written by analyze or sweep."""
-    from quantscope.report import load_results, render
+    from quantscope.report import render
     from quantscope.report.text import render_text
 
-    results = load_results(results_path)
+    results = checked_results(results_path)
     if out_dir is None:
         out_dir = results_path if results_path.is_dir() else results_path.parent
-    written = render(results, out_dir)
-    console.print(render_text(results))
+    else:
+        check_output_dir(out_dir)
+    try:
+        text = safe(render_text(results))
+        written = render(results, out_dir)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        raise DataError(f"{results_path} holds values the report cannot show ({type(exc).__name__}: {exc}); "
+                        "re-create it with 'quantscope analyze' or 'quantscope sweep'") from exc
+    console.print(text)
     say(f"report written to {written / 'index.html'}")
 
 
@@ -244,7 +290,7 @@ def demo(out_dir: Path) -> None:
     """Sweep every method on the bundled example (a digits CNN) and write the report."""
     from quantscope.demo import run_demo
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out_dir)
     with step_progress("sweeping the digits CNN") as update:
         results, report_dir = run_demo(out_dir, progress=update)
     show_results(results, None)

@@ -79,10 +79,25 @@ def parse_floats(text: str | None, what: str) -> list[float] | None:
         raise ConfigError(f"{what} takes comma-separated numbers, got {text!r}") from exc
 
 
-def dataset(path: Path) -> Any:
-    """The dataset in ``path``: a folder of .npz files, or one .npz file."""
-    import quantscope as qs
+def config_object(path: Path) -> dict[str, Any]:
+    """The JSON object of a ``--config`` file (UTF-8, bounded size and depth); exit 3 otherwise."""
+    from quantscope.cli.files import read_json_file
+    from quantscope.errors import ConfigError
 
+    data = read_json_file(path, "config file")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object (like the sidecar's \"config\"), "
+                          f"not a {type(data).__name__}")
+    return data
+
+
+def dataset(path: Path) -> Any:
+    """The dataset in ``path``: a folder of .npz files, or one .npz file (refused if it cannot be read)."""
+    import quantscope as qs
+    from quantscope.cli.files import readable
+    from quantscope.errors import DataError
+
+    readable(path, "data", DataError)
     return qs.Dataset.from_folder(path) if path.is_dir() else qs.Dataset.from_npz(path)
 
 
