@@ -66,8 +66,8 @@ def _check_one(path: Path, out: Path, sources: list[Path]) -> None:
     for src in sources:
         if _clashes(path, src):
             raise OutputError(
-                f"output path {path} is an input of this command ({src}: the input model, one of its data files or another input); "
-                "choose another path (inputs are never overwritten)"
+                f"output path {path} is the input model, one of its data files or another input of this "
+                f"command ({src}); choose another path (inputs are never overwritten)"
             )
     parent = path.parent
     if not parent.exists():
