@@ -39,12 +39,15 @@ def checked_results(path: Path) -> Any:
     included. (The schema's own checks, types and ranges of numbers, belong to
     ``quantscope.analysis.results.Results.load``.)
     """
-    from quantscope.cli.files import read_json_file
+    from quantscope.cli.files import absurd_number, read_json_file
     from quantscope.report import load_results
 
     file = path / "results.json" if path.is_dir() else path
     if file.is_file():
-        read_json_file(file, "results file", DataError, allow_nan=True)
+        bad = absurd_number(read_json_file(file, "results file", DataError, allow_nan=True))
+        if bad is not None:
+            raise DataError(f"results file {file} holds a number no analysis writes ({bad}); it was edited or "
+                            "corrupted: re-create it with 'quantscope analyze' or 'quantscope sweep'")
     try:
         return load_results(path)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
@@ -55,10 +58,10 @@ def checked_results(path: Path) -> Any:
 
 
 @click.command()
-@click.argument("model_path", type=click.Path(path_type=Path))
-@click.argument("variant_paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
+@click.argument("variant_paths", nargs=-1, type=click.Path(path_type=Path, readable=False))
 @analysis_flags
-@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data, to re-quantize for sensitivity.")
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), help="Calibration data, to re-quantize for sensitivity.")
 @click.option("--sensitivity", "sensitivity_variants", multiple=True,
               help="Variant to measure sensitivity for (repeatable); default: the one that loses most.")
 def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, metric: str, report_dir: Path | None,
@@ -79,8 +82,8 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
 
 
 @click.command()
-@click.argument("model_path", type=click.Path(path_type=Path))
-@click.option("--calib", type=click.Path(path_type=Path), required=True, help="Calibration data (.npz or folder).")
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz or folder).")
 @analysis_flags
 @click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: every one.")
 @click.option("--robustness", "with_robustness", is_flag=True,
@@ -139,9 +142,9 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
 
 
 @click.command()
-@click.argument("model_path", type=click.Path(path_type=Path))
-@click.option("--calib", type=click.Path(path_type=Path), required=True, help="Calibration data (.npz or folder).")
-@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz or folder).")
+@click.option("--data", "data_path", type=click.Path(path_type=Path, readable=False), required=True,
               help="Evaluation data (.npz or a folder of .npz); 'labels' enable accuracy.")
 @click.option("--max-drop", required=True, help="Quality budget, e.g. 1% (of the float value): exit 4 if nothing meets it.")
 @click.option("--objective", type=click.Choice(["size", "latency"]), default="size", show_default=True,
@@ -152,7 +155,7 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
 @click.option("--max-float-nodes", type=int, default=8, show_default=True,
               help="At most this many nodes kept in float to meet the budget.")
 @click.option("-o", "--output", type=click.Path(), help="Write the chosen model (and its sidecar JSON) here.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path),
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, readable=False),
               help="Write the candidates' report (index.html, summary.md, results.json) here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset.")
 def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objective: str, metric: str,
@@ -195,12 +198,12 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
 
 
 @click.command()
-@click.argument("model_path", type=click.Path(path_type=Path))
-@click.argument("variant_paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
+@click.argument("variant_paths", nargs=-1, type=click.Path(path_type=Path, readable=False))
+@click.option("--data", "data_path", type=click.Path(path_type=Path, readable=False), required=True,
               help="Evaluation data (.npz or a folder of .npz): inputs, 'labels', 'meta_*' arrays to slice by.")
 @click.option("--modality", type=click.Choice(_MODALITIES), required=True, help="Which shifts apply to the data.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path), help="Write the report (and results.json) here.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, readable=False), help="Write the report (and results.json) here.")
 @click.option("--metric", type=click.Choice(["auto", "accuracy", "agreement"]), default="auto", show_default=True,
               help="accuracy needs labels; agreement compares with the float model on unshifted data.")
 @click.option("--shift", "shift_names", multiple=True, help="Only this shift (repeatable); default: all of the modality.")
@@ -209,7 +212,7 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
 @click.option("--slice", "slice_names", multiple=True, help="Slice by 'label', a metadata key or 'length' (repeatable).")
 @click.option("--layout", type=click.Choice(["NCHW", "NHWC", "NHW"]), help="Image layout (default: detected).")
 @click.option("--value-range", help="Image value range LOW,HIGH (default: detected).")
-@click.option("--calib", type=click.Path(path_type=Path),
+@click.option("--calib", type=click.Path(path_type=Path, readable=False),
               help="Calibration data: also measure static-int8 against calibration distribution and size.")
 @click.option("--calibration-sizes", help="Comma-separated calibration set sizes (default 8,16,...,1024).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every shift.")
@@ -260,8 +263,8 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
 
 
 @click.command()
-@click.argument("results_path", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path),
+@click.argument("results_path", type=click.Path(path_type=Path, readable=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path, readable=False),
               help="Where to write index.html, summary.md and results.json (default: beside RESULTS_PATH).")
 def report(results_path: Path, out_dir: Path | None) -> None:
     """Re-render the report (index.html, summary.md) from a results.json written by analyze or sweep."""
@@ -284,7 +287,7 @@ def report(results_path: Path, out_dir: Path | None) -> None:
 
 
 @click.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("quantscope-demo"), show_default=True,
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, readable=False), default=Path("quantscope-demo"), show_default=True,
               help="Where to write the quantized models and the report.")
 def demo(out_dir: Path) -> None:
     """Sweep every method on the bundled example (a digits CNN) and write the report."""

@@ -24,7 +24,7 @@ def source_paths(source: str) -> list[Path]:
 @click.command()
 @click.argument("source")
 @click.option("-o", "--output", type=click.Path(), required=True, help="Output .onnx path (never SOURCE or --example).")
-@click.option("--example", "example_path", type=click.Path(path_type=Path),
+@click.option("--example", "example_path", type=click.Path(path_type=Path, readable=False),
               help="Example inputs (.npz keyed by input name, or one array); fixes input types and checks the import.")
 @click.option("--samples", type=int, default=16, show_default=True, help="Example samples to use from --example.")
 @click.option("--trust", is_flag=True,

@@ -75,3 +75,29 @@ def read_json_file(path: Path, what: str, error: type[QuantscopeError] = ConfigE
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+MEASURES = frozenset({"size_bytes", "samples", "median_ms", "p90_ms", "peak_rss_mb", "baseline_rss_mb", "runs",
+                      "batch", "threads", "cores", "total_uj"})
+"""Keys of results.json whose numbers are sizes, counts or times: finite, not negative."""
+LARGEST = 1e15
+
+
+def absurd_number(data: Any) -> str | None:
+    """Where ``data`` (a parsed results.json) holds a number no analysis writes; None if nowhere.
+
+    Any number beyond ±10^15, and a size, count or time (:data:`MEASURES`) that is negative,
+    infinite or NaN.
+    """
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((key, v) for v in item)
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            measure = key in MEASURES
+            if (measure and not 0 <= item <= LARGEST) or (item == item and LARGEST < abs(item) < float("inf")):
+                return f"{key or 'a value'} = {item:.6g}"
+    return None

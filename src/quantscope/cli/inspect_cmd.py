@@ -17,7 +17,7 @@ def _shape(dims: list[int | str | None] | None) -> str:
 
 
 @click.command("inspect")
-@click.argument("model_path", type=click.Path(path_type=Path))
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def inspect_command(model_path: Path, as_json: bool) -> None:
     """Inputs, outputs, opset, operators, parameters, size, and which nodes can be quantized."""

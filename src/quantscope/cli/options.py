@@ -108,11 +108,11 @@ ANALYZE_METRICS = ("auto", "accuracy", "top5", "agreement", "cosine", "cosine_mi
 def analysis_flags(f: F) -> F:
     """The options shared by ``analyze`` and ``sweep``."""
     for option in reversed((
-        click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+        click.option("--data", "data_path", type=click.Path(path_type=Path, readable=False), required=True,
                      help="Evaluation data (.npz or a folder of .npz); 'labels' enable accuracy."),
         click.option("--metric", type=click.Choice(ANALYZE_METRICS), default="auto", show_default=True,
                      help="Primary quality metric (auto: accuracy with labels, else top-1 agreement)."),
-        click.option("--report", "report_dir", type=click.Path(path_type=Path),
+        click.option("--report", "report_dir", type=click.Path(path_type=Path, readable=False),
                      help="Write index.html, summary.md and results.json here."),
         click.option("--max-drop", help="Quality budget, e.g. 1% (of the float value): exit 4 if no variant meets it."),
         click.option("--top", type=int, default=5, show_default=True,

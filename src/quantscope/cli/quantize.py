@@ -30,16 +30,16 @@ def _epilog() -> str:
 
 
 @click.command(epilog=_epilog())
-@click.argument("model_path", type=click.Path(path_type=Path))
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
 @click.option("-m", "--method", default=None,
               help="Quantization method (listed below).  [default: the config file's, else static-int8]")
 @click.option("-o", "--output", "output", type=click.Path(), required=True,
               help="Output .onnx path (never an input; the sidecar is written beside it, together).")
-@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data (.npz or a folder of .npz).")
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), help="Calibration data (.npz or a folder of .npz).")
 @method_options
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config field, value as JSON (repeatable), e.g. --set min_size=0.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path),
+@click.option("--config", "config_file", type=click.Path(path_type=Path, readable=False),
               help="JSON config (same schema as the sidecar's 'config'); options override its fields.")
 def quantize(model_path: Path, method: str | None, output: str, calib: Path | None,
              settings: tuple[str, ...], config_file: Path | None, **opts: Any) -> None:
@@ -51,6 +51,8 @@ def quantize(model_path: Path, method: str | None, output: str, calib: Path | No
     from quantscope.quantize import sidecar_path
 
     model = qs.load(model_path)
+    for note in model.notes:  # e.g. an old IR version upgraded on load
+        warn(note, "note")
     inputs = (model_path, *model.data_files, readable(calib, "--calib", DataError), config_file)
     check_output_path(output, model.path, *inputs, siblings=[sidecar_path(output).name, out_data_name(output)])
     file = config_object(config_file) if config_file is not None else None
