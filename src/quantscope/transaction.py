@@ -56,11 +56,15 @@ class Transaction:
         return self.stage / name
 
     def write_bytes(self, name: str, data: bytes) -> Path:
+        """Stage ``data`` as the new ``directory/name`` (a full disk raises :class:`OutputError`)."""
         staged = self.path(name)
-        with open(staged, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(staged, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.directory / name}: {exc.strerror or exc}") from exc
         return staged
 
     def remove(self, name: str) -> None:
