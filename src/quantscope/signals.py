@@ -47,6 +47,7 @@ def install() -> None:
     """SIGTERM raises :class:`Terminated`; registered temporary folders are removed at exit."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+    atexit.unregister(cleanup)  # once, however often the command line is invoked in one process
     atexit.register(cleanup)
 
 

@@ -48,7 +48,8 @@ def test_output_onto_symlink_of_model_is_refused(pair, tmp_path: Path) -> None:
     model, calib = pair
     link = tmp_path / "alias.onnx"
     link.symlink_to(model)
-    _refused(cli("quantize", model, "--calib", calib, "-o", link), model, model.read_bytes())
+    before = model.read_bytes()
+    _refused(cli("quantize", model, "--calib", calib, "-o", link), model, before)
 
 
 def test_output_onto_config_file_is_refused(pair, tmp_path: Path) -> None:
@@ -67,9 +68,24 @@ def test_convert_output_onto_source_is_refused(tmp_path: Path) -> None:
         _refused(cli("convert", source, "--trust", "-o", source), source, before)
 
 
+def test_convert_output_onto_factory_file_is_refused(tmp_path: Path) -> None:
+    factory = tmp_path / "models.py"
+    factory.write_text("def make():\n    raise SystemExit('must not run')\n")
+    before = factory.read_bytes()
+    _refused(cli("convert", f"{factory}:make", "-o", factory), factory, before)
+
+
+def test_tune_output_onto_data_is_refused_before_tuning(pair) -> None:
+    model, calib = pair
+    before = calib.read_bytes()
+    result = cli("tune", model, "--calib", calib, "--data", calib, "--max-drop", "1%", "-o", calib)
+    _refused(result, calib, before)
+
+
 def test_convert_output_onto_example_is_refused(pair) -> None:
     model, calib = pair
-    _refused(cli("convert", model, "--example", calib, "-o", calib), calib, calib.read_bytes())
+    before = calib.read_bytes()
+    _refused(cli("convert", model, "--example", calib, "-o", calib), calib, before)
 
 
 def test_output_onto_dev_null_is_refused(pair) -> None:
