@@ -1,7 +1,9 @@
 """The ``quantscope`` command: a thin shell over the public API, and the only place that prints.
 
 Exit codes: 0 ok, 2 a command line that does not parse, 3 a refused input (model, data, option
-or config value, output path) or a runtime failure, 4 a quality gate failed, 1 internal error.
+or config value, output path) or a runtime failure, 4 a quality gate failed, 1 internal error,
+130 Ctrl-C and 143 SIGTERM (both clean up: temporary folders go, outputs stay old or whole-new).
+Model text (names, producer, notes) is printed through :mod:`quantscope.textsafe` only.
 
 Modules: :mod:`.output` (consoles, progress, tables), :mod:`.options` (the method options
 generated from the config classes, shared parsers), one module per group of commands.
