@@ -158,3 +158,17 @@ def test_every_exception_is_public_and_in_the_tree() -> None:
     assert issubclass(errors.UnsupportedModelError, errors.ModelError)
     for sub in (errors.DataMismatchError, errors.NonFiniteDataError, errors.EmptyDatasetError):
         assert issubclass(sub, errors.DataError)
+
+
+def test_public_names_are_functions_even_after_their_modules_are_imported() -> None:
+    """No submodule shares a public function's name: importing every module first changes nothing."""
+    code = (
+        "import importlib, pkgutil, quantscope; "
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(quantscope.__path__, 'quantscope.') "
+        " if not m.name.rsplit('.', 1)[-1].startswith('_') and 'importers' not in m.name "
+        " and 'backends' not in m.name and 'execution' not in m.name]; "
+        "import types; bad = [n for n in quantscope.__all__ if isinstance(getattr(quantscope, n), types.ModuleType)]; "
+        "assert not bad, bad; assert callable(quantscope.quantize) and callable(quantscope.report)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -22,6 +22,7 @@ Messages name the problem and the fix. Exit code 2 is left to the command line i
 unknown option, a missing argument, a value click cannot parse): every input quantscope
 looks at and refuses, an option's value included, exits 3, so a script can tell
 "the command line is malformed" from "this model, data or setting cannot be used".
+Ctrl-C exits 130 and SIGTERM 143 (:mod:`quantscope.signals`), each after the same clean-up.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -35,6 +34,7 @@ import onnx_ir as ir
 
 from quantscope._loadcheck_window import crash_window
 from quantscope.errors import RuntimeFailure, UnsupportedModelError
+from quantscope.signals import temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def check_loads(
     import onnxruntime as ort
 
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="quantscope-loadcheck-") as tmp:
+    with temp_dir(prefix="quantscope-loadcheck-") as tmp:
         path = _model_file(model, Path(tmp))
         sample_file = None
         if sample is not None:

@@ -6,13 +6,10 @@ Protobuf appears here and in :mod:`quantscope.runtime` only; everything else wor
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +20,9 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from quantscope.errors import ModelError, OutputError
+from quantscope.output_paths import check_output_path
 from quantscope.specs import TensorSpec
+from quantscope.transaction import Transaction, write_files
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class Model:
 
     @cached_property
     def _proto(self) -> onnx.ModelProto:
-        return ir.to_proto(self.ir)
+        return inline_external(ir.to_proto(self.ir), self.ir)
 
     def to_proto(self) -> onnx.ModelProto:
         """A protobuf copy of the model (safe to modify)."""
@@ -111,6 +110,28 @@ def numpy_dtype_name(dtype: ir.DataType) -> str:
         return dtype.name.lower()
 
 
+def inline_external(proto: onnx.ModelProto, model: ir.Model) -> onnx.ModelProto:
+    """``proto`` with the graph's memory-mapped (external) initializers read into it, in place."""
+    external = {
+        name: v.const_value for name, v in model.graph.initializers.items()
+        if isinstance(v.const_value, ir.ExternalTensor)
+    }
+    if not external:
+        return proto
+    for tensor in proto.graph.initializer:
+        source = external.get(tensor.name)
+        if source is not None and tensor.data_location == onnx.TensorProto.EXTERNAL:
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            tensor.raw_data = source.tobytes()
+    return proto
+
+
+def tensor_bytes(model: ir.Model) -> int:
+    """Bytes of the graph's initializers, read from their headers (nothing is loaded)."""
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
 def _spec(value: ir.Value) -> TensorSpec:
     dtype = np.dtype(value.dtype.numpy()) if value.dtype is not None else np.dtype(np.float32)
     shape = None
@@ -146,22 +167,13 @@ def fingerprint_file(path: str | os.PathLike[str]) -> str:
 def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
     """Load an ONNX model file (external data included), validate it and infer shapes.
 
-    Raises :class:`ModelError` naming the problem for missing, corrupt or invalid files.
+    External data over ~1.8 GB stays on disk, memory-mapped tensor by tensor (protobuf cannot
+    hold a message over 2 GB). A model older than IR version 4 is upgraded to opset
+    :data:`UPGRADE_OPSET` (see :func:`upgrade`). Raises :class:`ModelError` naming the problem
+    for missing, unreadable, corrupt or invalid files.
     """
     p = Path(path)
-    if not p.exists():
-        raise ModelError(f"model file not found: {p}")
-    if p.is_dir():
-        raise ModelError(f"{p} is a directory; pass the path of an .onnx file")
-    if p.stat().st_size == 0:
-        raise ModelError(f"{p} is empty (0 bytes); re-export or re-download the model")
-    try:
-        proto = onnx.load(str(p), load_external_data=False)
-    except (DecodeError, RuntimeError, ValueError, OSError) as exc:
-        raise ModelError(
-            f"cannot read {p}: the file is not an ONNX model or is truncated/corrupt; "
-            f"re-export or re-download it ({type(exc).__name__}: {exc})"
-        ) from exc
+    proto = _read_proto(p)
     data_files = external_data_files(proto, p.parent)
     missing = [f for f in data_files if not f.is_file()]
     if missing:
@@ -170,32 +182,90 @@ def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
             + ", ".join(str(f) for f in missing)
             + f"; keep them beside the model (in {p.parent}) under the names it refers to"
         )
-    try:
-        onnx.load_external_data_for_model(proto, str(p.parent))
-    except (onnx.checker.ValidationError, RuntimeError, ValueError, OSError) as exc:
-        raise ModelError(
-            f"cannot read the external data of {p}: {exc}; keep the .data files beside the model "
-            "and re-export it if they are truncated"
-        ) from exc
+    lazy = sum(f.stat().st_size for f in data_files) > _EXTERNAL_THRESHOLD
+    if not lazy:
+        try:
+            onnx.load_external_data_for_model(proto, str(p.parent))
+        except (onnx.checker.ValidationError, RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(
+                f"cannot read the external data of {p}: {exc}; keep the .data files beside the model "
+                "and re-export it if they are truncated"
+            ) from exc
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(
             f"{p} parsed as an empty ONNX model (no nodes, no outputs); it is probably not a model file"
         )
     if check:
-        try:
-            if proto.ByteSize() > _TWO_GB:
-                onnx.checker.check_model(str(p))
-            else:
-                onnx.checker.check_model(proto)
+        try:  # a path for external data: the checker reads the data files itself
+            onnx.checker.check_model(str(p) if lazy else proto)
         except onnx.checker.ValidationError as exc:
             raise ModelError(f"{p} is not a valid ONNX model: {checker_message(exc)}") from exc
+    proto, notes = upgrade(proto, p)
     proto = infer_shapes(proto)
+    model_ir = ir.serde.deserialize_model(proto)
+    if lazy:  # the tensors read their bytes from the data files when asked (memory-mapped)
+        ir.external_data.set_base_dir(model_ir.graph, p.parent)
     model = Model(
-        ir=ir.from_proto(proto), path=p.resolve(), fingerprint=fingerprint_file(p),
+        ir=model_ir, path=p.resolve(), fingerprint=fingerprint_file(p), notes=notes,
         data_files=tuple(f.resolve() for f in data_files),
     )
     logger.debug("loaded %s (opset %d, %d nodes)", p, model.opset, len(proto.graph.node))
     return model
+
+
+def _read_proto(p: Path) -> onnx.ModelProto:
+    """The model file's protobuf, external data not loaded."""
+    if not p.exists():
+        raise ModelError(f"model file not found: {p}")
+    if p.is_dir():
+        raise ModelError(f"{p} is a directory; pass the path of an .onnx file")
+    if not p.is_file():
+        raise ModelError(f"{p} is not a regular file (a device, FIFO or socket); pass the path of an .onnx file")
+    if p.stat().st_size == 0:
+        raise ModelError(f"{p} is empty (0 bytes); re-export or re-download the model")
+    if not os.access(p, os.R_OK):
+        raise ModelError(f"cannot read {p}: permission denied; make it readable (chmod u+r) or copy it")
+    try:
+        return onnx.load(str(p), load_external_data=False)
+    except PermissionError as exc:
+        raise ModelError(f"cannot read {p}: permission denied; make it readable (chmod u+r) or copy it") from exc
+    except (DecodeError, RuntimeError, ValueError, OSError) as exc:
+        raise ModelError(
+            f"cannot read {p}: the file is not an ONNX model or is truncated/corrupt; "
+            f"re-export or re-download it ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+UPGRADE_OPSET = 13
+"""Models older than IR version 4 (ONNX 1.2, opset 8 or below) are converted to this opset on load."""
+
+
+def upgrade(proto: onnx.ModelProto, p: Path) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+    """An IR-3 model converted to :data:`UPGRADE_OPSET` and a current IR version, with a note saying so.
+
+    IR 3 requires every initializer to be a graph input, which quantized models (new initializers)
+    break; quantscope writes only valid models, so it works on the upgraded model. A model the
+    ONNX version converter cannot upgrade is refused with :class:`ModelError`.
+    """
+    if proto.ir_version >= 4:
+        return proto, ()
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    try:
+        from onnx import version_converter
+
+        upgraded = version_converter.convert_version(proto, max(opset, UPGRADE_OPSET)) if opset < UPGRADE_OPSET else proto
+        upgraded.ir_version = max(upgraded.ir_version, onnx.helper.find_min_ir_version_for(list(upgraded.opset_import)))
+        onnx.checker.check_model(upgraded)
+    except Exception as exc:
+        raise ModelError(
+            f"{p} uses IR version {proto.ir_version} (opset {opset}), which quantscope does not write, and the "
+            f"ONNX version converter cannot upgrade it ({checker_message(exc)}); re-export it with opset "
+            f"{UPGRADE_OPSET} or newer"
+        ) from exc
+    note = (f"upgraded on load from IR version {proto.ir_version} / opset {opset} to IR version "
+            f"{upgraded.ir_version} / opset {max(opset, UPGRADE_OPSET)} (ONNX version converter)")
+    logger.info("%s: %s", p, note)
+    return upgraded, (note,)
 
 
 def external_data_files(proto: onnx.ModelProto, base_dir: Path) -> list[Path]:
@@ -229,63 +299,10 @@ def from_bytes(data: bytes) -> Model:
     return Model.from_proto(infer_shapes(proto))
 
 
-def check_output_path(out: str | os.PathLike[str], *inputs: Path | None) -> Path:
-    """Refuse output paths that would overwrite an input or cannot be written."""
-    o = Path(out).resolve()
-    for src in inputs:
-        if src is not None and o == Path(src).resolve():
-            raise OutputError(
-                f"output path {o} is the input model or one of its data files ({Path(src).name}); "
-                "choose another path (inputs are never overwritten)"
-            )
-    if o.exists() and o.is_dir():
-        raise OutputError(f"output path {o} is a directory; give a file name such as {o / 'model.onnx'}")
-    parent = o.parent
-    if not parent.exists():
-        raise OutputError(f"output directory {parent} does not exist; create it first")
-    if not parent.is_dir():
-        raise OutputError(
-            f"cannot write {o}: {parent} is a file, not a directory; choose an output path inside a directory"
-        )
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output directory {parent} is not writable; choose another location")
-    return o
-
-
-def _file_mode() -> int:
-    """0o666 minus the process umask: the mode ``open(path, "w")`` would give a new file."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextlib.contextmanager
-def _temporary_sibling(path: Path, suffix: str = "") -> Iterator[Path]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    try:  # mkstemp makes the file 0600; give the written file the usual umask-based mode
-        os.fchmod(fd, _file_mode())
-    finally:
-        os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write to a temporary file beside ``path`` and rename it into place."""
     p = Path(path)
-    try:
-        with _temporary_sibling(p) as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, p)
-    except OSError as exc:
-        raise OutputError(f"cannot write {p}: {exc.strerror or exc}") from exc
+    write_files(p.parent, {p.name: data})
     return p
 
 
@@ -296,38 +313,47 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def save(model: Model, path: str | os.PathLike[str], *, check: bool = True, value_info: bool = True) -> Path:
     """Save atomically. Models over ~1.8 GB get one external data file ``<name>.data``.
 
-    The file is validated with the ONNX checker before it replaces anything at ``path``.
+    The file is validated with the ONNX checker before it replaces anything at ``path``; the
+    model and its data file are renamed into place together (:class:`~quantscope.transaction.Transaction`).
     ``value_info=False`` leaves out the inferred types of intermediate tensors (runtimes
     infer them again), which keeps small quantized models small.
     """
-    out = check_output_path(path, model.path, *model.data_files)
-    proto = ir.to_proto(model.ir)
-    if not value_info:
-        del proto.graph.value_info[:]
-    external = proto.ByteSize() > _EXTERNAL_THRESHOLD
-    try:
-        if not external:
-            data = proto.SerializeToString()
-            with _temporary_sibling(out) as tmp:
-                tmp.write_bytes(data)
-                if check:
-                    _check_file(tmp)
-                os.replace(tmp, out)
-        else:
-            data_name = out.name + ".data"
-            with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmpdir:
-                tmp_model = Path(tmpdir) / out.name
-                onnx.save_model(
-                    proto, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data_name, size_threshold=1024,
-                )
-                if check:
-                    _check_file(tmp_model)
-                os.replace(Path(tmpdir) / data_name, out.parent / data_name)
-                os.replace(tmp_model, out)
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    out = check_output_path(path, model.path, *model.data_files, siblings=[out_data_name(path)])
+    with Transaction(out.parent) as transaction:
+        write_staged(model, transaction, out.name, check=check, value_info=value_info)
+        transaction.commit()
     return out
+
+
+def out_data_name(path: str | os.PathLike[str]) -> str:
+    """The external data file written beside a large model saved to ``path``."""
+    return Path(path).name + ".data"
+
+
+def write_staged(
+    model: Model, transaction: Transaction, name: str, *, check: bool = True, value_info: bool = True
+) -> Path:
+    """Write ``model`` as ``name`` (plus ``name.data`` when large) into ``transaction``; the staged model path.
+
+    Large models are written tensor by tensor from their (memory-mapped) sources; no protobuf
+    message over 2 GB is ever built.
+    """
+    staged = transaction.path(name)
+    try:
+        if tensor_bytes(model.ir) <= _EXTERNAL_THRESHOLD:
+            proto = inline_external(ir.to_proto(model.ir), model.ir)
+            if not value_info:
+                del proto.graph.value_info[:]
+            staged.write_bytes(proto.SerializeToString())
+        else:
+            data_name = out_data_name(name)
+            transaction.path(data_name)
+            ir.save(model.ir, staged, external_data=data_name, size_threshold_bytes=1024)
+        if check:
+            _check_file(staged)
+    except OSError as exc:
+        raise OutputError(f"cannot write {transaction.directory / name}: {exc.strerror or exc}") from exc
+    return staged
 
 
 def _check_file(path: Path) -> None:

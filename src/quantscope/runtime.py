@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -16,6 +15,7 @@ import onnxruntime as ort
 from quantscope.errors import RuntimeFailure
 from quantscope.graph.subgraphs import expose
 from quantscope.model_io import Model
+from quantscope.signals import temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def exposing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str]]
 
 def optimized_op_types(model: Model, *, optimization: Optimization = "all") -> dict[str, int]:
     """Operator histogram of the graph ONNX Runtime actually executes after its optimizer."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with temp_dir() as tmp:
         out = Path(tmp) / "optimized.onnx"
         make_session(model, optimization=optimization, optimized_model_path=str(out))
         proto = onnx.load(str(out), load_external_data=False)

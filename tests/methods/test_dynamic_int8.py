@@ -24,7 +24,7 @@ from quantscope.graph.queries import const_array
 from quantscope.numerics.affine import dequantize
 from quantscope.numerics.dynamic import dynamic_matmul, dynamic_qparams, dynamic_quantize
 from quantscope.numerics.metrics import sqnr_db
-from quantscope.quantize import sidecar_path
+from quantscope.quantization import sidecar_path
 from quantscope.runtime import int16_saturation_risk, make_session, optimized_op_types, run
 
 FUSED_KERNELS = ("DynamicQuantizeMatMul", "MatMulIntegerToFloat")

@@ -26,7 +26,7 @@ from quantscope.errors import ConfigError, SelectorError
 from quantscope.methods.float16 import MIN_WEIGHT_ELEMENTS
 from quantscope.numerics.half import FLOAT16_MAX, FLOAT16_TINY, to_float16
 from quantscope.numerics.metrics import sqnr_db
-from quantscope.quantize import sidecar_path
+from quantscope.quantization import sidecar_path
 from quantscope.runtime import make_session, optimized_op_types, run
 
 SQNR_FLOOR_DB = 45.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from quantscope.analysis.variants import VariantLike, check_outputs, normalize
 from quantscope.data import Dataset
 from quantscope.errors import DataError, ModelError, QuantscopeError
 from quantscope.io import Model, load
+from quantscope.signals import temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def analyze(
     ref_outputs: list[np.ndarray] | None = None
     results: list[VariantResult] = []
     feeds = latency_feeds(bound, opts)
-    with tempfile.TemporaryDirectory(prefix="quantscope-analyze-") as tmp:
+    with temp_dir(prefix="quantscope-analyze-") as tmp:
         for i, v in enumerate(items):
             step = Stepper(progress, v.name, i, total)
             try:

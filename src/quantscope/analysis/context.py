@@ -8,7 +8,7 @@ from typing import Any
 
 from quantscope.data import Dataset
 from quantscope.io import Model
-from quantscope.quantize import library_versions
+from quantscope.quantization import library_versions
 from quantscope.runtime import cpu_flags, int16_saturation_risk
 
 _CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")

@@ -18,7 +18,6 @@ The per-operation table (:data:`HOROWITZ_2014`) is M. Horowitz, "Computing's ene
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from quantscope.analysis.results import EnergyResult
 from quantscope.errors import DataError, RuntimeFailure
 from quantscope.io import Model
 from quantscope.runtime import make_session, run, session_options
+from quantscope.signals import temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def runtime_graph(
     out: they pad channels and would inflate the counts); the run exposes every node output, so
     shapes and dtypes are the ones the runtime's kernels see.
     """
-    with tempfile.TemporaryDirectory(prefix="quantscope-energy-") as tmp:
+    with temp_dir(prefix="quantscope-energy-") as tmp:
         out = Path(tmp) / "optimized.onnx"
         try:
             ort.InferenceSession(model.serialize(), sess_options=session_options(optimized_model_path=str(out)),

@@ -14,7 +14,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from quantscope.analysis.results import MemoryResult
 from quantscope.errors import ModelError, RuntimeFailure
+from quantscope.signals import temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def peak_memory(
     if not path.is_file():
         raise ModelError(f"model file not found for the memory measurement: {path}")
     batch = int(next(iter(feeds.values())).shape[0]) if feeds else 0
-    with tempfile.TemporaryDirectory(prefix="quantscope-mem-") as tmp:
+    with temp_dir(prefix="quantscope-mem-") as tmp:
         feeds_path = Path(tmp) / "feeds.npz"
         np.savez(feeds_path, **{k: np.asarray(v) for k, v in feeds.items()})
         cmd = [sys.executable, "-c", _CHILD, str(path), str(feeds_path), "all" if threads is None else str(threads)]

@@ -22,7 +22,7 @@ from quantscope.data import Dataset
 from quantscope.errors import ConfigError
 from quantscope.io import Model
 from quantscope.plan import QuantPlan
-from quantscope.quantize import quantize
+from quantscope.quantization import quantize
 
 logger = logging.getLogger(__name__)
 

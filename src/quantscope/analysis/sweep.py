@@ -23,7 +23,7 @@ from quantscope.config import CALIBRATION_METHODS, MethodConfig, config_class, m
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError, OutputError, QuantscopeError
 from quantscope.io import Model
-from quantscope.quantize import QuantizedModel, quantize
+from quantscope.quantization import QuantizedModel, quantize
 
 logger = logging.getLogger(__name__)
 

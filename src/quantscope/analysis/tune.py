@@ -52,7 +52,7 @@ from quantscope.config import MethodConfig
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError, QualityGateError, QuantscopeError
 from quantscope.io import Model
-from quantscope.quantize import QuantizedModel, quantize
+from quantscope.quantization import QuantizedModel, quantize
 
 logger = logging.getLogger(__name__)
 

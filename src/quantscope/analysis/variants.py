@@ -15,7 +15,7 @@ from quantscope.config import MethodConfig, config_from_dict
 from quantscope.errors import ConfigError, ModelError, QuantscopeError
 from quantscope.io import Model, load
 from quantscope.plan import QuantPlan
-from quantscope.quantize import QuantizedModel, sidecar_path
+from quantscope.quantization import QuantizedModel, sidecar_path
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
 """The ``quantscope`` command: a thin shell over the public API, and the only place that prints.
 
 Exit codes: 0 ok, 2 a command line that does not parse, 3 a refused input (model, data, option
-or config value, output path) or a runtime failure, 4 a quality gate failed, 1 internal error.
+or config value, output path) or a runtime failure, 4 a quality gate failed, 1 internal error,
+130 Ctrl-C and 143 SIGTERM (both clean up: temporary folders go, outputs stay old or whole-new).
+Model text (names, producer, notes) is printed through :mod:`quantscope.textsafe` only.
 
 Modules: :mod:`.output` (consoles, progress, tables), :mod:`.options` (the method options
 generated from the config classes, shared parsers), one module per group of commands.
@@ -14,15 +16,15 @@ import sys
 from typing import Any
 
 import click
-from rich.markup import escape
 
-from quantscope import __version__
+from quantscope import __version__, signals
 from quantscope.cli.analyze import analyze, demo, report, robustness, sweep, tune
 from quantscope.cli.convert import convert
 from quantscope.cli.inspect_cmd import inspect_command
 from quantscope.cli.output import console, err_console, progress_bar, step_progress
 from quantscope.cli.quantize import quantize
 from quantscope.errors import QuantscopeError
+from quantscope.textsafe import clean, markup
 
 __all__ = ["console", "err_console", "main", "progress_bar", "step_progress"]
 
@@ -34,20 +36,23 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except QuantscopeError as exc:
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {markup(str(exc), newlines=True)}", highlight=False)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (signals.install): cleaned up on the way out
+            what = "SIGTERM" if isinstance(exc, signals.Terminated) else "Ctrl-C"
+            err_console.print(f"interrupted ({what})", highlight=False)
+            sys.exit(signals.exit_code(exc))
         except Exception as exc:  # an internal error: show it plainly, exit 1
             logging.getLogger("quantscope").debug("internal error", exc_info=True)
-            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {markup(str(exc), newlines=True)}", highlight=False)
             err_console.print("run with --verbose for the traceback, and please report it")
             if ctx.obj and ctx.obj.get("verbose"):
                 raise
             sys.exit(1)
+        finally:
+            signals.cleanup()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,11 +62,17 @@ class _Group(click.Group):
 def main(ctx: click.Context, verbose: bool) -> None:
     """Post-training quantization and analysis of trained models, executed by ONNX Runtime."""
     ctx.obj = {"verbose": verbose}
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    signals.install()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines with control characters escaped: messages quote node and tensor names from the model."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record), newlines=True)
 
 
 for _command in (inspect_command, quantize, demo, robustness, analyze, sweep, tune, report, convert):

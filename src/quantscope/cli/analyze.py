@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -19,21 +20,49 @@ from quantscope.cli.options import (
 from quantscope.cli.output import (
     console,
     progress_bar,
+    safe,
     say,
     show_results,
     step_progress,
     warn,
     write_report,
 )
+from quantscope.errors import DataError
+from quantscope.output_paths import check_output_dir
 
 _MODALITIES = ("image", "text", "tabular")
 
 
+def checked_results(path: Path) -> Any:
+    """A ``results.json`` read for ``report``: bounded JSON first (size, depth, UTF-8), then the schema.
+
+    Exit 3 (:class:`DataError`) for a file that is not what analyze or sweep wrote, tampered ones
+    included. (The schema's own checks, types and ranges of numbers, belong to
+    ``quantscope.analysis.results.Results.load``.)
+    """
+    from quantscope.cli.files import absurd_number, read_json_file
+    from quantscope.reporting import load_results
+
+    file = path / "results.json" if path.is_dir() else path
+    if file.is_file():
+        bad = absurd_number(read_json_file(file, "results file", DataError, allow_nan=True))
+        if bad is not None:
+            raise DataError(f"results file {file} holds a number no analysis writes ({bad}); it was edited or "
+                            "corrupted: re-create it with 'quantscope analyze' or 'quantscope sweep'")
+    try:
+        return load_results(path)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"results file {file} does not match the results schema ({type(exc).__name__}: {exc}); "
+                        "re-create it with 'quantscope analyze' or 'quantscope sweep'") from exc
+
+
 @click.command()
-@click.argument("model_path", type=click.Path(path_type=Path))
-@click.argument("variant_paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
+@click.argument("variant_paths", nargs=-1, type=click.Path(path_type=Path, readable=False))
 @analysis_flags
-@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data, to re-quantize for sensitivity.")
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), help="Calibration data, to re-quantize for sensitivity.")
 @click.option("--sensitivity", "sensitivity_variants", multiple=True,
               help="Variant to measure sensitivity for (repeatable); default: the recommended int8 variant.")
 def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, metric: str, report_dir: Path | None,
@@ -55,8 +84,8 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
 
 
 @click.command()
-@click.argument("model_path", type=click.Path(path_type=Path))
-@click.option("--calib", type=click.Path(path_type=Path), required=True, help="Calibration data (.npz or folder).")
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz or folder).")
 @analysis_flags
 @click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: every one.")
 @click.option("--robustness", "with_robustness", is_flag=True,
@@ -107,12 +136,19 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
             results = tflite.add_to_results(results, model, tfl, eval_data, options=options)
             update(1, 1)
     show_results(results, report_dir)
+    if not any(v.name != "float" for v in results.variants):
+        from quantscope.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            "every variant of the sweep failed (see the notes above), so nothing was measured; "
+            "choose methods that apply to this model (-m), or fix what the notes name"
+        )
 
 
 @click.command()
-@click.argument("model_path", type=click.Path(path_type=Path))
-@click.option("--calib", type=click.Path(path_type=Path), required=True, help="Calibration data (.npz or folder).")
-@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz or folder).")
+@click.option("--data", "data_path", type=click.Path(path_type=Path, readable=False), required=True,
               help="Evaluation data (.npz or a folder of .npz); 'labels' enable accuracy.")
 @click.option("--max-drop", required=True, help="Quality budget, e.g. 1% (of the float value): exit 4 if nothing meets it.")
 @click.option("--objective", type=click.Choice(["size", "latency"]), default="size", show_default=True,
@@ -122,13 +158,13 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
 @click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: the usual candidates.")
 @click.option("--max-float-nodes", type=int, default=8, show_default=True,
               help="At most this many nodes kept in float to meet the budget.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the chosen model (and its sidecar JSON) here.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path),
+@click.option("-o", "--output", type=click.Path(), help="Write the chosen model (and its sidecar JSON) here.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, readable=False),
               help="Write the candidates' report (index.html, summary.md, results.json) here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset.")
 @output_names("--output-name")
 def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objective: str, metric: str,
-         methods: tuple[str, ...], max_float_nodes: int, output: Path | None, report_dir: Path | None, seed: int,
+         methods: tuple[str, ...], max_float_nodes: int, output: str | None, report_dir: Path | None, seed: int,
          output_names: tuple[str, ...]) -> None:
     """Find the smallest (or fastest) configuration of MODEL_PATH within --max-drop, and say why."""
     import quantscope as qs
@@ -136,6 +172,12 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
 
     budget = parse_max_drop(max_drop)
     model = qs.load(model_path)
+    inputs = [model_path, *model.data_files, calib, data_path]
+    if output is not None:  # refused before minutes of tuning, not after
+        from quantscope.model_io import check_output_path, out_data_name
+        from quantscope.quantization import sidecar_path
+
+        check_output_path(output, *inputs, siblings=[sidecar_path(output).name, out_data_name(output)])
     calib_data, eval_data = dataset(calib), dataset(data_path)
     try:
         with step_progress("tuning") as update:
@@ -155,19 +197,19 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
     if report_dir is not None:
         write_report(best.results, report_dir)
     if output is not None:
-        written = best.quantized.save(output)
+        written = best.quantized.save(output, inputs=inputs)
         say(f"wrote {written} ({best.name})")
     else:
         say(f"best: {best.name} (write it with -o)")
 
 
 @click.command()
-@click.argument("model_path", type=click.Path(path_type=Path))
-@click.argument("variant_paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
+@click.argument("variant_paths", nargs=-1, type=click.Path(path_type=Path, readable=False))
+@click.option("--data", "data_path", type=click.Path(path_type=Path, readable=False), required=True,
               help="Evaluation data (.npz or a folder of .npz): inputs, 'labels', 'meta_*' arrays to slice by.")
 @click.option("--modality", type=click.Choice(_MODALITIES), required=True, help="Which shifts apply to the data.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path), help="Write the report (and results.json) here.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, readable=False), help="Write the report (and results.json) here.")
 @click.option("--metric", type=click.Choice(["auto", "accuracy", "agreement"]), default="auto", show_default=True,
               help="accuracy needs labels; agreement compares with the float model on unshifted data.")
 @click.option("--shift", "shift_names", multiple=True, help="Only this shift (repeatable); default: all of the modality.")
@@ -176,7 +218,7 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
 @click.option("--slice", "slice_names", multiple=True, help="Slice by 'label', a metadata key or 'length' (repeatable).")
 @click.option("--layout", type=click.Choice(["NCHW", "NHWC", "NHW"]), help="Image layout (default: detected).")
 @click.option("--value-range", help="Image value range LOW,HIGH (default: detected).")
-@click.option("--calib", type=click.Path(path_type=Path),
+@click.option("--calib", type=click.Path(path_type=Path, readable=False),
               help="Calibration data: also measure static-int8 against calibration distribution and size.")
 @click.option("--calibration-sizes", help="Comma-separated calibration set sizes (default 8,16,...,1024).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every shift.")
@@ -220,7 +262,7 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
         table.add_column(name, justify="right")
     for shift, cells in robustness_table(rob, names):
         table.add_row(shift, *cells)
-    console.print(table)
+    console.print(safe(table))
     for sentence in rob.limitations:
         say(f"- {sentence}")
     if report_dir is not None:
@@ -228,30 +270,37 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
 
 
 @click.command()
-@click.argument("results_path", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path),
+@click.argument("results_path", type=click.Path(path_type=Path, readable=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path, readable=False),
               help="Where to write index.html, summary.md and results.json (default: beside RESULTS_PATH).")
 def report(results_path: Path, out_dir: Path | None) -> None:
     """Re-render the report (index.html, summary.md) from a results.json written by analyze or sweep."""
-    from quantscope.reporting import load_results, render
+    from quantscope.reporting import render
     from quantscope.reporting.text import render_text
 
-    results = load_results(results_path)
+    results = checked_results(results_path)
     if out_dir is None:
         out_dir = results_path if results_path.is_dir() else results_path.parent
-    written = render(results, out_dir)
-    console.print(render_text(results))
+    else:
+        check_output_dir(out_dir)
+    try:
+        text = safe(render_text(results))
+        written = render(results, out_dir)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        raise DataError(f"{results_path} holds values the report cannot show ({type(exc).__name__}: {exc}); "
+                        "re-create it with 'quantscope analyze' or 'quantscope sweep'") from exc
+    console.print(text)
     say(f"report written to {written / 'index.html'}")
 
 
 @click.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("quantscope-demo"), show_default=True,
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, readable=False), default=Path("quantscope-demo"), show_default=True,
               help="Where to write the quantized models and the report.")
 def demo(out_dir: Path) -> None:
     """Sweep every method on the bundled example (a digits CNN) and write the report."""
     from quantscope.demo import run_demo
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out_dir)
     with step_progress("sweeping the digits CNN") as update:
         results, report_dir = run_demo(out_dir, progress=update)
     show_results(results, None)

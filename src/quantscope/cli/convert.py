@@ -7,25 +7,35 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
+from quantscope.cli.files import readable
 from quantscope.cli.output import console, fmt_bytes, say
+from quantscope.textsafe import markup
+
+
+def source_paths(source: str) -> list[Path]:
+    """The files ``convert`` reads for SOURCE: the path itself, or the .py file of a 'file.py:function'."""
+    if Path(source).exists():
+        return [Path(source)]
+    module, sep, _ = source.rpartition(":")
+    return [Path(module)] if sep and module.endswith(".py") else []
 
 
 @click.command()
 @click.argument("source")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output .onnx path.")
-@click.option("--example", "example_path", type=click.Path(path_type=Path),
+@click.option("-o", "--output", type=click.Path(), required=True, help="Output .onnx path (never SOURCE or --example).")
+@click.option("--example", "example_path", type=click.Path(path_type=Path, readable=False),
               help="Example inputs (.npz keyed by input name, or one array); fixes input types and checks the import.")
 @click.option("--samples", type=int, default=16, show_default=True, help="Example samples to use from --example.")
 @click.option("--trust", is_flag=True,
-              help="Allow loading pickle/joblib files and Keras files with code: loading them runs that code.")
+              help="Allow what runs code while it loads: pickle/joblib files, TensorFlow SavedModels (converting "
+                   "one runs its graph) and Keras files with custom objects or Lambda layers.")
 @click.option("--opset", type=int, help="ONNX opset to export (default: the converter's).")
 @click.option("--default-ops", is_flag=True,
               help="scikit-learn: write linear models and scalers as MatMul graphs (quantizable), not ai.onnx.ml ops.")
 @click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance of the output check.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance of the output check.")
-def convert(source: str, output: Path, example_path: Path | None, samples: int, trust: bool, opset: int | None,
+def convert(source: str, output: str, example_path: Path | None, samples: int, trust: bool, opset: int | None,
             default_ops: bool, rtol: float, atol: float) -> None:
     """Convert a PyTorch, Keras/TensorFlow or scikit-learn model to a checked ONNX file.
 
@@ -37,10 +47,11 @@ def convert(source: str, output: Path, example_path: Path | None, samples: int, 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     import quantscope as qs
     from quantscope.importers import from_path, is_factory_spec, load_factory, to_onnx
-    from quantscope.model_io import check_output_path
+    from quantscope.model_io import check_output_path, out_data_name
     from quantscope.workflows import read_example_inputs
 
-    check_output_path(output)
+    check_output_path(output, *source_paths(source), example_path, siblings=[out_data_name(output)])
+    readable(example_path, "--example")
     example = read_example_inputs(example_path, samples) if example_path is not None else None
     kwargs: dict[str, Any] = {"rtol": rtol, "atol": atol}
     if opset is not None:
@@ -54,10 +65,10 @@ def convert(source: str, output: Path, example_path: Path | None, samples: int, 
         model = to_onnx(obj, example if example is not None else made_example, **kwargs)
     else:
         model = from_path(source, example, trust=trust, **kwargs)
-    written = qs.save(model, output)
+    written = qs.save(model, output)  # model.path is None for a conversion: check_output_path above guards SOURCE
     qs.load(written)  # what we wrote loads and validates
     ops = ", ".join(f"{op} {n}" for op, n in model.op_histogram().items())
-    console.print(f"[green]wrote[/] {escape(str(written))} ({fmt_bytes(written.stat().st_size)}), opset {model.opset}")
+    console.print(f"[green]wrote[/] {markup(str(written))} ({fmt_bytes(written.stat().st_size)}), opset {model.opset}")
     for kind, specs in (("input", model.inputs), ("output", model.outputs)):
         for spec in specs:
             say(f"  {kind} {spec.describe()}")

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from quantscope.cli.output import console, fmt_bytes, say
+from quantscope.textsafe import markup
 
 
 def _shape(dims: list[int | str | None] | None) -> str:
@@ -17,7 +17,7 @@ def _shape(dims: list[int | str | None] | None) -> str:
 
 
 @click.command("inspect")
-@click.argument("model_path", type=click.Path(path_type=Path))
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def inspect_command(model_path: Path, as_json: bool) -> None:
     """Inputs, outputs, opset, operators, parameters, size, and which nodes can be quantized."""
@@ -27,14 +27,14 @@ def inspect_command(model_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    console.print(f"[bold]{escape(str(model_path))}[/]  opset {info['opset']}  size {fmt_bytes(info['file_bytes'])}  "
-                  f"parameters {info['parameters']:,}  producer {escape(info['producer'] or '?')}")
+    console.print(f"[bold]{markup(str(model_path))}[/]  opset {info['opset']}  size {fmt_bytes(info['file_bytes'])}  "
+                  f"parameters {info['parameters']:,}  producer {markup(info['producer'] or '?')}")
     io = Table(title="inputs / outputs", show_edge=False)
     for column in ("kind", "name", "dtype", "shape"):
         io.add_column(column)
     for kind in ("inputs", "outputs"):
         for spec in info[kind]:
-            io.add_row(kind[:-1], escape(spec["name"]), spec["dtype"], escape(_shape(spec["shape"])))
+            io.add_row(kind[:-1], markup(spec["name"]), spec["dtype"], markup(_shape(spec["shape"])))
     console.print(io)
     ops = Table(title="operators", show_edge=False)
     ops.add_column("op")
@@ -42,7 +42,7 @@ def inspect_command(model_path: Path, as_json: bool) -> None:
     ops.add_column("static-int8", justify="right")
     for op, count in info["ops"].items():
         q = info["quantizable_by_op"].get(op, 0)
-        ops.add_row(escape(op), str(count), f"{q}/{count}" if q else "-")
+        ops.add_row(markup(op), str(count), f"{q}/{count}" if q else "-")
     console.print(ops)
     s = info["quantizable"]
     say(f"static-int8 would quantize {s['quantized']} node(s), fuse {s['fused']}, keep {s['float']} in float.")

@@ -79,10 +79,23 @@ def parse_floats(text: str | None, what: str) -> list[float] | None:
         raise ConfigError(f"{what} takes comma-separated numbers, got {text!r}") from exc
 
 
-def dataset(path: Path) -> Any:
-    """The dataset in ``path``: a folder of .npz files, or one .npz file."""
-    import quantscope as qs
+def config_object(path: Path) -> dict[str, Any]:
+    """The table of a ``--config`` file (TOML or JSON; UTF-8, bounded size and depth); exit 3 otherwise."""
+    from quantscope.cli.files import readable
+    from quantscope.config.compose import read_config_file
+    from quantscope.errors import ConfigError
 
+    readable(path, "config file", ConfigError)
+    return read_config_file(path)
+
+
+def dataset(path: Path) -> Any:
+    """The dataset in ``path``: a folder of .npz files, or one .npz file (refused if it cannot be read)."""
+    import quantscope as qs
+    from quantscope.cli.files import readable
+    from quantscope.errors import DataError
+
+    readable(path, "data", DataError)
     return qs.Dataset.from_folder(path) if path.is_dir() else qs.Dataset.from_npz(path)
 
 
@@ -102,11 +115,11 @@ def output_names(*flags: str) -> Callable[[F], F]:
 def analysis_flags(f: F) -> F:
     """The options shared by ``analyze`` and ``sweep``."""
     for option in reversed((
-        click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+        click.option("--data", "data_path", type=click.Path(path_type=Path, readable=False), required=True,
                      help="Evaluation data (.npz or a folder of .npz); 'labels' enable accuracy."),
         click.option("--metric", type=click.Choice(ANALYZE_METRICS), default="auto", show_default=True,
                      help="Primary quality metric (auto: accuracy with labels, else top-1 agreement)."),
-        click.option("--report", "report_dir", type=click.Path(path_type=Path),
+        click.option("--report", "report_dir", type=click.Path(path_type=Path, readable=False),
                      help="Write index.html, summary.md and results.json here."),
         click.option("--max-drop", help="Quality budget, e.g. 1% (of the float value): exit 4 if no variant meets it."),
         click.option("--top", type=int, default=5, show_default=True,

@@ -7,22 +7,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from quantscope.textsafe import clean, markup
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 
 def say(text: str) -> None:
-    """One line on stdout, printed as text (rich markup in ``text`` is not parsed)."""
-    console.print(escape(text), highlight=False)
+    """One line on stdout, printed as text (rich markup and control characters in ``text`` are escaped)."""
+    console.print(markup(text, newlines=True), highlight=False)
 
 
 def warn(text: str, label: str = "warning") -> None:
     """One yellow ``warning:``/``note:`` line on stderr."""
-    err_console.print(f"[yellow]{label}:[/] {escape(text)}", highlight=False)
+    err_console.print(f"[yellow]{label}:[/] {markup(text, newlines=True)}", highlight=False)
 
 
 @contextmanager
@@ -51,9 +54,33 @@ def step_progress(description: str) -> Iterator[Callable[[str, int, int], None]]
     with _bar(description) as (bar, task):
 
         def update(what: str, done: int, total: int) -> None:
-            bar.update(task, description=escape(what), completed=done, total=total)
+            bar.update(task, description=markup(what), completed=done, total=total)
 
         yield update
+
+
+def safe(renderable: Any) -> Any:
+    """``renderable`` (a table, text or group of them) with control characters escaped in its text.
+
+    Rich drops a few control characters (BEL, backspace, carriage return) but prints ``ESC``
+    sequences, C1 controls and bidi overrides as they are: model text (node and variant names)
+    in tables goes through :func:`~quantscope.textsafe.clean` here.
+    """
+    if isinstance(renderable, str):
+        return clean(renderable, newlines=True)
+    if isinstance(renderable, Text):
+        plain = renderable.plain
+        safe_plain = clean(plain, newlines=True)
+        return renderable if safe_plain == plain else Text(safe_plain, style=renderable.style)
+    if isinstance(renderable, Group):
+        return Group(*(safe(r) for r in renderable.renderables))
+    if isinstance(renderable, Table):
+        if renderable.title is not None:
+            renderable.title = safe(renderable.title)
+        for column in renderable.columns:
+            column.header = safe(column.header)
+            column._cells[:] = [safe(c) for c in column._cells]
+    return renderable
 
 
 def fmt_bytes(n: float) -> str:
@@ -76,7 +103,7 @@ def show_results(results: Any, report_dir: Path | None) -> None:
     from quantscope.analysis.compare import quality_gate
     from quantscope.reporting.text import render_text
 
-    console.print(render_text(results))
+    console.print(safe(render_text(results)))
     for v in results.variants:
         for w in v.warnings:
             warn(f"{v.name}: {w}")

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
-from quantscope.cli.options import dataset, method_options, method_settings
+from quantscope.cli.files import readable
+from quantscope.cli.options import config_object, dataset, method_options, method_settings
 from quantscope.cli.output import console, fmt_bytes, progress_bar, say, warn
 from quantscope.config import calibrator_names, config_classes
 from quantscope.config.calibration import calibrator
+from quantscope.textsafe import markup
 
 
 def _epilog() -> str:
@@ -29,28 +30,32 @@ def _epilog() -> str:
 
 
 @click.command(epilog=_epilog())
-@click.argument("model_path", type=click.Path(path_type=Path))
+@click.argument("model_path", type=click.Path(path_type=Path, readable=False))
 @click.option("-m", "--method", default=None,
               help="Quantization method (listed below).  [default: the config file's, else static-int8]")
-@click.option("-o", "--output", "output", type=click.Path(path_type=Path), required=True, help="Output .onnx path.")
-@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data (.npz or a folder of .npz).")
+@click.option("-o", "--output", "output", type=click.Path(), required=True,
+              help="Output .onnx path (never an input; the sidecar is written beside it, together).")
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), help="Calibration data (.npz or a folder of .npz).")
 @method_options
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config field, value as JSON (repeatable), e.g. --set min_size=0.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path),
+@click.option("--config", "config_file", type=click.Path(path_type=Path, readable=False),
               help="JSON config (same schema as the sidecar's 'config'); options override its fields.")
-def quantize(model_path: Path, method: str | None, output: Path, calib: Path | None,
+def quantize(model_path: Path, method: str | None, output: str, calib: Path | None,
              settings: tuple[str, ...], config_file: Path | None, **opts: Any) -> None:
     """Quantize MODEL_PATH and write the quantized model plus a sidecar JSON (config, plan, versions)."""
     import quantscope as qs
-    from quantscope.config.compose import config_from_options, read_config_file
-    from quantscope.errors import ConfigError
-    from quantscope.model_io import check_output_path
-    from quantscope.quantize import sidecar_path
+    from quantscope.config.compose import config_from_options
+    from quantscope.errors import ConfigError, DataError
+    from quantscope.model_io import check_output_path, out_data_name
+    from quantscope.quantization import sidecar_path
 
     model = qs.load(model_path)
-    check_output_path(output, model.path, *model.data_files)
-    file = read_config_file(config_file) if config_file is not None else None
+    for note in model.notes:  # e.g. an old IR version upgraded on load
+        warn(note, "note")
+    inputs = (model_path, *model.data_files, readable(calib, "--calib", DataError), config_file)
+    check_output_path(output, model.path, *inputs, siblings=[sidecar_path(output).name, out_data_name(output)])
+    file = config_object(config_file) if config_file is not None else None
     config = config_from_options(method, file, method_settings(), opts, settings, file_name=f"--config {config_file}")
     data = dataset(calib) if calib is not None else None
     if data is None and config.needs_calibration:
@@ -58,11 +63,11 @@ def quantize(model_path: Path, method: str | None, output: Path, calib: Path | N
     start = time.perf_counter()
     with progress_bar("calibrating") as update:
         q = qs.quantize(model, config, data, progress=update)
-    written = q.save(output)
+    written = q.save(output, inputs=[p for p in inputs if p is not None])
     elapsed = time.perf_counter() - start
     summary = q.plan.summary()
     console.print(
-        f"[green]wrote[/] {escape(str(written))} ({fmt_bytes(written.stat().st_size)}, "
+        f"[green]wrote[/] {markup(str(written))} ({fmt_bytes(written.stat().st_size)}, "
         f"from {fmt_bytes(model_path.stat().st_size)}) in {elapsed:.1f} s"
     )
     say(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from quantscope.errors import ConfigError, ConversionError
+from quantscope.importers.trust import check_keras_file, refuse_saved_model
 from quantscope.io import Model
 
 logger = logging.getLogger(__name__)
@@ -99,9 +100,10 @@ def to_onnx(obj: Any, example_inputs: Any = None, **kwargs: Any) -> Model:
 def from_path(path: str | os.PathLike[str], example_inputs: Any = None, *, trust: bool = False, **kwargs: Any) -> Model:
     """Convert a model file: ``.onnx``, ``.keras``/``.h5``, a SavedModel directory, or a pickle.
 
-    A pickle or joblib file (``.pkl``, ``.pickle``, ``.joblib``) runs code while it loads, so it
-    is read only with ``trust=True`` (``--trust`` on the command line): load only files you made
-    or whose source you trust.
+    A pickle or joblib file (``.pkl``, ``.pickle``, ``.joblib``) runs code while it loads, a
+    SavedModel runs its graph while it converts, and a Keras file with Lambda layers or custom
+    objects runs their code: each is read only with ``trust=True`` (``--trust`` on the command
+    line; see :mod:`quantscope.importers.trust`): load only files you made or whose source you trust.
     """
     p = Path(path)
     if not p.exists():
@@ -113,8 +115,12 @@ def from_path(path: str | os.PathLike[str], example_inputs: Any = None, *, trust
         return load(p)
     if p.is_dir():
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
+            if not trust:
+                refuse_saved_model(p)
             return _call(IMPORTERS[1].load().convert_saved_model, "SavedModel", p, example_inputs, **kwargs)
         raise ConfigError(f"{p} is a directory but not a TensorFlow SavedModel (no saved_model.pb in it)")
+    if suffix in (".keras", ".h5"):
+        check_keras_file(p, trust)
     for imp in IMPORTERS:
         if suffix in imp.suffixes:
             return _call(imp.load().convert_file, imp.name, p, example_inputs, trust=trust, **kwargs)

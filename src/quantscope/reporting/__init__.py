@@ -17,7 +17,7 @@ from pathlib import Path
 
 from quantscope.analysis.results import Results
 from quantscope.errors import ConfigError, DataError, OutputError
-from quantscope.io import atomic_write_text
+from quantscope.transaction import write_files
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def __getattr__(name: str) -> object:
 def render(results: Results, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``index.html``, ``summary.md`` and ``results.json`` to ``out_dir``; return its path.
 
-    Creates ``out_dir`` when missing and replaces only these three files (each atomically).
+    Creates ``out_dir`` when missing and replaces only these three files, as one set.
     """
     from quantscope.reporting.html import render_html
     from quantscope.reporting.markdown import render_markdown
@@ -58,9 +58,8 @@ def render(results: Results, out_dir: str | os.PathLike[str]) -> Path:
     page = render_html(results)
     summary = render_markdown(results)
     data = json.dumps(results.to_dict(), indent=2, allow_nan=True) + "\n"
-    atomic_write_text(out / "results.json", data)
-    atomic_write_text(out / "summary.md", summary)
-    atomic_write_text(out / "index.html", page)
+    # one set: a full disk or a signal never leaves half of an old report replaced
+    write_files(out, {"results.json": data.encode(), "summary.md": summary.encode(), "index.html": page.encode()})
     log.info("report written to %s (index.html %d KB)", out, len(page) // 1024)
     return out
 

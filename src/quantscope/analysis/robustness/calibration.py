@@ -26,7 +26,7 @@ from quantscope.config import StaticInt8
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError
 from quantscope.io import Model
-from quantscope.quantize import quantize
+from quantscope.quantization import quantize
 
 logger = logging.getLogger(__name__)
 

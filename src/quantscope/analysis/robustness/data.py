@@ -11,7 +11,7 @@ from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError
 from quantscope.io import Model, load
-from quantscope.quantize import QuantizedModel
+from quantscope.quantization import QuantizedModel
 
 REFERENCE = "float"
 """The name under which the float model appears in every robustness result."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import onnx_ir as ir
 from quantscope.graph.queries import node_label
 from quantscope.io import Model
 from quantscope.runtime import make_session
+from quantscope.signals import temp_dir
 
 ORT_CAST_PREFIX = "InsertedPrecisionFreeCast_"
 
@@ -36,7 +36,7 @@ def ort_float32_nodes(converted: ir.Model, labels: set[str]) -> set[str]:
         for out in n.outputs
         if out.name
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with temp_dir() as tmp:
         path = Path(tmp) / "optimized.onnx"
         make_session(Model(ir=converted), optimization="none", optimized_model_path=str(path))
         proto = onnx.load(str(path), load_external_data=False)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +22,17 @@ from quantscope.calibrate import Progress, TensorStats, collect
 from quantscope.config import MethodConfig
 from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError, ModelError
-from quantscope.io import Model, atomic_write_text, check_output_path, fingerprint_file, save
 from quantscope.methods import method_for
+from quantscope.model_io import (
+    Model,
+    check_output_path,
+    fingerprint_file,
+    out_data_name,
+    write_staged,
+)
 from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session
+from quantscope.transaction import Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -58,25 +66,30 @@ class QuantizedModel:
             "versions": library_versions(),
         }
 
-    def save(self, path: str | os.PathLike[str], *, sidecar: bool = True) -> Path:
-        """Write the model (atomically), check ONNX Runtime loads it, then write the sidecar JSON.
+    def save(self, path: str | os.PathLike[str], *, sidecar: bool = True,
+             inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+        """Write the model and its sidecar JSON together, after ONNX Runtime has loaded the model.
 
-        The sidecar goes to ``<name>.quantscope.json`` beside the model.
+        The sidecar goes to ``<name>.quantscope.json`` beside the model. Both are written to a
+        hidden folder beside ``path`` and renamed into place as one
+        :class:`~quantscope.transaction.Transaction`: on any error or signal, the old model and
+        sidecar stay, or the new pair is there, never one without the other. ``sidecar=False``
+        removes a sidecar left at that path by an earlier model. ``inputs`` are further paths
+        the output must not overwrite (the source model and its data always are).
         """
-        out = check_output_path(path, self.source_path, *self.source_data_files)
-        if sidecar:  # refuse a sidecar path we cannot use before writing anything
-            check_output_path(sidecar_path(out), self.source_path, *self.source_data_files)
-        written = save(self.model, out, value_info=False)
-        try:
-            make_session(written, optimization="basic")
+        side = sidecar_path(path).name
+        sources = (self.source_path, *self.source_data_files, *inputs)
+        out = check_output_path(path, *sources, siblings=[side, out_data_name(path)])
+        with Transaction(out.parent) as transaction:
+            staged = write_staged(self.model, transaction, out.name, value_info=False)
+            make_session(staged, optimization="basic")
             if sidecar:
-                atomic_write_text(
-                    sidecar_path(written), json.dumps(self.sidecar(fingerprint_file(written)), indent=2)
-                )
-        except BaseException:
-            written.unlink(missing_ok=True)  # no model without its sidecar, no model ORT refuses
-            raise
-        return written
+                text = json.dumps(self.sidecar(fingerprint_file(staged)), indent=2)
+                transaction.write_bytes(side, text.encode("utf-8"))
+            else:
+                transaction.remove(side)
+            transaction.commit()
+        return out
 
 
 def sidecar_path(model_path: str | os.PathLike[str]) -> Path:

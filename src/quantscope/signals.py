@@ -1,0 +1,113 @@
+"""SIGTERM handled like Ctrl-C, signals held back around a commit, temporary folders that go away.
+
+``kill``, schedulers and containers stop a process with SIGTERM. :func:`install` makes it raise
+:class:`Terminated` (a :class:`KeyboardInterrupt`), so every ``finally`` and ``with`` block that
+cleans up after Ctrl-C also cleans up after SIGTERM. :func:`deferred` holds SIGINT and SIGTERM
+back for a few renames that must happen together. :func:`temp_dir` makes a folder registered for
+removal on any exit: its ``with`` block, :func:`cleanup`, or ``atexit`` as the last resort.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+logger = logging.getLogger(__name__)
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM arrives (after :func:`install`)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def install() -> None:
+    """SIGTERM raises :class:`Terminated`; registered temporary folders are removed at exit."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    atexit.unregister(cleanup)  # once, however often the command line is invoked in one process
+    atexit.register(cleanup)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back inside the block; one that arrived is acted on when it ends.
+
+    The Python-level handlers are swapped (a process-directed signal may reach any thread, so
+    blocking it in the main thread alone would not hold it back).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in _HELD}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending:
+            _deliver(pending[0], previous[pending[0]])
+
+
+def _deliver(signum: int, handler: object) -> None:
+    """Act on a held signal as its handler would have."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)
+
+
+class _Registry:
+    """The temporary folders this process made and has not removed yet."""
+
+    folders: set[Path] = set()  # noqa: RUF012 - the process-wide registry (not a cache)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    _Registry.folders.discard(path)
+
+
+def cleanup() -> None:
+    """Remove every registered temporary folder still there."""
+    for path in sorted(_Registry.folders):
+        _remove(path)
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str = "quantscope-", directory: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A new folder (in ``directory``, else ``$TMPDIR``) removed when the block ends, however it ends."""
+    with deferred():  # made and registered together: no folder escapes the registry
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+        _Registry.folders.add(path)
+    try:
+        yield path
+    finally:
+        _remove(path)
