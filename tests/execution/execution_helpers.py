@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tinymodels
 
+import tinymodels
 from quantscope import DynamicInt8, StaticInt8, WeightInt4
 from quantscope.config.calibration import Calibration, StatisticsRequest
 

@@ -15,7 +15,14 @@ import quantscope
 from quantscope.calibrate import collect
 from quantscope.calibrate_shards import collect_sharded
 from quantscope.errors import ConfigError
-from quantscope.execution import DaskExecutor, Job, comparable, executor_from_options, fan_out, place
+from quantscope.execution import (
+    DaskExecutor,
+    Job,
+    comparable,
+    executor_from_options,
+    fan_out,
+    place,
+)
 from quantscope.execution.jobs import quantize_job
 
 pytestmark = pytest.mark.slow

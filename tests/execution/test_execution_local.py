@@ -26,7 +26,7 @@ from quantscope.execution import (
     machine_facts,
     place,
 )
-from quantscope.execution.jobs import quantize_job
+from quantscope.execution.jobs import quantize_job, quantize_many
 from quantscope.execution.machine import _cpuinfo
 
 
@@ -86,9 +86,8 @@ def test_ctrl_c_cancels_the_queued_jobs():
         if event.key == "2" and event.state == "submitted":
             raise KeyboardInterrupt
 
-    with cf.ThreadPoolExecutor(1) as pool:
-        with pytest.raises(KeyboardInterrupt):
-            fan_out(pool, h.sleep_for, [Job(str(i), (0.2,)) for i in range(5)], progress=interrupt)
+    with cf.ThreadPoolExecutor(1) as pool, pytest.raises(KeyboardInterrupt):
+        fan_out(pool, h.sleep_for, [Job(str(i), (0.2,)) for i in range(5)], progress=interrupt)
 
 
 def test_executor_options():
@@ -103,7 +102,7 @@ def test_executor_options():
         assert executor_from_options(executor=given) is given
         with pytest.raises(ConfigError, match="not both"):
             executor_from_options(workers=2, executor=given)
-    with pytest.raises(ConfigError, match="concurrent.futures"):
+    with pytest.raises(ConfigError, match=r"concurrent\.futures"):
         executor_from_options(executor=object())
     with pytest.raises(ConfigError, match="positive"):
         local_executor(0)
@@ -171,3 +170,14 @@ def test_machine_facts_describe_this_machine():
     assert 1 <= facts.usable_cpus <= facts.logical_cpus
     assert facts.hostname and facts.cpu_model
     assert set(facts.to_dict()) >= {"hostname", "cpu_model", "flags", "usable_cpus"}
+
+
+def test_quantize_many_places_once_and_saves_on_the_worker(files, tmp_path):
+    calib = quantscope.Dataset.from_npz(files["mlp_calib"])  # in memory: travels by value
+    cfgs = h.configs()
+    results = quantize_many(local_executor(1), quantscope.load(files["mlp"]), cfgs, calib,
+                            save_paths={"dynamic": tmp_path / "dynamic.onnx"})
+    assert list(results) == list(cfgs)
+    assert results["dynamic"].value == tmp_path / "dynamic.onnx" and (tmp_path / "dynamic.onnx").exists()
+    expected = quantscope.quantize(quantscope.load(files["mlp"]), cfgs["static/entropy"], calib)
+    assert results["static/entropy"].value.model.serialize() == expected.model.serialize()

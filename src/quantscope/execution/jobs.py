@@ -1,17 +1,22 @@
-"""Job functions that fan-outs send to workers (module level, so they pickle by reference)."""
+"""Job functions that fan-outs send to workers (module level, so they pickle by reference),
+and :func:`quantize_many`, the fan-out every "quantize these configs" loop can call."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from quantscope.config import MethodConfig
-from quantscope.execution.inputs import JobInput
+from quantscope.data import Dataset
+from quantscope.execution.fanout import Job, JobEvent, JobResult, fan_out
+from quantscope.execution.inputs import JobInput, place
+from quantscope.io import Model
 from quantscope.quantize import QuantizedModel, quantize
 
-__all__ = ["quantize_job"]
+__all__ = ["quantize_job", "quantize_many"]
 
 
 def quantize_job(
@@ -36,3 +41,31 @@ def quantize_job(
     if model.origin is not None:  # sent by value: record the driver's file, not a temporary one
         quantized = dataclasses.replace(quantized, source_path=Path(model.origin))
     return quantized if save_to is None else quantized.save(save_to)
+
+
+def quantize_many(
+    executor: Any,
+    model: Model | str | os.PathLike[str],
+    configs: Mapping[str, MethodConfig],
+    calib: Dataset | str | os.PathLike[str] | None = None,
+    *,
+    save_paths: Mapping[str, str | os.PathLike[str]] | None = None,
+    progress: Callable[[JobEvent], None] | None = None,
+    retries: int = 1,
+) -> dict[str, JobResult]:
+    """Quantize ``model`` with every named config on ``executor``; one :class:`JobResult` each.
+
+    The model and the calibration data are placed once (by path when the workers see them);
+    configs that need no calibration get none. ``save_paths[name]``: write that variant there
+    on the worker and return the path instead of the model. A method that fails on this model
+    is a failed result whose ``exception`` is the method's own error.
+    """
+    model_in = place(executor, model)
+    calib_in = None if calib is None else place(executor, calib)
+    paths = dict(save_paths or {})
+    jobs = [
+        Job(name, (model_in, config, calib_in if config.needs_calibration else None),
+            {"save_to": str(paths[name])} if name in paths else {})
+        for name, config in configs.items()
+    ]
+    return {r.key: r for r in fan_out(executor, quantize_job, jobs, progress=progress, retries=retries)}
