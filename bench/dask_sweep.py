@@ -63,6 +63,7 @@ def one_run(workers: int) -> dict[str, Any]:
         "failed": [r.key for r in results if not r.ok],
         "startup_s": ready - start,
         "fan_out_s": done - ready,
+        "job_s": sum(r.seconds or 0.0 for r in results),
         "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "worker_kind": results[0].machine.label() if results and results[0].machine else "",
     }
@@ -80,10 +81,11 @@ def main() -> None:
     for n in args.workers:
         out = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{'workers':>8} {'jobs':>5} {'failed':>6} {'startup s':>10} {'fan-out s':>10} {'driver peak RSS MB':>19}")
+    print(f"{'workers':>8} {'jobs':>5} {'failed':>6} {'startup s':>10} {'fan-out s':>10} {'sum of job s':>13} "
+          f"{'driver peak RSS MB':>19}")
     for r in rows:
         label = "inline" if r["workers"] == 0 else str(r["workers"])
-        print(f"{label:>8} {r['jobs']:>5} {len(r['failed']):>6} {r['startup_s']:>10.1f} {r['fan_out_s']:>10.1f} "
+        print(f"{label:>8} {r['jobs']:>5} {len(r['failed']):>6} {r['startup_s']:>10.1f} {r['fan_out_s']:>10.1f} {r['job_s']:>13.1f} "
               f"{r['driver_peak_rss_mb']:>19.0f}")
     if rows:
         print(f"worker kind: {rows[-1]['worker_kind']}")

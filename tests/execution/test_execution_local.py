@@ -24,6 +24,7 @@ from quantscope.execution import (
     fan_out,
     local_executor,
     machine_facts,
+    open_executor,
     place,
 )
 from quantscope.execution.jobs import quantize_job, quantize_many
@@ -90,7 +91,8 @@ def test_ctrl_c_cancels_the_queued_jobs():
         fan_out(pool, h.sleep_for, [Job(str(i), (0.2,)) for i in range(5)], progress=interrupt)
 
 
-def test_executor_options():
+def test_executor_options(monkeypatch):
+    monkeypatch.delenv("QUANTSCOPE_SCHEDULER", raising=False)
     assert isinstance(local_executor(1), InlineExecutor)
     pool = local_executor(2)
     assert isinstance(pool, LocalExecutor) and pool.workers == 2
@@ -181,3 +183,31 @@ def test_quantize_many_places_once_and_saves_on_the_worker(files, tmp_path):
     assert results["dynamic"].value == tmp_path / "dynamic.onnx" and (tmp_path / "dynamic.onnx").exists()
     expected = quantscope.quantize(quantscope.load(files["mlp"]), cfgs["static/entropy"], calib)
     assert results["static/entropy"].value.model.serialize() == expected.model.serialize()
+
+
+def test_open_executor_shuts_down_only_what_it_started(monkeypatch):
+    monkeypatch.delenv("QUANTSCOPE_SCHEDULER", raising=False)
+    with cf.ThreadPoolExecutor(1) as given:
+        with open_executor(executor=given) as ex:
+            assert ex is given
+        assert given.submit(h.square, 2).result() == 4  # still open
+    with open_executor(workers=None) as made:
+        assert fan_out(made, h.square, [Job("a", (5,))])[0].value == 25
+
+
+def test_a_model_with_external_data_goes_by_path_or_whole_by_value(files, tmp_path):
+    import onnx
+
+    proto = quantscope.load(files["mlp"]).to_proto()
+    onnx.save(proto, tmp_path / "ext.onnx", save_as_external_data=True, location="ext.data", size_threshold=0)
+    model = quantscope.load(tmp_path / "ext.onnx")
+    assert model.data_files
+    assert place(InlineExecutor(), model).path == str((tmp_path / "ext.onnx").resolve())
+
+    class Remote(cf.ThreadPoolExecutor):
+        def sees_path(self, path, size, mtime):
+            return not path.endswith(".data")
+
+    with Remote(1) as remote:
+        by_value = place(remote, model)
+        assert not by_value.by_path and by_value.load_model().serialize() == model.serialize()

@@ -21,6 +21,7 @@ from quantscope.execution.executors import (
     dask_executor,
     executor_from_options,
     local_executor,
+    open_executor,
 )
 from quantscope.execution.fanout import Job, JobEvent, JobResult, fan_out
 from quantscope.execution.inputs import JobInput, place
@@ -44,5 +45,6 @@ __all__ = [
     "fan_out",
     "local_executor",
     "machine_facts",
+    "open_executor",
     "place",
 ]

@@ -8,10 +8,8 @@ Every fan-out takes an ``executor``: anything with ``concurrent.futures.Executor
 - :func:`dask_executor`: a ``distributed.Client`` (given, or connected to a scheduler
   address, or to ``QUANTSCOPE_SCHEDULER``); jobs and their inputs travel to its workers;
 - :func:`executor_from_options`: what the CLI's ``--scheduler``/``--workers`` and the API's
-  ``executor=`` ask for.
-
-Executors made here are context managers; leaving the block shuts down what they started
-(never a cluster or client the caller passed in).
+  ``executor=`` ask for; :func:`open_executor` is the same as a ``with`` block that shuts
+  down only what it started (never an executor, client or cluster the caller passed in).
 """
 
 from __future__ import annotations
@@ -21,7 +19,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from quantscope.errors import ConfigError
@@ -35,6 +34,7 @@ __all__ = [
     "dask_executor",
     "executor_from_options",
     "local_executor",
+    "open_executor",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ class Executor(Protocol):
     """
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any: ...
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int = 1) -> Iterator[Any]: ...
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
 
@@ -254,3 +257,17 @@ def executor_from_options(
             return local_executor(workers)
         return dask_executor(workers=workers)
     return local_executor()
+
+
+@contextmanager
+def open_executor(
+    scheduler: str | None = None, workers: int | None = None, executor: Any = None
+) -> Iterator[cf.Executor]:
+    """:func:`executor_from_options` for a ``with`` block: on leaving it, what was started here
+    (a process pool, a LocalCluster, a client connection) is shut down; a caller's executor is not."""
+    made = executor_from_options(scheduler, workers, executor)
+    try:
+        yield made
+    finally:
+        if made is not executor:
+            made.shutdown()  # a DaskExecutor around the caller's Client closes nothing

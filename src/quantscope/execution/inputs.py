@@ -176,8 +176,9 @@ def place(executor: Any, source: str | os.PathLike[str] | Model | Dataset | JobI
     """How ``source`` reaches ``executor``'s workers: by path if they all see it, else by value.
 
     ``source`` is a file path, a loaded :class:`~quantscope.io.Model` (its file when it has one,
-    else its bytes), a :class:`~quantscope.data.Dataset` (by value, pickled) or a ready
-    :class:`JobInput`. Executors that run on this machine always get paths.
+    and its external data files when the workers see them all, else its bytes), a
+    :class:`~quantscope.data.Dataset` (by value, pickled) or a ready :class:`JobInput`.
+    Executors that run on this machine always get paths.
     """
     from quantscope.data import Dataset
     from quantscope.io import Model
@@ -187,18 +188,25 @@ def place(executor: Any, source: str | os.PathLike[str] | Model | Dataset | JobI
     if isinstance(source, Dataset):
         return _scattered(executor, JobInput.from_object(source, "dataset"))
     if isinstance(source, Model):
-        if source.path is None or source.data_files:
-            # in memory only, or weights in external files: its bytes hold everything
-            origin = None if source.path is None else str(source.path)
-            return _scattered(executor, JobInput(name="model.onnx", value=source.serialize(), origin=origin))
-        source = source.path
+        if source.path is not None and all(_seen(executor, JobInput.from_path(f)) for f in source.data_files):
+            model_file = JobInput.from_path(source.path)
+            if _seen(executor, model_file):
+                return model_file
+        # in memory only, or its files are not visible to the workers: its bytes hold everything
+        origin = None if source.path is None else str(source.path)
+        return _scattered(executor, JobInput(name="model.onnx", value=source.serialize(), origin=origin))
     by_path = JobInput.from_path(source)
-    sees = getattr(executor, "sees_path", None)
-    if sees is None or sees(by_path.path, by_path.size, by_path.mtime):
+    if _seen(executor, by_path):
         return by_path
     logger.info("workers do not see %s; sending it by value (%d bytes)", by_path.path, by_path.size)
     data = Path(by_path.path).read_bytes()  # type: ignore[arg-type]
     return _scattered(executor, JobInput(name=by_path.name, value=data, origin=by_path.path))
+
+
+def _seen(executor: Any, file: JobInput) -> bool:
+    """Whether the executor's workers see ``file`` (always, for executors on this machine)."""
+    sees = getattr(executor, "sees_path", None)
+    return sees is None or bool(sees(file.path, file.size, file.mtime))
 
 
 def _scattered(executor: Any, value_input: JobInput) -> JobInput:
