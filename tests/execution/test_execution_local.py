@@ -211,3 +211,25 @@ def test_a_model_with_external_data_goes_by_path_or_whole_by_value(files, tmp_pa
     with Remote(1) as remote:
         by_value = place(remote, model)
         assert not by_value.by_path and by_value.load_model().serialize() == model.serialize()
+
+
+def test_a_cluster_without_workers_fails_the_jobs_instead_of_hanging(monkeypatch):
+    from quantscope.execution import fanout
+
+    monkeypatch.setattr(fanout, "NO_WORKER_GRACE_S", 0.2)
+
+    class Deserted(cf.ThreadPoolExecutor):
+        def worker_count(self) -> int:
+            raise OSError("scheduler gone")
+
+    with Deserted(1) as ex:
+        (result,) = fan_out(ex, h.sleep_for, [Job("stuck", (2.0,))], poll=0.05)
+    assert not result.ok and "no worker reachable" in result.error
+
+
+def test_an_error_in_the_progress_callback_cancels_the_rest():
+    def broken(event):
+        raise RuntimeError("progress bar bug")
+
+    with cf.ThreadPoolExecutor(1) as pool, pytest.raises(RuntimeError, match="progress bar bug"):
+        fan_out(pool, h.square, [Job(str(i), (i,)) for i in range(3)], progress=broken)

@@ -216,8 +216,10 @@ def fan_out(
         for i in range(len(job_list)):
             run.submit(i)
         _drain(run, retries, timeout, poll)
-    except KeyboardInterrupt:
-        run.cancel_pending("cancelled (interrupted)", "cancelled")
+    except BaseException as exc:  # Ctrl-C, or an error in a progress callback: stop the rest
+        reason = "cancelled (interrupted)" if isinstance(exc, KeyboardInterrupt) else f"cancelled ({type(exc).__name__})"
+        run.progress = None
+        run.cancel_pending(reason, "cancelled")
         raise
     return [r for r in run.results if r is not None]
 
@@ -265,9 +267,16 @@ def _drain(run: _Run, retries: int, timeout: float | None, poll: float) -> None:
 
 def _check_workers(run: _Run, since: float | None, now: float) -> float | None:
     count = getattr(run.executor, "worker_count", None)
-    if count is None or count() > 0:
+    if count is None:
+        return None
+    try:
+        workers = count()
+    except Exception:  # the scheduler is unreachable: as bad as no worker
+        logger.debug("cannot ask the scheduler for its workers", exc_info=True)
+        workers = 0
+    if workers > 0:
         return None
     since = now if since is None else since
     if now - since > NO_WORKER_GRACE_S:
-        run.cancel_pending(f"no worker left on the cluster for {NO_WORKER_GRACE_S:g} s", "failed")
+        run.cancel_pending(f"no worker reachable on the cluster for {NO_WORKER_GRACE_S:g} s", "failed")
     return since
