@@ -12,9 +12,9 @@ from onnx import TensorProto, helper
 
 import tinymodels as tm
 from quantscope._loadcheck_window import crash_window
-from quantscope.errors import RuntimeFailure, UnsupportedModelError
+from quantscope.errors import RuntimeCrashError, RuntimeFailure, UnsupportedModelError
 from quantscope.io import Model
-from quantscope.loadcheck import LoadReport, RuntimeCrashError, check_loads
+from quantscope.loadcheck import LoadReport, check_loads
 
 HOOK = "QUANTSCOPE_LOADCHECK_TEST_HOOK"
 
@@ -124,8 +124,12 @@ def test_float16_transformer_encoder_crash_is_caught_and_located():
     layer = torch.nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True, dropout=0.0)
     encoder = torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False).eval()
     model = qs.to_onnx(encoder, torch.randn(2, 10, 32))
-    quantized = qs.quantize(model, qs.Float16())
-    report = check_loads(quantized.model, raise_on_failure=False)
+    from quantscope.methods import method_for
+
+    method, config = method_for(qs.Float16()), qs.Float16()
+    prepared = method.prepare(model, config)
+    written = method.apply(prepared, config, method.plan(prepared, config, None))  # unchecked
+    report = check_loads(written, raise_on_failure=False)
     if report.ok:
         pytest.skip(f"ONNX Runtime {report.ort_version} loads the float16 encoder")
     assert report.outcome == "crashed" and "SIGSEGV" in report.detail
@@ -136,9 +140,14 @@ def test_float16_transformer_encoder_crash_is_caught_and_located():
     assert [n.split("_")[1] for n in report.nodes] == ["transpose", "MatMul"]
     with pytest.raises(RuntimeCrashError, match="NchwcTransformer"):
         report.raise_for_failure()
-    # keeping the Transposes float32 avoids it (what float16 should do on this ONNX Runtime)
+    # keeping the Transposes float32 avoids it
     kept = qs.quantize(model, qs.Float16(exclude=qs.NodeSelector(op_types=("Transpose",))))
     assert check_loads(kept.model).ran
+    # and quantize() does it by itself: it keeps the traced nodes float and says so in the plan
+    safe = qs.quantize(model, qs.Float16())
+    assert check_loads(safe.model).ran
+    assert any("avoid an ONNX Runtime crash" in note for note in safe.plan.notes)
+    assert any(d.action == "float" and "transpose" in d.node.lower() for d in safe.plan.decisions)
 
 
 def test_crash_window_finds_the_nodes_a_crash_needs():

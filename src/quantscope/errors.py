@@ -9,6 +9,7 @@ do not know us::
     │   └── SelectorError                               a node selector matched nothing
     ├── ModelError                       (ValueError)  exit code 3: unreadable or invalid model
     │   ├── UnsupportedModelError                       nothing in the model can be done
+    │   │   └── RuntimeCrashError                       ONNX Runtime crashed or hung on a written model
     │   └── ConversionError                             a framework model did not convert to ONNX
     ├── DataError                        (ValueError)  exit code 3: data does not fit the model
     │   ├── DataMismatchError                           names, shapes or dtypes differ
@@ -52,6 +53,17 @@ class ModelError(QuantscopeError, ValueError):
 
 class UnsupportedModelError(ModelError):
     """The model is valid but nothing in it can be quantized by the chosen method."""
+
+
+class RuntimeCrashError(UnsupportedModelError):
+    """ONNX Runtime crashed (or hung) loading or running a model, seen from a child process.
+
+    ``report`` (a :class:`quantscope.loadcheck.LoadReport`) says which optimizer and nodes.
+    """
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ConversionError(ModelError):

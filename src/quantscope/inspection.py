@@ -10,6 +10,7 @@ from typing import Any
 import onnx
 
 from quantscope.config import StaticInt8
+from quantscope.graph.prepare import lift_constants
 from quantscope.methods.static_int8 import preview
 from quantscope.model_io import external_data_files, load
 
@@ -21,6 +22,7 @@ def inspect_model(path: str | os.PathLike[str]) -> dict[str, Any]:
     external = external_data_files(onnx.load(str(p), load_external_data=False), p.parent)
     size = p.stat().st_size + sum(f.stat().st_size for f in external)
     decisions = preview(model, StaticInt8())
+    weights = lift_constants(model)  # weights held in Constant nodes (Paddle2ONNX) count too
     by_action = Counter(d.action for d in decisions)
     return {
         "path": str(p),
@@ -31,8 +33,8 @@ def inspect_model(path: str | os.PathLike[str]) -> dict[str, Any]:
         "inputs": [s.to_dict() for s in model.inputs],
         "outputs": [s.to_dict() for s in model.outputs],
         "ops": model.op_histogram(),
-        "parameters": model.parameter_count(),
-        "parameter_bytes": model.parameter_bytes(),
+        "parameters": weights.parameter_count(),
+        "parameter_bytes": weights.parameter_bytes(),
         "quantizable_by_op": dict(Counter(d.op_type for d in decisions if d.action == "quantized")),
         "quantizable": {
             "quantized": by_action.get("quantized", 0),

@@ -33,7 +33,7 @@ import onnx
 import onnx_ir as ir
 
 from quantscope._loadcheck_window import crash_window
-from quantscope.errors import RuntimeFailure, UnsupportedModelError
+from quantscope.errors import RuntimeCrashError, RuntimeFailure
 from quantscope.signals import temp_dir
 
 logger = logging.getLogger(__name__)
@@ -48,14 +48,6 @@ _RUN_CHILD = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__'
 _APPLYING = re.compile(r"Applying graph transformer (\S+?)(?: on step \d+)?\.?$", re.MULTILINE)
 _MODIFIED = re.compile(r"GraphTransformer (\S+) modified: 1")
 _REMOVED = re.compile(r"Removing initializer '([^']+)'")
-
-
-class RuntimeCrashError(UnsupportedModelError):
-    """ONNX Runtime crashed (or hung) loading or running the model; ``report`` says where."""
-
-    def __init__(self, message: str, report: LoadReport) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 @dataclass(frozen=True)

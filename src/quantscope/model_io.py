@@ -217,6 +217,7 @@ def _read_proto(p: Path) -> onnx.ModelProto:
     """The model file's protobuf, external data not loaded."""
     if not p.exists():
         raise ModelError(f"model file not found: {p}")
+    _refuse_other_formats(p)
     if p.is_dir():
         raise ModelError(f"{p} is a directory; pass the path of an .onnx file")
     if not p.is_file():
@@ -234,6 +235,17 @@ def _read_proto(p: Path) -> onnx.ModelProto:
             f"cannot read {p}: the file is not an ONNX model or is truncated/corrupt; "
             f"re-export or re-download it ({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def _refuse_other_formats(p: Path) -> None:
+    """A PyTorch, Keras, SavedModel, pickle or TFLite file passed by habit: say which ``convert`` to run."""
+    from quantscope.formats import detect_format, not_onnx_message
+
+    if not (p.is_dir() or p.is_file()) or (p.is_file() and not os.access(p, os.R_OK)):
+        return
+    fmt = detect_format(p)
+    if fmt not in ("onnx", "unknown"):
+        raise ModelError(not_onnx_message(p, fmt))
 
 
 UPGRADE_OPSET = 13

@@ -32,6 +32,7 @@ from quantscope.model_io import (
 )
 from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session
+from quantscope.safe_load import loading_or_avoided
 from quantscope.transaction import Transaction
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,14 @@ def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.stem + ".quantscope.json")
 
 
+def _one_feed(bound: Dataset | None) -> dict[str, Any] | None:
+    """The first feed of the bound data, for the load check's one run (None: a synthetic one)."""
+    if bound is None:
+        return None
+    first = next(iter(bound.batches(1)), None)
+    return None if first is None else dict(first.inputs)
+
+
 def library_versions() -> dict[str, str]:
     import numpy
     import onnx
@@ -152,8 +161,8 @@ def quantize(
     # else: nothing to observe (data-free, or nothing quantizable found: the plan says why)
     plan = method.plan(prepared, config, stats)
     quantized = method.apply(prepared, config, plan)
-    # the result must load in ONNX Runtime before we call it a success
-    make_session(quantized, optimization="basic")
+    # the result must load and run in ONNX Runtime, at its default level, before we call it a success
+    quantized, plan = loading_or_avoided(method, prepared, config, stats, plan, quantized, _one_feed(bound))
     return QuantizedModel(
         model=quantized,
         config=config,
