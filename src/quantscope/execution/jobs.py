@@ -14,7 +14,7 @@ from quantscope.data import Dataset
 from quantscope.execution.fanout import Job, JobEvent, JobResult, fan_out
 from quantscope.execution.inputs import JobInput, place
 from quantscope.io import Model
-from quantscope.quantize import QuantizedModel, quantize
+from quantscope.quantization import QuantizedModel, quantize
 
 __all__ = ["quantize_job", "quantize_many"]
 
