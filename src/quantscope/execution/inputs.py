@@ -172,13 +172,16 @@ def sink_values(obj: Any, values: dict[str, Any]) -> Any:
     return obj
 
 
-def place(executor: Any, source: str | os.PathLike[str] | Model | Dataset | JobInput) -> JobInput:
+def place(
+    executor: Any, source: str | os.PathLike[str] | Model | Dataset | JobInput, *, by_value: bool = False
+) -> JobInput:
     """How ``source`` reaches ``executor``'s workers: by path if they all see it, else by value.
 
     ``source`` is a file path, a loaded :class:`~quantscope.io.Model` (its file when it has one,
     and its external data files when the workers see them all, else its bytes), a
     :class:`~quantscope.data.Dataset` (by value, pickled) or a ready :class:`JobInput`.
-    Executors that run on this machine always get paths.
+    Executors that run on this machine always get paths. ``by_value``: a Model goes as its
+    bytes even when it has a file (a model changed in memory since it was loaded).
     """
     from quantscope.data import Dataset
     from quantscope.io import Model
@@ -188,7 +191,7 @@ def place(executor: Any, source: str | os.PathLike[str] | Model | Dataset | JobI
     if isinstance(source, Dataset):
         return _scattered(executor, JobInput.from_object(source, "dataset"))
     if isinstance(source, Model):
-        if source.path is not None and all(_seen(executor, JobInput.from_path(f)) for f in source.data_files):
+        if not by_value and source.path is not None and all(_seen(executor, JobInput.from_path(f)) for f in source.data_files):
             model_file = JobInput.from_path(source.path)
             if _seen(executor, model_file):
                 return model_file
