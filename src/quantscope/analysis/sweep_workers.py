@@ -32,13 +32,14 @@ logger = logging.getLogger(__name__)
 
 
 def job_progress(progress: StepProgress | None, what: str) -> Any:
-    """A fan-out's :class:`JobEvent` s as ``progress(what, done, total)`` steps (None: none)."""
-    if progress is None:
-        return None
+    """A fan-out's :class:`JobEvent` s as ``progress(what, done, total)`` steps, each job's
+    state also logged (shown by the CLI's ``-v``)."""
 
     def report(event: JobEvent) -> None:
         detail = f" ({event.detail})" if event.detail else ""
-        progress(f"{what} {event.key}: {event.state}{detail}", event.done, event.total)
+        logger.info("%s %s: %s%s [%d/%d]", what, event.key, event.state, detail, event.done, event.total)
+        if progress is not None:
+            progress(f"{what} {event.key}: {event.state}{detail}", event.done, event.total)
 
     return report
 

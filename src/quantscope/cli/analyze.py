@@ -13,6 +13,8 @@ from quantscope.cli.options import (
     analysis_flags,
     analysis_options,
     dataset,
+    executor_flags,
+    job_executor,
     output_names,
     parse_floats,
     parse_max_drop,
@@ -94,10 +96,11 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
 @click.option("--backend", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True,
               help="tflite: MODEL_PATH is a .keras file or SavedModel; the TFLite converter's variants "
                    "(dynamic range, full integer, float16) are measured beside quantscope's.")
+@executor_flags
 def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_dir: Path | None, max_drop: str | None,
           top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool, seed: int,
           output_names: tuple[str, ...], methods: tuple[str, ...], with_robustness: bool, modality: str | None,
-          backend: str) -> None:
+          backend: str, scheduler: str | None, workers: int | None) -> None:
     """Quantize MODEL_PATH with every method and calibrator, and measure them all on --data."""
     import quantscope as qs
     from quantscope.errors import ConfigError, OutputError
@@ -118,10 +121,10 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
     else:
         model = qs.load(model_path)
     rob = {"modality": modality} if with_robustness else None
-    with step_progress("sweeping") as update:
+    with job_executor(scheduler, workers) as executor, step_progress("sweeping") as update:
         results = qs.sweep(model, calib_data, eval_data, methods=list(methods) or None, metric=metric,
                            max_drop=budget, options=options, seed=seed, robustness=rob, progress=update,
-                           output=list(output_names) or None)
+                           output=list(output_names) or None, executor=executor)
     if backend == "tflite":
         from quantscope.backends import tflite
 
