@@ -25,7 +25,13 @@ from quantscope.execution.executors import (
 )
 from quantscope.execution.fanout import Job, JobEvent, JobResult, fan_out
 from quantscope.execution.inputs import JobInput, place
-from quantscope.execution.machine import Comparability, MachineFacts, comparable, machine_facts, where_timed
+from quantscope.execution.machine import (
+    Comparability,
+    MachineFacts,
+    comparable,
+    machine_facts,
+    where_timed,
+)
 
 __all__ = [
     "SCHEDULER_ENV",
