@@ -19,8 +19,9 @@ from quantscope.analysis.compare import AnalysisOptions
 from quantscope.analysis.results import Results
 from quantscope.execution import local_executor, where_timed
 
-OPTIONS = AnalysisOptions(runs=3, warmup=1, batch_sizes=(1, 4), threads=(1,), memory=False, sensitivity=1,
-                          sensitivity_samples=16, layer_samples=8)
+OPTIONS = AnalysisOptions(runs=3, warmup=1, batch_sizes=(1, 4), threads=(1,), memory=False, sensitivity=2,
+                          sensitivity_samples=16, layer_samples=8, sensitivity_variants=("static-int8/minmax",))
+# the automatic sensitivity pick weighs latency (timing noise): name the variant so runs compare
 METHODS = ["static-int8", "dynamic-int8", "float16", "weight-int4"]
 TIMING_FIELDS = ("latency", "memory", "measured_on", "path")
 
@@ -64,6 +65,7 @@ def test_an_inline_executor_sweep_equals_the_default_one(inputs: dict[str, Any],
     assert comparable_dict(inline) == comparable_dict(default)
     assert saved_files(tmp_path / "inline") == saved_files(tmp_path / "default")
     assert all(v.measured_on is None for v in default.variants)
+    assert len(inline.variant("static-int8/minmax").sensitivity) == 2  # node runs as jobs
     timed = [v for v in inline.variants if v.latency]
     assert len(timed) == len(inline.variants) and all(v.measured_on for v in timed)
     assert all(t.speed is not None for v in timed if v.kind != "float" for t in v.latency)

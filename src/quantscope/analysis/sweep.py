@@ -118,13 +118,16 @@ def sweep(
         progress("quantized", len(configs), len(configs))
     opts = options or AnalysisOptions()
     opts = dataclasses.replace(opts, strict=False, seed=seed)
-    here = opts if executor is None else dataclasses.replace(opts, latency=False)
+    here = opts if executor is None else dataclasses.replace(opts, latency=False, sensitivity=0)
     results = analyze(
         model, variants, data, metric=metric, metric_name=metric_name, max_drop=max_drop, calib=calib,
         options=here, progress=progress, notes=notes, output=output,
     )
     if executor is not None and opts.latency:
         results = on_workers.timed(executor, results, model, variants, data, opts, progress)
+    if executor is not None and opts.sensitivity > 0:
+        primary = on_workers.primary_metric(model, data, results, metric, metric_name)
+        results = on_workers.sensitivity(executor, results, model, variants, data, calib, primary, opts, progress)
     pick = recommend(results)
     logger.info("sweep: %s", f"recommended {pick.name}: {pick.reason}" + (
         f"; {pick.runner_up_reason}" if pick.runner_up_reason else "") if pick else "no variant is recommended")

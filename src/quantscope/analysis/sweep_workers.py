@@ -19,6 +19,7 @@ from typing import Any
 
 from quantscope.analysis.measure import latency_feeds, noise_notes
 from quantscope.analysis.options import FLOAT_NAME, AnalysisOptions, StepProgress
+from quantscope.analysis.quality import Metric
 from quantscope.analysis.results import Results, VariantResult
 from quantscope.config import MethodConfig
 from quantscope.data import Dataset
@@ -109,3 +110,29 @@ def timed(
             measured.append(dataclasses.replace(v, latency=list(result.value), measured_on=facts))
     notes += noise_notes(measured)
     return dataclasses.replace(results, variants=measured, notes=notes)
+
+
+def sensitivity(
+    executor: Any, results: Results, model: Model, variants: Mapping[str, QuantizedModel | Path], data: Dataset,
+    calib: Dataset | None, metric: Metric, opts: AnalysisOptions, progress: StepProgress | None,
+) -> Results:
+    """``results`` with the per-layer sensitivity ``analyze`` would add, each node's run a job."""
+    from quantscope.analysis.sensitivity_pick import add_sensitivity
+    from quantscope.analysis.variants import normalize
+
+    bound = data.bind(model.inputs)
+    items = normalize(model, variants)
+    notes = list(results.notes)
+    measured = add_sensitivity(model, items, list(results.variants), bound, calib, metric, opts, notes, progress,
+                               max_drop=results.max_drop, executor=executor)
+    return dataclasses.replace(results, variants=measured, notes=notes)
+
+
+def primary_metric(model: Model, data: Dataset, results: Results, metric: Any, metric_name: str | None) -> Metric:
+    """The primary metric ``analyze`` resolved for ``results`` (its output, name and direction)."""
+    from quantscope.analysis.outputs import output_indices
+    from quantscope.analysis.quality import resolve_metric
+
+    index = output_indices(model, results.outputs)[0] if results.outputs else 0
+    return resolve_metric(metric, has_labels=data.bind(model.inputs).labels is not None, name=metric_name,
+                          output=index)
