@@ -83,12 +83,15 @@ def quantize(
 
 def timed(
     executor: Any, results: Results, model: Model, variants: Mapping[str, QuantizedModel | Path],
-    data: Dataset, opts: AnalysisOptions, progress: StepProgress | None,
+    data: Dataset, opts: AnalysisOptions, progress: StepProgress | None, names: tuple[str, ...] | None = None,
 ) -> Results:
-    """``results`` with every measured variant's latency timed on ``executor``, one job each."""
+    """``results`` with every measured variant's latency (``names``: only theirs) timed on
+    ``executor``, one job each."""
     feeds = latency_feeds(data.bind(model.inputs), opts)
     sources: dict[str, Model | Path | None] = {}
     for v in results.variants:
+        if names is not None and v.name not in names:
+            continue
         if v.name == FLOAT_NAME:
             sources[v.name] = None
         elif v.name in variants:
