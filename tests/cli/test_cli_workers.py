@@ -57,3 +57,25 @@ def test_sweep_on_two_local_workers_logs_each_job_and_says_where_it_timed(
     assert "worker kind" in (out / "summary.md").read_text()
     saved = json.loads((out / "results.json").read_text())
     assert all(v["measured_on"] for v in saved["variants"])
+
+
+@pytest.mark.parametrize("command", ["tune", "robustness"])
+def test_tune_and_robustness_take_the_executor_flags(tmp_path: Path, command: str) -> None:
+    model, calib, data = _files(tmp_path)
+    args = {"tune": ["tune", model, "--calib", calib, "--data", data, "--max-drop", "1%"],
+            "robustness": ["robustness", model, "--data", data, "--modality", "tabular"]}[command]
+    result = CliRunner().invoke(main, [str(a) for a in [*args, "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"]])
+    assert result.exit_code == 3, result.output
+    assert "--workers" in result.output
+
+
+@pytest.mark.slow
+def test_robustness_cells_on_two_local_workers(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    model, _, data = _files(tmp_path)
+    args = ["robustness", model, "--data", data, "--modality", "tabular", "--severities", "1", "--workers", "2",
+            "--report", tmp_path / "report"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert {p["severity"] for p in saved["robustness"]["shifts"]} == {0.0, 1.0}

@@ -137,6 +137,8 @@ def sweep(
 
     kwargs = dict(robustness)
     kwargs.setdefault("seed", seed)
+    if executor is not None:
+        kwargs.setdefault("executor", executor)
     if progress is not None and "progress" not in kwargs:
         kwargs["progress"] = lambda done, total: progress("robustness", done, total or 0)
     return robustness_for(results, model, variants, data, **kwargs)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from quantscope.data import Dataset
     from quantscope.io import Model
 
-__all__ = ["JobInput", "file_matches", "lift_futures", "place", "sink_values"]
+__all__ = ["JobInput", "file_matches", "lift_futures", "place", "place_object", "sink_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def place(
     if isinstance(source, JobInput):
         return source
     if isinstance(source, Dataset):
-        return _scattered(executor, JobInput.from_object(source, "dataset"))
+        return place_object(executor, source, "dataset")
     if isinstance(source, Model):
         if not by_value and source.path is not None and all(_seen(executor, JobInput.from_path(f)) for f in source.data_files):
             model_file = JobInput.from_path(source.path)
@@ -204,6 +204,11 @@ def place(
     logger.info("workers do not see %s; sending it by value (%d bytes)", by_path.path, by_path.size)
     data = Path(by_path.path).read_bytes()  # type: ignore[arg-type]
     return _scattered(executor, JobInput(name=by_path.name, value=data, origin=by_path.path))
+
+
+def place_object(executor: Any, obj: Any, name: str = "object") -> JobInput:
+    """An in-memory object every job of a fan-out shares: pickled once, scattered once to a cluster."""
+    return _scattered(executor, JobInput.from_object(obj, name))
 
 
 def _seen(executor: Any, file: JobInput) -> bool:
