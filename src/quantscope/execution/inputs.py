@@ -188,6 +188,7 @@ def place(
 
     if isinstance(source, JobInput):
         return source
+    executor = _seam(executor)
     if isinstance(source, Dataset):
         return place_object(executor, source, "dataset")
     if isinstance(source, Model):
@@ -208,7 +209,14 @@ def place(
 
 def place_object(executor: Any, obj: Any, name: str = "object") -> JobInput:
     """An in-memory object every job of a fan-out shares: pickled once, scattered once to a cluster."""
-    return _scattered(executor, JobInput.from_object(obj, name))
+    return _scattered(_seam(executor), JobInput.from_object(obj, name))
+
+
+def _seam(executor: Any) -> Any:
+    """A ``distributed.Client`` as the seam's executor (so it scatters and checks paths)."""
+    from quantscope.execution.fanout import _as_executor
+
+    return _as_executor(executor)
 
 
 def _seen(executor: Any, file: JobInput) -> bool:
