@@ -9,6 +9,7 @@ see its file.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from quantscope.errors import QuantscopeError
 from quantscope.execution import Job, JobInput, fan_out, place
 from quantscope.execution.inputs import place_object
 from quantscope.io import Model
+
+logger = logging.getLogger(__name__)
 
 Cell = tuple[str, float, str]
 """(shift name, severity, model name)."""
@@ -62,6 +65,7 @@ def run_cells(
             for shift, severity, name in cells]
 
     def progress(event: Any) -> None:
+        logger.info("robustness cell %s: %s [%d/%d]", event.key, event.state, event.done, event.total)
         if event.state in ("done", "failed", "cancelled"):
             step()
 
