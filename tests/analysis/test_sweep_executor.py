@@ -6,6 +6,7 @@ Quantizing and per-variant timing run as jobs; everything but timings and the ma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import quantscope as qs
 import tinymodels
 from quantscope.analysis.compare import AnalysisOptions
 from quantscope.analysis.results import Results
-from quantscope.execution import local_executor, where_timed
+from quantscope.execution import InlineExecutor, local_executor, where_timed
 
 OPTIONS = AnalysisOptions(runs=3, warmup=1, batch_sizes=(1, 4), threads=(1,), memory=False, sensitivity=2,
                           sensitivity_samples=16, layer_samples=8, sensitivity_variants=("static-int8/minmax",))
@@ -71,6 +72,27 @@ def test_an_inline_executor_sweep_equals_the_default_one(inputs: dict[str, Any],
     assert all(t.speed is not None for v in timed if v.kind != "float" for t in v.latency)
     assert "one worker kind" in (where_timed(inline.variants) or "")
     assert Results.from_dict(json.loads(json.dumps(inline.to_dict()))) == inline
+
+
+class SeesNothing(InlineExecutor):
+    """Runs inline but claims its workers see none of the driver's files: everything goes by value."""
+
+    def sees_path(self, path: str, size: int, mtime: float) -> bool:
+        return False
+
+
+def test_workers_without_the_driver_files_get_them_by_value_and_send_models_back(
+    inputs: dict[str, Any], tmp_path: Path
+) -> None:
+    fast = dataclasses.replace(OPTIONS, latency=False, sensitivity=0)
+    here = qs.sweep(inputs["model"], inputs["calib"], inputs["data"], methods=METHODS, options=fast,
+                    save_dir=tmp_path / "here")
+    remote = qs.sweep(inputs["model"], inputs["calib"], inputs["data"], methods=METHODS, options=fast,
+                      save_dir=tmp_path / "remote", executor=SeesNothing())
+    assert comparable_dict(remote) == comparable_dict(here)
+    assert saved_files(tmp_path / "remote") == saved_files(tmp_path / "here")
+    sidecars = sorted((tmp_path / "remote").glob("*.json"))
+    assert sidecars and all(str(inputs["model"].path) in p.read_text() for p in sidecars)
 
 
 def test_a_failing_method_is_a_note_on_workers_too(inputs: dict[str, Any]) -> None:

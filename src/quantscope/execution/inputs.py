@@ -63,6 +63,8 @@ class JobInput:
     value: Any = None
     origin: str | None = None
     """The driver's path of a file sent by value, for the records (sidecars, reports)."""
+    fingerprint: str | None = None
+    """The driver's fingerprint of a model sent by value (its bytes there may differ from its file's)."""
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> JobInput:
@@ -198,7 +200,8 @@ def place(
                 return model_file
         # in memory only, or its files are not visible to the workers: its bytes hold everything
         origin = None if source.path is None else str(source.path)
-        return _scattered(executor, JobInput(name="model.onnx", value=source.serialize(), origin=origin))
+        return _scattered(executor, JobInput(name="model.onnx", value=source.serialize(), origin=origin,
+                                             fingerprint=source.fingerprint or None))
     by_path = JobInput.from_path(source)
     if _seen(executor, by_path):
         return by_path

@@ -40,6 +40,8 @@ def quantize_job(
     quantized = quantize(loaded, config, data)
     if model.origin is not None:  # sent by value: record the driver's file, not a temporary one
         quantized = dataclasses.replace(quantized, source_path=Path(model.origin))
+    if model.fingerprint is not None:  # and the driver's fingerprint of it
+        quantized = dataclasses.replace(quantized, source_fingerprint=model.fingerprint)
     return quantized if save_to is None else quantized.save(save_to)
 
 
