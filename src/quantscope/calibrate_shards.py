@@ -19,8 +19,6 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from quantscope.calibrate import TensorStats, collect
 from quantscope.config.calibration import StatisticsRequest
 from quantscope.data import Dataset
@@ -52,12 +50,7 @@ def shard_rows(dataset: Dataset, index: int, count: int, batch_size: int) -> Dat
     first, last = index * batches // count, (index + 1) * batches // count
     if first >= last:
         return None
-    # Needs at merge: a public Dataset.rows(start, stop) in quantscope.data; until then the
-    # selection is built here the way Dataset.take builds one.
-    base = dataset._selection
-    if base is None:
-        base = np.arange(n)
-    return dataset._replace(_selection=base[first * batch_size : min(last * batch_size, n)], _limit=None)
+    return dataset.rows(first * batch_size, min(last * batch_size, n))
 
 
 def observe_shard(

@@ -130,8 +130,14 @@ def quantize(
     data: Dataset | None = None,
     *,
     progress: Progress | None = None,
+    executor: Any = None,
 ) -> QuantizedModel:
     """Quantize ``model`` with the method ``config`` names; ``data`` calibrates when needed.
+
+    ``executor`` (a ``concurrent.futures.Executor`` or a ``distributed.Client``, see
+    :mod:`quantscope.execution`): the calibration data is observed in shards on its workers
+    and merged (:func:`quantscope.calibrate_shards.collect_sharded`), with the same ranges as
+    one pass; None observes it here in one pass.
 
     The input model is not modified. Raises :class:`ConfigError` when calibration data is
     required but missing, and the method's own errors (see :mod:`quantscope.errors`).
@@ -152,7 +158,7 @@ def quantize(
     calibration: dict[str, Any] = {}
     request = method.statistics(prepared, config)
     if request is not None and request.tensors and bound is not None:
-        stats = collect(prepared, bound, request, progress=progress)
+        stats = _collect(prepared, bound, request, progress, executor)
         calibration = {
             "samples": stats.num_samples,
             "method": request.calibration.method.name,
@@ -172,3 +178,13 @@ def quantize(
         source_data_files=model.data_files,
         calibration=calibration,
     )
+
+
+def _collect(prepared: Model, bound: Dataset, request: Any, progress: Progress | None, executor: Any) -> TensorStats:
+    if executor is None:
+        return collect(prepared, bound, request, progress=progress)
+    from quantscope.calibrate_shards import collect_sharded
+    from quantscope.execution.inputs import place
+
+    # the prepared graph lives in memory only: it travels by value, once
+    return collect_sharded(place(executor, prepared, by_value=True), bound, request, executor=executor)

@@ -91,7 +91,7 @@ def test_a_version_1_results_file_is_migrated(tmp_path: Path) -> None:
     assert r.variant("float").param_bytes == {"float32": 90}
     assert r.variant("q").param_bytes == {"int8": 20, "float32": 10}
     again = r.to_dict()
-    assert again["schema_version"] == SCHEMA_VERSION == 3
+    assert again["schema_version"] == SCHEMA_VERSION == 4
     assert Results.from_dict(again) == r
     for bad in (0, True, "1"):
         with pytest.raises(ConfigError, match="version"):

@@ -65,3 +65,16 @@ def test_a_worker_that_cannot_read_the_data_fails_with_the_reason(files, tmp_pat
     moved.unlink()
     with pytest.raises(DataError, match="missing or differs"):
         collect_sharded(files["mlp"], ref, h.request("minmax"), executor=InlineExecutor(), shards=2)
+
+
+@pytest.mark.parametrize("calibration", ["minmax", "entropy"])
+def test_quantize_with_an_executor_calibrates_in_shards_to_the_same_model(files, tmp_path, calibration):
+    model = quantscope.load(files["mlp"])
+    data = quantscope.Dataset.from_npz(files["mlp_calib"])
+    config = quantscope.StaticInt8(calibration=calibration)
+    here = quantscope.quantize(model, config, data)
+    sharded = quantscope.quantize(model, config, data, executor=InlineExecutor())
+    assert sharded.calibration == here.calibration
+    assert sharded.plan.to_dict() == here.plan.to_dict()
+    a, b = here.save(tmp_path / "here.onnx"), sharded.save(tmp_path / "sharded.onnx")
+    assert a.read_bytes() == b.read_bytes()

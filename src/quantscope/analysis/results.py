@@ -14,7 +14,10 @@ Version history: 1, the first; 2, ``param_bytes`` keys are always NumPy dtype na
 interval), ``VariantResult.quality_interval`` (95 % interval of each metric that has one), and
 ``Results.outputs`` (the model outputs the quality metrics were computed on), and ``module``
 (the module path from the node's metadata) on per-layer errors and sensitivities. A version-2 file
-reads as version 3 with no intervals and the first output.
+reads as version 3 with no intervals and the first output; 4, ``VariantResult.measured_on``: the
+worker whose CPU timed the variant's latency (its ``MachineFacts.to_dict()``: host, CPU model,
+features, usable CPUs, thread limits); None when it was timed in the analyzing process, which
+``Results.machine`` describes. A version-3 file reads as version 4 with ``measured_on`` None.
 
 Quality metrics are keyed by name in ``quality`` dicts. Names used by the built-in analyses:
 
@@ -40,7 +43,7 @@ from quantscope.analysis.budget import fits, quality_drop
 from quantscope.errors import ConfigError
 
 SCHEMA = "quantscope.results"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 VariantKind = Literal["float", "onnx", "tflite"]
 
@@ -142,6 +145,8 @@ class VariantResult:
     layers: list[LayerError] = field(default_factory=list)
     sensitivity: list[LayerSensitivity] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # the worker that timed ``latency`` (MachineFacts.to_dict()); None: the analyzing process
+    measured_on: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,7 +305,13 @@ def _v2_to_v3(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "outputs": body.get("outputs", first)}
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(body: dict[str, Any]) -> dict[str, Any]:
+    """Every latency was timed in the analyzing process (``Results.machine``)."""
+    variants = [{**v, "measured_on": None} if isinstance(v, dict) else v for v in body.get("variants") or []]
+    return {**body, "variants": variants}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 """``MIGRATIONS[n]`` turns the body of a version-``n`` file into version ``n + 1``."""
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 from quantscope.analysis.evaluate import predict
 from quantscope.analysis.options import Mode, StepProgress
@@ -19,7 +22,8 @@ from quantscope.analysis.quality import Metric, quality
 from quantscope.analysis.results import LayerSensitivity
 from quantscope.config import MethodConfig, NodeSelector
 from quantscope.data import Dataset
-from quantscope.errors import ConfigError
+from quantscope.errors import ConfigError, QuantscopeError
+from quantscope.execution.inputs import JobInput
 from quantscope.io import Model
 from quantscope.plan import QuantPlan
 from quantscope.quantization import quantize
@@ -59,13 +63,16 @@ def layer_sensitivity(
     samples: int = 128,
     seed: int = 0,
     progress: StepProgress | None = None,
+    executor: Any = None,
 ) -> list[LayerSensitivity]:
     """Quality of ``model`` quantized with ``config`` at one node of ``nodes`` (or all but it).
 
     ``plan`` is the full quantization's plan (which nodes it quantized). ``delta`` is measured
     against the float model for ``"only"`` and against the fully quantized model (``full``,
     quantized here when not given) for ``"all-but"``, all on the same ``samples``-sample
-    seeded subset of ``data``. Ranked from the largest loss to the smallest.
+    seeded subset of ``data``. Ranked from the largest loss to the smallest. ``executor`` (see
+    :mod:`quantscope.execution`): each node's quantize-and-evaluate run is one job there; None:
+    one after another in this process.
     """
     if mode not in ("only", "all-but"):
         raise ConfigError(f"sensitivity mode must be 'only' or 'all-but', not {mode!r}")
@@ -83,25 +90,66 @@ def layer_sensitivity(
         if full is None:
             full = quantize(model, config, calib if config.needs_calibration else None).model
         reference = _value(quality(ref_outputs, predict(full, subset), labels, metric), metric)
-    out: list[LayerSensitivity] = []
-    for i, node in enumerate(nodes):
-        if progress is not None:
-            progress(f"sensitivity of {node}", i, len(nodes))
+    cal = calib if config.needs_calibration else None
+    runs: dict[str, MethodConfig] = {}
+    for node in nodes:
         others = [n for n in quantized if n != node]
-        excluded = others if mode == "only" else [node]
-        cfg = with_excluded(config, excluded)
-        if mode == "only" and not others:
-            cfg = config
-        q = quantize(model, cfg, calib if config.needs_calibration else None)
-        value = _value(quality(ref_outputs, predict(q.model, subset), labels, metric), metric)
-        out.append(LayerSensitivity(
-            node=node, op_type=op_types[node], mode=mode, metric=metric.name,
-            value=value, delta=value - reference,
-        ))
+        runs[node] = config if mode == "only" and not others else with_excluded(config, others if mode == "only"
+                                                                                  else [node])
+    if executor is None:
+        values = {}
+        for i, (node, cfg) in enumerate(runs.items()):
+            if progress is not None:
+                progress(f"sensitivity of {node}", i, len(nodes))
+            values[node] = node_quality(model, cfg, cal, subset, ref_outputs, labels, metric)
+    else:
+        values = _on_workers(executor, model, runs, cal, subset, ref_outputs, labels, metric, progress)
+    out = [
+        LayerSensitivity(node=node, op_type=op_types[node], mode=mode, metric=metric.name, value=value,
+                         delta=value - reference)
+        for node, value in values.items()
+    ]
     if progress is not None:
         progress("sensitivity", len(nodes), len(nodes))
     sign = 1.0 if metric.higher_is_better else -1.0
     return sorted(out, key=lambda s: sign * s.delta)
+
+
+def node_quality(
+    model: Model | JobInput, config: MethodConfig, calib: Dataset | JobInput | None, subset: Dataset | JobInput,
+    ref_outputs: list[np.ndarray], labels: np.ndarray | None, metric: Metric,
+) -> float:
+    """One sensitivity run: ``model`` quantized with ``config``, evaluated on ``subset`` (also a job:
+    the inputs may be :class:`~quantscope.execution.inputs.JobInput` s, opened where it runs)."""
+    if isinstance(model, JobInput):
+        model = model.load_model()
+    if isinstance(calib, JobInput):
+        calib = calib.load_dataset()
+    if isinstance(subset, JobInput):
+        subset = subset.load_dataset()
+    q = quantize(model, config, calib)
+    return _value(quality(ref_outputs, predict(q.model, subset), labels, metric), metric)
+
+
+def _on_workers(
+    executor: Any, model: Model, runs: dict[str, MethodConfig], calib: Dataset | None, subset: Dataset,
+    ref_outputs: list[np.ndarray], labels: np.ndarray | None, metric: Metric, progress: StepProgress | None,
+) -> dict[str, float]:
+    """Every node's run as a job on ``executor``; the first failure is raised as it is."""
+    from quantscope.analysis.sweep_workers import job_progress
+    from quantscope.execution import Job, fan_out, place
+
+    model_in, subset_in = place(executor, model), place(executor, subset)
+    calib_in = None if calib is None else place(executor, calib)
+    jobs = [Job(node, (model_in, cfg, calib_in, subset_in, ref_outputs, labels, metric)) for node, cfg in runs.items()]
+    values = {}
+    for result in fan_out(executor, node_quality, jobs, progress=job_progress(progress, "sensitivity of")):
+        if not result.ok:
+            if isinstance(result.exception, QuantscopeError):
+                raise result.exception
+            raise QuantscopeError(f"the sensitivity run of {result.key} failed: {result.error}")
+        values[result.key] = float(result.value)
+    return values
 
 
 def _value(values: dict[str, float], metric: Metric) -> float:

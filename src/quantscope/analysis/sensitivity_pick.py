@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 from quantscope.analysis.budget import quality_drop
 from quantscope.analysis.layers import worst_nodes
@@ -36,7 +37,10 @@ def add_sensitivity(
     notes: list[str],
     progress: StepProgress | None,
     max_drop: float | None = None,
+    executor: Any = None,
 ) -> list[VariantResult]:
+    """``results`` with the per-layer sensitivity of the chosen variants (``executor``: each
+    node's run is a job there, see :func:`~quantscope.analysis.sensitivity.layer_sensitivity`)."""
     by_name = {v.name: v for v in items}
     measured = {r.name: r for r in results}
     if opts.sensitivity_variants is not None:
@@ -69,6 +73,7 @@ def add_sensitivity(
             sens = layer_sensitivity(
                 float_model, v.config, v.plan, data, metric=metric, calib=cal, nodes=nodes,
                 mode=opts.sensitivity_mode, samples=opts.sensitivity_samples, seed=opts.seed, progress=step,
+                executor=executor,
             )
         except QuantscopeError as exc:
             if opts.strict and opts.sensitivity_variants is not None:

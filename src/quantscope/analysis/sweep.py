@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from quantscope.analysis import sweep_workers as on_workers
 from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
 from quantscope.analysis.quality import Metric, MetricFn
 from quantscope.analysis.recommend import recommend
@@ -22,6 +23,7 @@ from quantscope.analysis.results import Results
 from quantscope.config import CALIBRATION_METHODS, MethodConfig, config_class, method_names
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError, OutputError, QuantscopeError
+from quantscope.execution.executors import executor_from_options
 from quantscope.io import Model
 from quantscope.quantization import QuantizedModel, quantize
 
@@ -72,6 +74,7 @@ def sweep(
     robustness: Mapping[str, Any] | None = None,
     progress: StepProgress | None = None,
     output: str | Sequence[str] | None = None,
+    executor: Any = None,
 ) -> Results:
     """Quantize ``model`` with every method (``methods``: names or named configs) and analyze all.
 
@@ -82,6 +85,12 @@ def sweep(
     :func:`quantscope.analysis.robustness.robustness`, ``modality`` required), the float model
     and every variant are also evaluated under shifted data and ``Results.robustness`` is set.
     ``output`` names the model output(s) to measure (see :func:`quantscope.analysis.compare.analyze`).
+
+    ``executor`` (a ``distributed.Client`` or any ``concurrent.futures.Executor``, see
+    :mod:`quantscope.execution`): the variants are quantized there, one job each (the model goes
+    by path when the workers see its file), and each variant's latency is timed there as one job
+    (a quantized variant interleaved with the float model in one process); each variant records
+    the worker that timed it (``measured_on``). None: everything runs in this process.
     """
     if not isinstance(model, Model):
         raise ConfigError(f"sweep() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
@@ -94,29 +103,31 @@ def sweep(
     notes: list[str] = []
     variants: dict[str, QuantizedModel | Path] = {}
     out_dir = _output_dir(save_dir)
-    for i, (name, config) in enumerate(configs.items()):
-        if progress is not None:
-            progress(f"quantizing {name}", i, len(configs))
-        if config.needs_calibration and calib is None:
-            notes.append(f"{name}: skipped, it needs calibration data (calib)")
-            continue
-        try:
-            q = quantize(model, config, calib if config.needs_calibration else None)
-            variants[name] = q if out_dir is None else q.save(out_dir / _file_name(model, name))
-        except QuantscopeError as exc:
-            notes.append(f"{name}: not applicable to this model: {type(exc).__name__}: {exc}")
-            logger.warning("sweep: %s failed: %s", name, exc)
-        except Exception as exc:  # a method's bug must not stop the others
-            notes.append(f"{name}: failed with an internal error: {type(exc).__name__}: {exc}")
-            logger.warning("sweep: %s failed with an internal error", name, exc_info=True)
+    if executor is None:
+        _quantize_here(model, configs, calib, out_dir, variants, notes, progress)
+    else:
+        executor = executor_from_options(executor=executor)
+        todo = {}
+        for name, config in configs.items():
+            if config.needs_calibration and calib is None:
+                notes.append(_SKIPPED.format(name=name))
+            else:
+                todo[name] = config
+        on_workers.quantize(executor, model, todo, calib, out_dir, variants, notes, progress)
     if progress is not None:
         progress("quantized", len(configs), len(configs))
     opts = options or AnalysisOptions()
     opts = dataclasses.replace(opts, strict=False, seed=seed)
+    here = opts if executor is None else dataclasses.replace(opts, latency=False, sensitivity=0)
     results = analyze(
         model, variants, data, metric=metric, metric_name=metric_name, max_drop=max_drop, calib=calib,
-        options=opts, progress=progress, notes=notes, output=output,
+        options=here, progress=progress, notes=notes, output=output,
     )
+    if executor is not None and opts.latency:
+        results = on_workers.timed(executor, results, model, variants, data, opts, progress)
+    if executor is not None and opts.sensitivity > 0:
+        primary = on_workers.primary_metric(model, data, results, metric, metric_name)
+        results = on_workers.sensitivity(executor, results, model, variants, data, calib, primary, opts, progress)
     pick = recommend(results)
     logger.info("sweep: %s", f"recommended {pick.name}: {pick.reason}" + (
         f"; {pick.runner_up_reason}" if pick.runner_up_reason else "") if pick else "no variant is recommended")
@@ -126,9 +137,41 @@ def sweep(
 
     kwargs = dict(robustness)
     kwargs.setdefault("seed", seed)
+    if executor is not None:
+        kwargs.setdefault("executor", executor)
     if progress is not None and "progress" not in kwargs:
         kwargs["progress"] = lambda done, total: progress("robustness", done, total or 0)
     return robustness_for(results, model, variants, data, **kwargs)
+
+
+_SKIPPED = "{name}: skipped, it needs calibration data (calib)"
+
+
+def _quantize_here(
+    model: Model, configs: Mapping[str, MethodConfig], calib: Dataset | None, out_dir: Path | None,
+    variants: dict[str, QuantizedModel | Path], notes: list[str], progress: StepProgress | None,
+) -> None:
+    for i, (name, config) in enumerate(configs.items()):
+        if progress is not None:
+            progress(f"quantizing {name}", i, len(configs))
+        if config.needs_calibration and calib is None:
+            notes.append(_SKIPPED.format(name=name))
+            continue
+        try:
+            q = quantize(model, config, calib if config.needs_calibration else None)
+            variants[name] = q if out_dir is None else q.save(out_dir / file_name(model, name))
+        except Exception as exc:  # a method's bug must not stop the others
+            notes.append(failure_note(name, exc))
+
+
+def failure_note(name: str, exc: BaseException | None, error: str | None = None) -> str:
+    """The note (and logged warning) for a method that failed on this model."""
+    if isinstance(exc, QuantscopeError):
+        logger.warning("sweep: %s failed: %s", name, exc)
+        return f"{name}: not applicable to this model: {type(exc).__name__}: {exc}"
+    logger.warning("sweep: %s failed with an internal error", name, exc_info=exc)
+    what = f"{type(exc).__name__}: {exc}" if exc is not None else error
+    return f"{name}: failed with an internal error: {what}"
 
 
 def _output_dir(save_dir: str | os.PathLike[str] | None) -> Path | None:
@@ -142,7 +185,8 @@ def _output_dir(save_dir: str | os.PathLike[str] | None) -> Path | None:
     return out
 
 
-def _file_name(model: Model, variant: str) -> str:
+def file_name(model: Model, variant: str) -> str:
+    """``<model stem>.<variant>.onnx``: where ``save_dir`` keeps a variant."""
     stem = model.path.stem if model.path is not None else "model"
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in variant)
     return f"{stem}.{safe}.onnx"

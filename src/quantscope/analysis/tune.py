@@ -23,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from quantscope.analysis import sweep_workers
 from quantscope.analysis.budget import (
     check_max_drop,
     fits,
@@ -51,6 +53,8 @@ from quantscope.analysis.sweep import sweep, sweep_configs
 from quantscope.config import MethodConfig
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError, QualityGateError, QuantscopeError
+from quantscope.execution.executors import executor_from_options
+from quantscope.execution.jobs import quantize_many
 from quantscope.io import Model
 from quantscope.quantization import QuantizedModel, quantize
 
@@ -102,6 +106,7 @@ def tune(
     seed: int = 0,
     progress: StepProgress | None = None,
     output: str | Sequence[str] | None = None,
+    executor: Any = None,
 ) -> TuneResult:
     """The smallest (``objective="size"``) or fastest (``"latency"``) configuration within ``max_drop``.
 
@@ -112,6 +117,11 @@ def tune(
     Deterministic for a seed. Raises :class:`QualityGateError` when no candidate, even with up
     to ``max_float_nodes`` nodes kept in float, stays within the budget. ``output`` names the
     model output(s) to measure (see :func:`quantscope.analysis.compare.analyze`).
+
+    ``executor`` (a ``distributed.Client`` or any ``concurrent.futures.Executor``, see
+    :mod:`quantscope.execution`): the candidates are swept there (:func:`sweep`), the node
+    rankings run there, and the float-node steps are quantized there ahead of time, then
+    measured in order with the same early stop. None: everything runs in this process.
     """
     if max_drop is None:
         raise ConfigError("max_drop=None: tune needs a quality budget, a fraction in [0, 1) such as 0.01 for 1 %")
@@ -127,8 +137,10 @@ def tune(
     measured = choose_outputs(model, output)
     primary = resolve_metric(metric, has_labels=data.bind(model.inputs).labels is not None,
                              output=output_indices(model, measured)[0])
+    if executor is not None:
+        executor = executor_from_options(executor=executor)
     results = sweep(model, calib, data, methods=configs, metric=primary, max_drop=max_drop, options=opts,
-                    seed=seed, progress=progress, output=measured)
+                    seed=seed, progress=progress, output=measured, executor=executor)
     results = dataclasses.replace(results, objective=objective)
     allowed = allowed_drop(results)
     reasons = [_budget_sentence(results, allowed)]
@@ -156,7 +168,7 @@ def tune(
         f"({_fmt(results.drop(base))}), so its most sensitive nodes are kept in float one at a time."
     )
     return _greedy(model, calib, data, results, base, config, allowed, reasons, primary, opts,
-                   max_float_nodes, progress)
+                   max_float_nodes, progress, executor)
 
 
 def allowed_drop(results: Results) -> float:
@@ -208,10 +220,12 @@ def _greedy(
     opts: AnalysisOptions,
     max_float_nodes: int,
     progress: StepProgress | None,
+    executor: Any = None,
 ) -> TuneResult:
     cal = calib if config.needs_calibration else None
     full = quantize(model, config, cal)
-    order = _rank_nodes(model, full, base, data, cal, metric, opts, max_float_nodes, progress)
+    order = _rank_nodes(model, full, base, data, cal, metric, opts, max_float_nodes, progress, executor)
+    trials = _trials(executor, model, config, cal, order[:max_float_nodes])
     variants = list(results.variants)
     best: tuple[float, VariantResult] = (drop_key(results.drop(base)), base)
     previous = results.drop(base)
@@ -220,17 +234,19 @@ def _greedy(
         if progress is not None:
             progress(f"keeping {node} in float", k - 1, min(len(order), max_float_nodes))
         kept.append(node)
-        cfg = with_excluded(config, kept)
-        try:
-            q = quantize(model, cfg, cal)
-        except QuantscopeError as exc:  # e.g. nothing left to quantize
+        cfg, q = next(trials)
+        if isinstance(q, QuantscopeError):  # e.g. nothing left to quantize
+            exc = q
             kept.pop()
             reasons.append(f"Keeping {node} in float as well leaves nothing to gain: {exc}")
             logger.info("tune: stopped adding float nodes at %s: %s", node, exc)
             break
         name = f"{base.name}+{k}float"
+        here = opts if executor is None else dataclasses.replace(opts, latency=False)
         one = analyze(model, {name: q}, data, metric=metric, max_drop=results.max_drop, calib=calib,
-                      options=opts, output=results.outputs or None)
+                      options=here, output=results.outputs or None)
+        if executor is not None and opts.latency:
+            one = sweep_workers.timed(executor, one, model, {name: q}, data, opts, None, names=(name,))
         vr = one.variant(name)
         variants.append(vr)
         merged = dataclasses.replace(results, variants=variants)
@@ -277,6 +293,7 @@ def _rank_nodes(
     opts: AnalysisOptions,
     max_float_nodes: int,
     progress: StepProgress | None,
+    executor: Any = None,
 ) -> list[str]:
     """Quantized nodes, the one whose float version buys back the most quality first.
 
@@ -290,12 +307,40 @@ def _rank_nodes(
         return []
     sens = layer_sensitivity(
         model, full.config, plan, data, metric=metric, calib=calib, nodes=nodes, mode="all-but", full=full.model,
-        samples=opts.sensitivity_samples, seed=opts.seed, progress=progress,
+        samples=opts.sensitivity_samples, seed=opts.seed, progress=progress, executor=executor,
     )
     sign = 1.0 if metric.higher_is_better else -1.0
     gain = {s.node: sign * s.delta for s in sens}
     helpful = sorted((n for n in nodes if gain.get(n, 0.0) > 0), key=lambda n: (-gain[n], nodes.index(n)))
     return helpful + [n for n in nodes if n not in helpful]
+
+
+def _trials(
+    executor: Any, model: Model, config: MethodConfig, calib: Dataset | None, nodes: Sequence[str]
+) -> Iterator[tuple[MethodConfig, QuantizedModel | QuantscopeError]]:
+    """``config`` with the first k of ``nodes`` kept in float, quantized, for k = 1, 2, ...
+
+    In this process: one at a time, as they are asked for. On an executor: all at once (the
+    steps after an early stop are wasted, but none waits for the one before). A method's own
+    error is yielded, not raised (the caller stops there); any other failure is raised.
+    """
+    configs = {f"{k} float": with_excluded(config, nodes[:k]) for k in range(1, len(nodes) + 1)}
+    if executor is None:
+        for cfg in configs.values():
+            try:
+                yield cfg, quantize(model, cfg, calib)
+            except QuantscopeError as exc:
+                yield cfg, exc
+        return
+    done = quantize_many(executor, model, configs, calib)
+    for key, cfg in configs.items():
+        result = done[key]
+        if result.ok:
+            yield cfg, result.value
+        elif isinstance(result.exception, QuantscopeError):
+            yield cfg, result.exception
+        else:
+            raise result.exception or QuantscopeError(f"quantizing with {key} node(s) failed: {result.error}")
 
 
 def _op(q: QuantizedModel, node: str) -> str:

@@ -13,6 +13,8 @@ from quantscope.cli.options import (
     analysis_flags,
     analysis_options,
     dataset,
+    executor_flags,
+    job_executor,
     output_names,
     parse_floats,
     parse_max_drop,
@@ -94,10 +96,11 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
 @click.option("--backend", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True,
               help="tflite: MODEL_PATH is a .keras file or SavedModel; the TFLite converter's variants "
                    "(dynamic range, full integer, float16) are measured beside quantscope's.")
+@executor_flags
 def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_dir: Path | None, max_drop: str | None,
           top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool, seed: int,
           output_names: tuple[str, ...], methods: tuple[str, ...], with_robustness: bool, modality: str | None,
-          backend: str) -> None:
+          backend: str, scheduler: str | None, workers: int | None) -> None:
     """Quantize MODEL_PATH with every method and calibrator, and measure them all on --data."""
     import quantscope as qs
     from quantscope.errors import ConfigError, OutputError
@@ -118,10 +121,10 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
     else:
         model = qs.load(model_path)
     rob = {"modality": modality} if with_robustness else None
-    with step_progress("sweeping") as update:
+    with job_executor(scheduler, workers) as executor, step_progress("sweeping") as update:
         results = qs.sweep(model, calib_data, eval_data, methods=list(methods) or None, metric=metric,
                            max_drop=budget, options=options, seed=seed, robustness=rob, progress=update,
-                           output=list(output_names) or None)
+                           output=list(output_names) or None, executor=executor)
     if backend == "tflite":
         from quantscope.backends import tflite
 
@@ -163,9 +166,10 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
               help="Write the candidates' report (index.html, summary.md, results.json) here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset.")
 @output_names("--output-name")
+@executor_flags
 def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objective: str, metric: str,
          methods: tuple[str, ...], max_float_nodes: int, output: str | None, report_dir: Path | None, seed: int,
-         output_names: tuple[str, ...]) -> None:
+         output_names: tuple[str, ...], scheduler: str | None, workers: int | None) -> None:
     """Find the smallest (or fastest) configuration of MODEL_PATH within --max-drop, and say why."""
     import quantscope as qs
     from quantscope.errors import QualityGateError
@@ -180,10 +184,10 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
         check_output_path(output, *inputs, siblings=[sidecar_path(output).name, out_data_name(output)])
     calib_data, eval_data = dataset(calib), dataset(data_path)
     try:
-        with step_progress("tuning") as update:
+        with job_executor(scheduler, workers) as executor, step_progress("tuning") as update:
             best = qs.tune(model, calib_data, eval_data, max_drop=budget, objective=objective, metric=metric,
                            methods=list(methods) or None, max_float_nodes=max_float_nodes, seed=seed,
-                           progress=update, output=list(output_names) or None)
+                           progress=update, output=list(output_names) or None, executor=executor)
     except QualityGateError as exc:
         for line in getattr(exc, "reasons", []):
             say(f"- {line}")
@@ -223,10 +227,12 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
 @click.option("--calibration-sizes", help="Comma-separated calibration set sizes (default 8,16,...,1024).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every shift.")
 @output_names("--output", "--output-name")
+@executor_flags
 def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, modality: str,
                report_dir: Path | None, metric: str, shift_names: tuple[str, ...], severities: str | None,
                threshold: float | None, slice_names: tuple[str, ...], layout: str | None, value_range: str | None,
-               calib: Path | None, calibration_sizes: str | None, seed: int, output_names: tuple[str, ...]) -> None:
+               calib: Path | None, calibration_sizes: str | None, seed: int, output_names: tuple[str, ...],
+               scheduler: str | None, workers: int | None) -> None:
     """Evaluate MODEL_PATH and quantized VARIANT_PATHS under shifted data: where does each break?"""
     import quantscope as qs
     from quantscope.analysis.robustness import DEFAULT_CALIBRATION_SIZES, DEFAULT_SEVERITIES
@@ -243,7 +249,7 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
     if bounds is not None and len(bounds) != 2:
         raise ConfigError(f"--value-range takes LOW,HIGH, got {value_range!r}")
     sizes = parse_floats(calibration_sizes, "--calibration-sizes")
-    with progress_bar("evaluating") as update:
+    with job_executor(scheduler, workers) as executor, progress_bar("evaluating") as update:
         rob = run_robustness(
             model, variants, data, modality=modality, metric=metric, shifts=list(shift_names) or None,
             severities=parse_floats(severities, "--severities") or DEFAULT_SEVERITIES, threshold=threshold,
@@ -251,7 +257,7 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
             value_range=(bounds[0], bounds[1]) if bounds else None,
             calibration=dataset(calib) if calib is not None else None,
             calibration_sizes=[int(v) for v in sizes] if sizes else DEFAULT_CALIBRATION_SIZES,
-            progress=update, output=list(output_names) or None,
+            progress=update, output=list(output_names) or None, executor=executor,
         )
     results = robustness_results(rob, model, model_path, variants, variant_paths, data_path, data.labels is not None)
     names = ["float", *variants]

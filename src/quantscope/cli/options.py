@@ -10,7 +10,9 @@ exclusion options). Values click cannot parse exit 2; values a config refuses ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,28 @@ def analysis_options(runs: int, batch: int, top: int, samples: int, memory: bool
         runs=runs, batch_sizes=(1, batch), sensitivity=top, sensitivity_samples=samples, memory=memory,
         latency=latency, seed=seed, sensitivity_variants=sensitivity_variants or None,
     )
+
+
+def executor_flags(f: F) -> F:
+    """``--scheduler`` and ``--workers``: where the command's jobs run (default: in this process)."""
+    for option in reversed((
+        click.option("--scheduler", metavar="ADDRESS",
+                     help="Run the jobs on this Dask scheduler (tcp://host:8786; default: $QUANTSCOPE_SCHEDULER)."),
+        click.option("--workers", type=click.IntRange(min=1), metavar="N",
+                     help="Run the jobs on a local Dask cluster of N worker processes."),
+    )):
+        f = option(f)
+    return f
+
+
+@contextmanager
+def job_executor(scheduler: str | None, workers: int | None) -> Iterator[Any]:
+    """The executor ``--scheduler``/``--workers`` ask for, shut down afterwards; None (run in
+    this process) when neither is given and ``QUANTSCOPE_SCHEDULER`` is unset."""
+    from quantscope.execution import SCHEDULER_ENV, open_executor
+
+    if scheduler is None and workers is None and not os.environ.get(SCHEDULER_ENV):
+        yield None
+        return
+    with open_executor(scheduler, workers) as executor:
+        yield executor

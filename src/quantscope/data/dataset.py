@@ -320,6 +320,14 @@ class Dataset:
         selection = positions if self._selection is None else self._selection[positions]
         return self._replace(_selection=selection, _limit=None)
 
+    def rows(self, start: int, stop: int) -> Dataset:
+        """Samples ``start`` to ``stop`` (exclusive) of this dataset, in order (positions, not
+        source indices; ``stop`` past the end is clipped). Needs a known length."""
+        start, stop = validate_int(start, "rows(start)", 0), validate_int(stop, "rows(stop)", 0)
+        n = len(self)
+        base = self._selection if self._selection is not None else np.arange(n)
+        return self._replace(_selection=base[start : min(max(stop, start), n)], _limit=None)
+
     def map(self, fn: Callable[[dict[str, np.ndarray]], Mapping[str, Any]]) -> Dataset:
         """A dataset whose input batches pass through ``fn`` (lazily, per batch).
 

@@ -25,7 +25,13 @@ from quantscope.execution.executors import (
 )
 from quantscope.execution.fanout import Job, JobEvent, JobResult, fan_out
 from quantscope.execution.inputs import JobInput, place
-from quantscope.execution.machine import Comparability, MachineFacts, comparable, machine_facts
+from quantscope.execution.machine import (
+    Comparability,
+    MachineFacts,
+    comparable,
+    machine_facts,
+    where_timed,
+)
 
 __all__ = [
     "SCHEDULER_ENV",
@@ -47,4 +53,5 @@ __all__ = [
     "machine_facts",
     "open_executor",
     "place",
+    "where_timed",
 ]

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from quantscope.data import Dataset
     from quantscope.io import Model
 
-__all__ = ["JobInput", "file_matches", "lift_futures", "place", "sink_values"]
+__all__ = ["JobInput", "file_matches", "lift_futures", "place", "place_object", "sink_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class JobInput:
     value: Any = None
     origin: str | None = None
     """The driver's path of a file sent by value, for the records (sidecars, reports)."""
+    fingerprint: str | None = None
+    """The driver's fingerprint of a model sent by value (its bytes there may differ from its file's)."""
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> JobInput:
@@ -172,35 +174,52 @@ def sink_values(obj: Any, values: dict[str, Any]) -> Any:
     return obj
 
 
-def place(executor: Any, source: str | os.PathLike[str] | Model | Dataset | JobInput) -> JobInput:
+def place(
+    executor: Any, source: str | os.PathLike[str] | Model | Dataset | JobInput, *, by_value: bool = False
+) -> JobInput:
     """How ``source`` reaches ``executor``'s workers: by path if they all see it, else by value.
 
     ``source`` is a file path, a loaded :class:`~quantscope.io.Model` (its file when it has one,
     and its external data files when the workers see them all, else its bytes), a
     :class:`~quantscope.data.Dataset` (by value, pickled) or a ready :class:`JobInput`.
-    Executors that run on this machine always get paths.
+    Executors that run on this machine always get paths. ``by_value``: a Model goes as its
+    bytes even when it has a file (a model changed in memory since it was loaded).
     """
     from quantscope.data import Dataset
     from quantscope.io import Model
 
     if isinstance(source, JobInput):
         return source
+    executor = _seam(executor)
     if isinstance(source, Dataset):
-        return _scattered(executor, JobInput.from_object(source, "dataset"))
+        return place_object(executor, source, "dataset")
     if isinstance(source, Model):
-        if source.path is not None and all(_seen(executor, JobInput.from_path(f)) for f in source.data_files):
+        if not by_value and source.path is not None and all(_seen(executor, JobInput.from_path(f)) for f in source.data_files):
             model_file = JobInput.from_path(source.path)
             if _seen(executor, model_file):
                 return model_file
         # in memory only, or its files are not visible to the workers: its bytes hold everything
         origin = None if source.path is None else str(source.path)
-        return _scattered(executor, JobInput(name="model.onnx", value=source.serialize(), origin=origin))
+        return _scattered(executor, JobInput(name="model.onnx", value=source.serialize(), origin=origin,
+                                             fingerprint=source.fingerprint or None))
     by_path = JobInput.from_path(source)
     if _seen(executor, by_path):
         return by_path
     logger.info("workers do not see %s; sending it by value (%d bytes)", by_path.path, by_path.size)
     data = Path(by_path.path).read_bytes()  # type: ignore[arg-type]
     return _scattered(executor, JobInput(name=by_path.name, value=data, origin=by_path.path))
+
+
+def place_object(executor: Any, obj: Any, name: str = "object") -> JobInput:
+    """An in-memory object every job of a fan-out shares: pickled once, scattered once to a cluster."""
+    return _scattered(_seam(executor), JobInput.from_object(obj, name))
+
+
+def _seam(executor: Any) -> Any:
+    """A ``distributed.Client`` as the seam's executor (so it scatters and checks paths)."""
+    from quantscope.execution.fanout import _as_executor
+
+    return _as_executor(executor)
 
 
 def _seen(executor: Any, file: JobInput) -> bool:

@@ -16,7 +16,7 @@ from quantscope.execution.inputs import JobInput, place
 from quantscope.io import Model
 from quantscope.quantization import QuantizedModel, quantize
 
-__all__ = ["quantize_job", "quantize_many"]
+__all__ = ["latency_job", "quantize_job", "quantize_many", "time_variants"]
 
 
 def quantize_job(
@@ -40,6 +40,8 @@ def quantize_job(
     quantized = quantize(loaded, config, data)
     if model.origin is not None:  # sent by value: record the driver's file, not a temporary one
         quantized = dataclasses.replace(quantized, source_path=Path(model.origin))
+    if model.fingerprint is not None:  # and the driver's fingerprint of it
+        quantized = dataclasses.replace(quantized, source_fingerprint=model.fingerprint)
     return quantized if save_to is None else quantized.save(save_to)
 
 
@@ -69,3 +71,38 @@ def quantize_many(
         for name, config in configs.items()
     ]
     return {r.key: r for r in fan_out(executor, quantize_job, jobs, progress=progress, retries=retries)}
+
+
+def latency_job(float_model: JobInput, variant: JobInput | None, name: str, feeds: Mapping[int, Any],
+                options: Any) -> list[Any]:
+    """One variant's latencies on the worker (``analysis.measure`` rules: a quantized variant
+    is timed interleaved with the float model, in this one process); ``variant`` None: the float model."""
+    from quantscope.analysis.measure import _latencies  # needs at merge: a public name
+    from quantscope.analysis.variants import Variant
+
+    reference = float_model.load_model()
+    model = reference if variant is None else variant.load_model()
+    return _latencies(Variant(name, model, None), reference, dict(feeds), options)
+
+
+def time_variants(
+    executor: Any,
+    float_model: Model | str | os.PathLike[str],
+    variants: Mapping[str, Model | str | os.PathLike[str] | None],
+    feeds: Mapping[int, Any],
+    options: Any,
+    *,
+    progress: Callable[[JobEvent], None] | None = None,
+    retries: int = 1,
+) -> dict[str, JobResult]:
+    """:func:`latency_job` for every named variant (None: the float model itself), one job each.
+
+    Each :class:`JobResult` carries the worker's facts: compare latencies only within a worker
+    kind (:func:`~quantscope.execution.machine.comparable`).
+    """
+    float_in = place(executor, float_model)
+    jobs = [
+        Job(name, (float_in, None if v is None else place(executor, v), name, dict(feeds), options))
+        for name, v in variants.items()
+    ]
+    return {r.key: r for r in fan_out(executor, latency_job, jobs, progress=progress, retries=retries)}

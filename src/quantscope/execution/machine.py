@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Comparability", "MachineFacts", "comparable", "machine_facts"]
+__all__ = ["Comparability", "MachineFacts", "comparable", "machine_facts", "where_timed"]
 
 NOTABLE_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c",
@@ -60,6 +60,17 @@ class MachineFacts:
             "logical_cpus": self.logical_cpus, "usable_cpus": self.usable_cpus,
             "thread_limits": dict(self.thread_limits),
         }
+
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MachineFacts:
+        """The inverse of :meth:`to_dict` (as stored in ``VariantResult.measured_on``)."""
+        return cls(
+            hostname=str(d.get("hostname", "")), cpu_model=str(d.get("cpu_model", "unknown CPU")),
+            architecture=str(d.get("architecture", "")), flags=tuple(d.get("flags") or ()),
+            logical_cpus=int(d.get("logical_cpus") or 1), usable_cpus=int(d.get("usable_cpus") or 1),
+            thread_limits=dict(d.get("thread_limits") or {}),
+        )
 
 
 def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
@@ -147,3 +158,31 @@ def comparable(results: Iterable[_HasMachine]) -> Comparability:
     return Comparability(
         groups=tuple((facts, tuple(keys)) for facts, keys in groups.values()), unknown=tuple(unknown)
     )
+
+
+@dataclass(frozen=True)
+class _Timed:
+    key: str
+    machine: MachineFacts | None
+
+
+class _TimedVariant(Protocol):
+    name: str
+    latency: Any
+    measured_on: Mapping[str, Any] | None
+
+
+def where_timed(variants: Iterable[_TimedVariant]) -> str | None:
+    """The sentence a report shows about where the latencies of ``variants`` were measured.
+
+    ``variants``: anything with ``name``, ``latency`` and ``measured_on`` (a result's
+    variants). None when nothing was timed.
+    """
+    timed = [v for v in variants if v.latency]
+    if not timed:
+        return None
+    if all(v.measured_on is None for v in timed):
+        return "All latencies were measured in the analyzing process, on the machine described here; they compare."
+    return comparable(
+        _Timed(v.name, None if v.measured_on is None else MachineFacts.from_dict(v.measured_on)) for v in timed
+    ).text()

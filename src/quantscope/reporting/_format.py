@@ -171,7 +171,12 @@ def notes_and_warnings(results: Results) -> list[str]:
 
 def timing_setting(results: Results) -> str:
     """Which machine, CPU features, ONNX Runtime version and thread counts the timings come from."""
+    from quantscope.execution.machine import where_timed
+
     m = results.machine
+    if any(v.measured_on for v in results.variants):  # timed on workers: say which, and what compares
+        return ("Latency is paired with float (interleaved rounds, in one process per variant) and shown with "
+                f"its 95 % interval. {where_timed(results.variants)}")
     if not m:
         return ""
     threads = m.get("threads")

@@ -24,6 +24,7 @@ from quantscope.analysis.robustness.calibration import (
     DEFAULT_CALIBRATION_SIZES,
     calibration_studies,
 )
+from quantscope.analysis.robustness.cells import Cell, CellContext, run_cells
 from quantscope.analysis.robustness.data import (
     REFERENCE,
     MetricArg,
@@ -87,6 +88,7 @@ def robustness(
     threads: int | None = None,
     progress: Progress | None = None,
     output: str | Sequence[str] | None = None,
+    executor: Any = None,
 ) -> RobustnessResult:
     """Quality of the float model and each variant under shifted data, per slice and per calibration.
 
@@ -104,7 +106,9 @@ def robustness(
     on the evaluation data under the same shifts (a matrix), and calibrated on subsets of
     ``calibration_sizes`` samples. ``output`` names the model output the metric is computed on
     (default: the floating-point output with the most elements per sample; the first of several). Limitations are written for effects of at least
-    ``min_effect`` (metric units) and above sampling noise.
+    ``min_effect`` (metric units) and above sampling noise. ``executor`` (see
+    :mod:`quantscope.execution`): every cell of the grid (shift × severity × model) is one job
+    there; None: all in this process, one session per model.
     """
     modality = S.check_modality(modality)
     models = named_models(model, variants, reference)
@@ -133,12 +137,20 @@ def robustness(
     if threshold is None:
         threshold = 0.9 * base[reference]
 
+    remote: dict[Cell, float] = {}
+    if executor is not None:
+        context = CellContext(shifter, arrays, {spec.name: spec for spec in specs}, ref, metric_, seed, batch_size,
+                              threads)
+        cells = [(spec.name, s, name) for spec in specs for s in grid if s > 0 for name in models]
+        remote = run_cells(executor, context, models, cells, step)
     points: list[ShiftPoint] = []
     for spec in specs:
         for s in grid:
             desc = S.describe(spec, s) if s > 0 else "unshifted"
             if s == 0.0:
                 values = base
+            elif executor is not None:
+                values = {name: remote[(spec.name, s, name)] for name in models}
             else:
                 shifted = shifter.apply(spec, s, arrays.inputs, shift_rng(seed, spec.name, s))
                 values = {}
