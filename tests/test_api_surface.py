@@ -74,6 +74,7 @@ EXIT_CODES: dict[type[errors.QuantscopeError], int] = {
     errors.SelectorError: 3,
     errors.ModelError: 3,
     errors.UnsupportedModelError: 3,
+    errors.RuntimeCrashError: 3,
     errors.ConversionError: 3,
     errors.DataError: 3,
     errors.DataMismatchError: 3,

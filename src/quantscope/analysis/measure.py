@@ -71,7 +71,7 @@ def measure_variant(
     latency: list[LatencyResult] = []
     if opts.latency:
         step("latency")
-        latency = _latencies(v, float_model, feeds, opts)
+        latency = paired_latencies(v, float_model, feeds, opts)
     memory = None
     if opts.memory:
         step("peak memory")
@@ -115,7 +115,7 @@ def measure_variant(
 
 
 
-def _latencies(
+def paired_latencies(
     v: Variant, float_model: Model, feeds: dict[int, dict[str, np.ndarray]], opts: AnalysisOptions
 ) -> list[LatencyResult]:
     """Latency per batch and thread count; a quantized variant interleaved with the float model."""

@@ -77,12 +77,12 @@ def latency_job(float_model: JobInput, variant: JobInput | None, name: str, feed
                 options: Any) -> list[Any]:
     """One variant's latencies on the worker (``analysis.measure`` rules: a quantized variant
     is timed interleaved with the float model, in this one process); ``variant`` None: the float model."""
-    from quantscope.analysis.measure import _latencies  # needs at merge: a public name
+    from quantscope.analysis.measure import paired_latencies
     from quantscope.analysis.variants import Variant
 
     reference = float_model.load_model()
     model = reference if variant is None else variant.load_model()
-    return _latencies(Variant(name, model, None), reference, dict(feeds), options)
+    return paired_latencies(Variant(name, model, None), reference, dict(feeds), options)
 
 
 def time_variants(
