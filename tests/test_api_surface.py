@@ -43,6 +43,7 @@ EXPECTED_ALL = [
     "QuantPlan",
     "QuantizedModel",
     "QuantscopeError",
+    "RuntimeCrashError",
     "RuntimeFailure",
     "SelectorError",
     "StaticInt8",
