@@ -10,9 +10,11 @@ from typing import Literal
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 
 from quantscope.errors import RuntimeFailure
+from quantscope.graph.build import NameAllocator
 from quantscope.graph.subgraphs import expose
 from quantscope.model_io import Model
 from quantscope.signals import temp_dir
@@ -93,6 +95,64 @@ def exposing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str]]
     clone = model.ir.clone()
     exposed = expose(clone, names)
     return Model(ir=clone, path=None, fingerprint=model.fingerprint), exposed
+
+
+Reduced = tuple[str, str, str, str]
+"""Graph outputs of one reduced tensor: its min, max, sum of ``x * 0`` (NaN iff a value is not
+finite) and element count."""
+
+_REDUCIBLE = {ir.DataType.FLOAT: None, ir.DataType.DOUBLE: None,
+              ir.DataType.FLOAT16: ir.DataType.FLOAT, ir.DataType.BFLOAT16: ir.DataType.FLOAT}
+
+
+def reducing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str], dict[str, Reduced]]:
+    """:func:`exposing`, but main-graph float tensors come out reduced to min, max, sum and size.
+
+    Only those four scalars per tensor leave ONNX Runtime, not the tensor: ``ReduceMin``/
+    ``ReduceMax``/``ReduceSum`` over all axes (``keepdims=0``; 16-bit floats cast to float32
+    first, which is exact) and ``Size``. ``ReduceMin``/``ReduceMax`` may skip NaN, so the sum is
+    that of ``x * 0``: NaN exactly when a value is NaN or infinite (it cannot overflow). Returns the
+    copy, {graph output: tensor} for the tensors exposed whole as :func:`exposing` does (inside
+    an If/Loop/Scan body, not a float tensor), and {tensor: its four reduced outputs}.
+    """
+    clone = model.ir.clone()
+    main = clone.graph
+    by_name = {out.name: out for node in main for out in node.outputs if out.name}
+    by_name.update({k: v for k, v in main.initializers.items() if k not in by_name})
+    fresh = NameAllocator(main)
+    reduced: dict[str, Reduced] = {}
+    rest: list[str] = []
+    for name in dict.fromkeys(names):
+        value = by_name.get(name)
+        if value is None or value.dtype not in _REDUCIBLE:
+            rest.append(name)
+            continue
+        source, kind = value, value.dtype
+        if _REDUCIBLE[value.dtype] is not None:
+            kind = _REDUCIBLE[value.dtype]
+            source = _add(main, fresh, name, "Cast", [value], kind, {"to": kind})
+        zero = _add(main, fresh, name, "Constant", [], kind, {"value": ir.tensor(np.zeros((), kind.numpy()))})
+        times_zero = _add(main, fresh, name, "Mul", [source, zero], kind)
+        outs = []
+        for op, arg, dtype in (("ReduceMin", source, kind), ("ReduceMax", source, kind),
+                               ("ReduceSum", times_zero, kind), ("Size", source, ir.DataType.INT64)):
+            out = _add(main, fresh, name, op, [arg], dtype, {"keepdims": 0} if op != "Size" else None)
+            out.shape = ir.Shape([])
+            main.outputs.append(out)
+            outs.append(out.name or "")
+        reduced[name] = (outs[0], outs[1], outs[2], outs[3])
+    exposed = expose(clone, rest)
+    return Model(ir=clone, path=None, fingerprint=model.fingerprint), exposed, reduced
+
+
+def _add(graph: ir.Graph, fresh: NameAllocator, base: str, op: str, inputs: list[ir.Value],
+         dtype: ir.DataType, attributes: dict[str, object] | None = None) -> ir.Value:
+    """Append one ``op`` node to ``graph``; returns its (named, typed) output."""
+    node = ir.node(op, inputs, attributes, name=fresh(f"{base}/qs_{op}"))
+    out = node.outputs[0]
+    out.name, out.dtype = fresh(f"{base}/qs_{op.lower()}"), dtype
+    graph.append(node)
+    return out
 
 
 def optimized_op_types(model: Model, *, optimization: Optimization = "all") -> dict[str, int]:
