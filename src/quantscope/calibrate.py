@@ -127,8 +127,8 @@ class _Observed:
     """A session returning the observed tensors: whole (``outputs``: {output: tensor}) or reduced.
 
     A reduced tensor (``reduced``: {tensor: its min, max, sum and size outputs}) never leaves
-    ONNX Runtime; only min-max calibration reduces. A batch whose reduction is not finite
-    (NaN/inf, or a float64 value beyond float32) is run again with those tensors whole, so the
+    ONNX Runtime; only min-max calibration reduces. A batch whose reduction shows a NaN or a value
+    beyond the float32 range (infinities, float64) is run again with those tensors whole, so the
     statistics (counts of non-finite values too) are exactly those of observing every value.
     """
 
@@ -180,7 +180,7 @@ class _Observed:
             count = int(got[size])
             if not count:
                 continue
-            if not (np.isfinite(got[total]) and got[lo] >= -_F32_MAX and got[hi] <= _F32_MAX):
+            if np.isnan(got[total]) or not (got[lo] >= -_F32_MAX and got[hi] <= _F32_MAX):
                 redo.append(tensor)
                 continue
             obs = observers[tensor]

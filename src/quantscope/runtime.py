@@ -98,8 +98,7 @@ def exposing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str]]
 
 
 Reduced = tuple[str, str, str, str]
-"""Graph outputs of one reduced tensor: its min, max, sum of ``x * 0`` (NaN iff a value is not
-finite) and element count."""
+"""Graph outputs of one reduced tensor: its min, max, sum (NaN when a value is) and element count."""
 
 _REDUCIBLE = {ir.DataType.FLOAT: None, ir.DataType.DOUBLE: None,
               ir.DataType.FLOAT16: ir.DataType.FLOAT, ir.DataType.BFLOAT16: ir.DataType.FLOAT}
@@ -110,8 +109,9 @@ def reducing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str],
 
     Only those four scalars per tensor leave ONNX Runtime, not the tensor: ``ReduceMin``/
     ``ReduceMax``/``ReduceSum`` over all axes (``keepdims=0``; 16-bit floats cast to float32
-    first, which is exact) and ``Size``. ``ReduceMin``/``ReduceMax`` may skip NaN, so the sum is
-    that of ``x * 0``: NaN exactly when a value is NaN or infinite (it cannot overflow). Returns the
+    first, which is exact) and ``Size``. ``ReduceMin``/``ReduceMax`` may skip or garble NaN; the
+    sum is NaN whenever a value is (infinities show in the min/max; an overflowing sum of finite
+    values is only ``inf``), so it flags a tensor to look at whole. Returns the
     copy, {graph output: tensor} for the tensors exposed whole as :func:`exposing` does (inside
     an If/Loop/Scan body, not a float tensor), and {tensor: its four reduced outputs}.
     """
@@ -131,11 +131,9 @@ def reducing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str],
         if _REDUCIBLE[value.dtype] is not None:
             kind = _REDUCIBLE[value.dtype]
             source = _add(main, fresh, name, "Cast", [value], kind, {"to": kind})
-        zero = _add(main, fresh, name, "Constant", [], kind, {"value": ir.tensor(np.zeros((), kind.numpy()))})
-        times_zero = _add(main, fresh, name, "Mul", [source, zero], kind)
         outs = []
         for op, arg, dtype in (("ReduceMin", source, kind), ("ReduceMax", source, kind),
-                               ("ReduceSum", times_zero, kind), ("Size", source, ir.DataType.INT64)):
+                               ("ReduceSum", source, kind), ("Size", source, ir.DataType.INT64)):
             out = _add(main, fresh, name, op, [arg], dtype, {"keepdims": 0} if op != "Size" else None)
             out.shape = ir.Shape([])
             main.outputs.append(out)
