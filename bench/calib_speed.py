@@ -103,6 +103,53 @@ def bench(models: list[str], samples: list[int], repeat: int) -> list[dict[str, 
     return rows
 
 
+CALIBRATION_ONLY = """
+import sys, time, tempfile, numpy as np
+model, calib, tool, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with np.load(calib) as z:
+    arrays = {k: z[k] for k in z.files if k != "labels"}
+n = len(next(iter(arrays.values())))
+if tool == "quantscope":
+    import quantscope
+    from quantscope.calibrate import collect
+    from quantscope.config.calibration import Calibration, StatisticsRequest
+    m = quantscope.load(model)
+    data = quantscope.Dataset.from_arrays(arrays).bind(m.inputs)
+    names = tuple(o.name for node in m.ir.graph for o in node.outputs if o.name)
+    t0 = time.perf_counter()
+    collect(m, data, StatisticsRequest(names, Calibration(num_samples=None, batch_size=batch)))
+else:
+    from onnxruntime.quantization.calibrate import CalibrationDataReader, create_calibrator
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = ({k: v[i:i + batch] for k, v in arrays.items()} for i in range(0, n, batch))
+        def get_next(self):
+            return next(self.it, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        cal = create_calibrator(model, augmented_model_path=tmp + "/aug.onnx")
+        cal.collect_data(Reader())
+        cal.compute_data()
+print(time.perf_counter() - t0)
+"""
+
+
+def calibration_only(models: list[str], samples: list[int]) -> str:
+    """In-process seconds of the calibration pass alone (every activation, min-max), each tool in a fresh process."""
+    lines = ["| model | samples | quantscope collect() s | ORT MinMaxCalibrater s |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="calib-only-") as tmp:
+        for model_name in models:
+            for n in samples:
+                model, calib = {"digits-cnn": digits, "ppocr-cls": ppocr_cls}[model_name](n, Path(tmp))
+                secs = {}
+                for tool in ("quantscope", "ort"):
+                    out = subprocess.run([sys.executable, "-c", CALIBRATION_ONLY, str(model), str(calib), tool,
+                                          str(BATCH)], capture_output=True, text=True, check=True)
+                    secs[tool] = float(out.stdout.strip().splitlines()[-1])
+                lines.append(f"| {model_name} | {n} | {secs['quantscope']:.2f} | {secs['ort']:.2f} |")
+    return "\n".join(lines)
+
+
 def summary(rows: list[dict[str, object]]) -> str:
     """Best-of-repeats per (model, samples, tool), as a Markdown table."""
     best: dict[tuple[object, object, object], dict[str, float]] = {}
@@ -125,7 +172,11 @@ def main() -> None:
     ap.add_argument("--samples", nargs="+", type=int, default=[100, 1000])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--calibration-only", action="store_true", help="time only the calibration pass, in-process")
     args = ap.parse_args()
+    if args.calibration_only:
+        print(calibration_only(args.models, args.samples))
+        return
     rows = bench(args.models, args.samples, args.repeat)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")

@@ -146,7 +146,7 @@ class _Observed:
         on the first sample, only the main-graph tensors are observed and the body tensors stay float.
         """
         exposed, outputs, reduced = reducing(model, targets) if reduce else (*exposing(model, targets), {})
-        session = make_session(exposed, optimization="basic")
+        session = make_session(exposed, optimization="basic", lean=True)
         first = next(iter(data.batches(1)), None) if any(o != t for o, t in outputs.items()) else None
         if first is None:
             return cls(model, session, outputs, reduced, {})
@@ -158,7 +158,7 @@ class _Observed:
             left_out = {t: reason for o, t in outputs.items() if o != t}
             kept = [t for t in targets if t not in left_out]
             exposed, outputs, reduced = reducing(model, kept) if reduce else (*exposing(model, kept), {})
-            return cls(model, make_session(exposed, optimization="basic"), outputs, reduced, left_out)
+            return cls(model, make_session(exposed, optimization="basic", lean=True), outputs, reduced, left_out)
         return cls(model, session, outputs, reduced, {})
 
     @property
@@ -191,7 +191,8 @@ class _Observed:
             obs.seen += count - 2
         if redo:
             if self.whole is None:  # rare (the model overflows): then every reduced tensor is ready whole
-                self.whole = make_session(exposing(self.model, list(self.reduced))[0], optimization="basic")
+                self.whole = make_session(exposing(self.model, list(self.reduced))[0], optimization="basic",
+                                          lean=True)
             for tensor, array in zip(redo, run(self.whole, feeds, redo), strict=True):
                 observers[tensor].update(array)
 

@@ -31,9 +31,16 @@ _LEVELS = {
 
 
 def session_options(
-    *, threads: int | None = None, optimization: Optimization = "all", optimized_model_path: str | None = None
+    *, threads: int | None = None, optimization: Optimization = "all", optimized_model_path: str | None = None,
+    lean: bool = False,
 ) -> ort.SessionOptions:
+    """Session options. ``lean``: lower peak memory for a one-pass job such as calibration: nodes
+    run in priority order (graph order on ties, so a node placed right after a tensor's producer
+    runs early and the tensor is freed sooner) and without ONNX Runtime's growing CPU arena."""
     opts = ort.SessionOptions()
+    if lean:
+        opts.enable_cpu_mem_arena = False
+        opts.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     opts.graph_optimization_level = _LEVELS[optimization]
     opts.log_severity_level = 3
     if threads is not None:
@@ -50,6 +57,7 @@ def make_session(
     threads: int | None = None,
     optimization: Optimization = "all",
     optimized_model_path: str | None = None,
+    lean: bool = False,
 ) -> ort.InferenceSession:
     """A CPU session; failures become :class:`RuntimeFailure` with ONNX Runtime's reason."""
     source: bytes | str
@@ -58,7 +66,7 @@ def make_session(
         return ort.InferenceSession(
             source,
             sess_options=session_options(
-                threads=threads, optimization=optimization, optimized_model_path=optimized_model_path
+                threads=threads, optimization=optimization, optimized_model_path=optimized_model_path, lean=lean
             ),
             providers=["CPUExecutionProvider"],
         )
@@ -128,13 +136,14 @@ def reducing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str],
             rest.append(name)
             continue
         source, kind = value, value.dtype
+        # right after the producer, so the tensor can be freed once its real consumers ran
+        at = _Inserter(main, value.producer())
         if _REDUCIBLE[value.dtype] is not None:
             kind = _REDUCIBLE[value.dtype]
-            source = _add(main, fresh, name, "Cast", [value], kind, {"to": kind})
+            source = at.add(fresh, name, "Cast", [value], kind, {"to": kind})
         outs = []
-        for op, arg, dtype in (("ReduceMin", source, kind), ("ReduceMax", source, kind),
-                               ("ReduceSum", source, kind), ("Size", source, ir.DataType.INT64)):
-            out = _add(main, fresh, name, op, [arg], dtype, {"keepdims": 0} if op != "Size" else None)
+        for op, dtype in (("ReduceMin", kind), ("ReduceMax", kind), ("ReduceSum", kind), ("Size", ir.DataType.INT64)):
+            out = at.add(fresh, name, op, [source], dtype, {"keepdims": 0} if op != "Size" else None)
             out.shape = ir.Shape([])
             main.outputs.append(out)
             outs.append(out.name or "")
@@ -143,14 +152,24 @@ def reducing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str],
     return Model(ir=clone, path=None, fingerprint=model.fingerprint), exposed, reduced
 
 
-def _add(graph: ir.Graph, fresh: NameAllocator, base: str, op: str, inputs: list[ir.Value],
-         dtype: ir.DataType, attributes: dict[str, object] | None = None) -> ir.Value:
-    """Append one ``op`` node to ``graph``; returns its (named, typed) output."""
-    node = ir.node(op, inputs, attributes, name=fresh(f"{base}/qs_{op}"))
-    out = node.outputs[0]
-    out.name, out.dtype = fresh(f"{base}/qs_{op.lower()}"), dtype
-    graph.append(node)
-    return out
+class _Inserter:
+    """Adds nodes to ``graph`` one after the other, starting right after ``anchor`` (None: at the end)."""
+
+    def __init__(self, graph: ir.Graph, anchor: ir.Node | None) -> None:
+        self.graph, self.anchor = graph, anchor if anchor is not None and anchor.graph is graph else None
+
+    def add(self, fresh: NameAllocator, base: str, op: str, inputs: list[ir.Value], dtype: ir.DataType,
+            attributes: dict[str, object] | None = None) -> ir.Value:
+        """One ``op`` node; returns its (named, typed) output."""
+        node = ir.node(op, inputs, attributes, name=fresh(f"{base}/qs_{op}"))
+        out = node.outputs[0]
+        out.name, out.dtype = fresh(f"{base}/qs_{op.lower()}"), dtype
+        if self.anchor is None:
+            self.graph.append(node)
+        else:
+            self.graph.insert_after(self.anchor, node)
+            self.anchor = node
+        return out
 
 
 def optimized_op_types(model: Model, *, optimization: Optimization = "all") -> dict[str, int]:
