@@ -14,15 +14,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from quantscope.config.calibration import Calibration, Calibrator, StatisticsRequest
 from quantscope.config.calibration import calibrator as as_calibrator
 from quantscope.data import Dataset
 from quantscope.errors import EmptyDatasetError, NonFiniteDataError, RuntimeFailure
 from quantscope.io import Model
 from quantscope.numerics.observers import TensorObserver
-from quantscope.runtime import exposing, make_session, run
+from quantscope.runtime import Reduced, exposing, make_session, reducing, run
 
 logger = logging.getLogger(__name__)
+
+_F32_MAX = float(np.finfo(np.float32).max)
 
 Progress = Callable[[int, int | None], None]
 """Called as ``progress(samples_done, samples_total_or_None)`` after each batch."""
@@ -79,13 +83,14 @@ def collect(
     if calibration.num_samples is not None:
         data = data.take(calibration.num_samples, seed=calibration.seed)
     input_names = {spec.name for spec in model.inputs}
-    session, outputs, skipped = _exposed_session(model, [n for n in names if n not in input_names], data)
-    wanted = list(outputs)  # graph output names; outputs[o] is the tensor it carries
-    carried = set(outputs.values())
-    for n in names:
-        if n not in input_names and n not in carried:
+    targets = [n for n in names if n not in input_names]
+    observed = _Observed.build(model, targets, data, reduce=not calibration.needs_histograms)
+    skipped = dict(observed.skipped)
+    carried = set(observed.outputs.values()) | observed.reduced.keys()
+    for n in targets:
+        if n not in carried:
             skipped.setdefault(n, "not observable (no element type known, or inside an If within a Loop/Scan)")
-    batch_size = _batch_within_budget(session, data, wanted, calibration.batch_size)
+    batch_size = _batch_within_budget(observed, data, calibration.batch_size)
     observers: dict[str, TensorObserver] = {
         n: TensorObserver(bins=calibration.bins, histogram=calibration.needs_histograms)
         for n in names
@@ -97,16 +102,13 @@ def collect(
         feeds = batch.inputs
         for name in input_names & observers.keys():
             observers[name].update(feeds[name])
-        results = run(session, feeds, wanted) if wanted else []  # [] would mean "all outputs"
-        for name, array in zip(wanted, results, strict=True):
-            if array.size or name == outputs[name]:  # empty from a body: its If branch did not run
-                observers[outputs[name]].update(array)
+        observed.observe(feeds, observers)
         done += batch.size
         if progress is not None:
             progress(done, total)
     if done == 0:
         raise EmptyDatasetError("the calibration dataset is empty; give at least one sample")
-    for out, name in outputs.items():
+    for out, name in observed.outputs.items():
         if out != name and not (observers[name].seen or observers[name].nonfinite):
             del observers[name]
             skipped[name] = "inside an If branch that never ran on the calibration data; not observed"
@@ -120,46 +122,102 @@ def collect(
     return TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration)
 
 
-def _exposed_session(model: Model, targets: list[str], data: Dataset) -> tuple[Any, dict[str, str], dict[str, str]]:
-    """A session returning ``targets`` ({output: tensor}), and the tensors it had to leave out (with why).
+@dataclass
+class _Observed:
+    """A session returning the observed tensors: whole (``outputs``: {output: tensor}) or reduced.
 
-    Tensors inside If/Loop/Scan bodies come out through their holders; when ONNX Runtime cannot
-    return them (e.g. a Loop whose tensor changes shape between iterations), checked on the
-    first sample, only the main-graph tensors are observed and the body tensors stay float.
+    A reduced tensor (``reduced``: {tensor: its min, max, sum and size outputs}) never leaves
+    ONNX Runtime; only min-max calibration reduces. A batch whose reduction shows a NaN or a value
+    beyond the float32 range (infinities, float64) is run again with those tensors whole, so the
+    statistics (counts of non-finite values too) are exactly those of observing every value.
     """
-    exposed, outputs = exposing(model, targets)
-    session = make_session(exposed, optimization="basic")
-    first = next(iter(data.batches(1)), None) if any(o != t for o, t in outputs.items()) else None
-    if first is None:
-        return session, outputs, {}
-    try:
-        run(session, first.inputs, list(outputs))
-    except RuntimeFailure as exc:
-        logger.warning("tensors inside If/Loop/Scan bodies cannot be observed (%s); those nodes stay float", exc)
-        reason = f"inside an If/Loop/Scan body whose tensors ONNX Runtime could not return ({exc})"
-        left_out = {t: reason for o, t in outputs.items() if o != t}
-        exposed, outputs = exposing(model, [t for o, t in outputs.items() if o == t])
-        return make_session(exposed, optimization="basic"), outputs, left_out
-    return session, outputs, {}
+
+    model: Model
+    session: Any
+    outputs: dict[str, str]
+    reduced: dict[str, Reduced]
+    skipped: dict[str, str]
+    whole: Any = None  # session exposing the reduced tensors whole, made on the first need
+
+    @classmethod
+    def build(cls, model: Model, targets: list[str], data: Dataset, *, reduce: bool) -> _Observed:
+        """Tensors inside If/Loop/Scan bodies come out through their holders; when ONNX Runtime
+        cannot return them (e.g. a Loop whose tensor changes shape between iterations), checked
+        on the first sample, only the main-graph tensors are observed and the body tensors stay float.
+        """
+        exposed, outputs, reduced = reducing(model, targets) if reduce else (*exposing(model, targets), {})
+        session = make_session(exposed, optimization="basic", lean=True)
+        first = next(iter(data.batches(1)), None) if any(o != t for o, t in outputs.items()) else None
+        if first is None:
+            return cls(model, session, outputs, reduced, {})
+        try:
+            run(session, first.inputs, list(outputs))
+        except RuntimeFailure as exc:
+            logger.warning("tensors inside If/Loop/Scan bodies cannot be observed (%s); those nodes stay float", exc)
+            reason = f"inside an If/Loop/Scan body whose tensors ONNX Runtime could not return ({exc})"
+            left_out = {t: reason for o, t in outputs.items() if o != t}
+            kept = [t for t in targets if t not in left_out]
+            exposed, outputs, reduced = reducing(model, kept) if reduce else (*exposing(model, kept), {})
+            return cls(model, make_session(exposed, optimization="basic", lean=True), outputs, reduced, left_out)
+        return cls(model, session, outputs, reduced, {})
+
+    @property
+    def wanted(self) -> list[str]:
+        return [*self.outputs, *(o for outs in self.reduced.values() for o in outs)]
+
+    def fetch(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        wanted = self.wanted
+        return dict(zip(wanted, run(self.session, feeds, wanted), strict=True)) if wanted else {}
+
+    def observe(self, feeds: Mapping[str, np.ndarray], observers: Mapping[str, TensorObserver]) -> None:
+        got = self.fetch(feeds)
+        for name, tensor in self.outputs.items():
+            array = got[name]
+            if array.size or name == tensor:  # empty from a body: its If branch did not run
+                observers[tensor].update(array)
+        redo = []
+        for tensor, (lo, hi, total, size) in self.reduced.items():
+            count = int(got[size])
+            if not count:
+                continue
+            if np.isnan(got[total]) or not (got[lo] >= -_F32_MAX and got[hi] <= _F32_MAX):
+                redo.append(tensor)
+                continue
+            obs = observers[tensor]
+            obs.update(np.stack([got[lo], got[hi]]))
+            # Needs at merge: TensorObserver.update_range(lo, hi, count); until then the counts
+            # of the other count - 2 values are added here.
+            obs.count += count - 2
+            obs.seen += count - 2
+        if redo:
+            if self.whole is None:  # rare (the model overflows): then every reduced tensor is ready whole
+                self.whole = make_session(exposing(self.model, list(self.reduced))[0], optimization="basic",
+                                          lean=True)
+            for tensor, array in zip(redo, run(self.whole, feeds, redo), strict=True):
+                observers[tensor].update(array)
 
 
 ACTIVATION_BUDGET_BYTES = 256 << 20
-"""Calibration exposes every observed tensor of a whole batch at once; above this many bytes
-per batch the batch is made smaller (the statistics do not depend on the batch size)."""
+"""Calibration exposes the observed tensors of a whole batch at once (min-max reduces them in
+the graph, so then only the largest tensor alive counts); above this many bytes per batch the
+batch is made smaller (the statistics do not depend on the batch size)."""
 
 
-def _batch_within_budget(session: Any, data: Dataset, wanted: list[str], batch_size: int) -> int:
-    """``batch_size``, lowered so the exposed tensors of one batch fit the activation budget.
+def _batch_within_budget(observed: _Observed, data: Dataset, batch_size: int) -> int:
+    """``batch_size``, lowered so the tensors of one batch fit the activation budget.
 
     The size per sample is measured by running the first sample alone (shapes of exported
-    models are often symbolic, so they cannot be read from the graph).
+    models are often symbolic, so they cannot be read from the graph): the bytes of the tensors
+    returned whole, plus the largest reduced tensor (4 bytes an element).
     """
-    if batch_size <= 1 or not wanted:
+    if batch_size <= 1 or not observed.wanted:
         return batch_size
     first = next(iter(data.batches(1)), None)
     if first is None:
         return batch_size
-    per_sample = sum(int(a.nbytes) for a in run(session, first.inputs, wanted))
+    got = observed.fetch(first.inputs)
+    per_sample = sum(int(got[o].nbytes) for o in observed.outputs)
+    per_sample += max((4 * int(got[outs[3]]) for outs in observed.reduced.values()), default=0)
     if per_sample * batch_size <= ACTIVATION_BUDGET_BYTES:
         return batch_size
     smaller = max(1, ACTIVATION_BUDGET_BYTES // max(per_sample, 1))

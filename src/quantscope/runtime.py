@@ -10,9 +10,11 @@ from typing import Literal
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 
 from quantscope.errors import RuntimeFailure
+from quantscope.graph.build import NameAllocator
 from quantscope.graph.subgraphs import expose
 from quantscope.model_io import Model
 from quantscope.signals import temp_dir
@@ -29,9 +31,16 @@ _LEVELS = {
 
 
 def session_options(
-    *, threads: int | None = None, optimization: Optimization = "all", optimized_model_path: str | None = None
+    *, threads: int | None = None, optimization: Optimization = "all", optimized_model_path: str | None = None,
+    lean: bool = False,
 ) -> ort.SessionOptions:
+    """Session options. ``lean``: lower peak memory for a one-pass job such as calibration: nodes
+    run in priority order (graph order on ties, so a node placed right after a tensor's producer
+    runs early and the tensor is freed sooner) and without ONNX Runtime's growing CPU arena."""
     opts = ort.SessionOptions()
+    if lean:
+        opts.enable_cpu_mem_arena = False
+        opts.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     opts.graph_optimization_level = _LEVELS[optimization]
     opts.log_severity_level = 3
     if threads is not None:
@@ -48,6 +57,7 @@ def make_session(
     threads: int | None = None,
     optimization: Optimization = "all",
     optimized_model_path: str | None = None,
+    lean: bool = False,
 ) -> ort.InferenceSession:
     """A CPU session; failures become :class:`RuntimeFailure` with ONNX Runtime's reason."""
     source: bytes | str
@@ -56,7 +66,7 @@ def make_session(
         return ort.InferenceSession(
             source,
             sess_options=session_options(
-                threads=threads, optimization=optimization, optimized_model_path=optimized_model_path
+                threads=threads, optimization=optimization, optimized_model_path=optimized_model_path, lean=lean
             ),
             providers=["CPUExecutionProvider"],
         )
@@ -93,6 +103,73 @@ def exposing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str]]
     clone = model.ir.clone()
     exposed = expose(clone, names)
     return Model(ir=clone, path=None, fingerprint=model.fingerprint), exposed
+
+
+Reduced = tuple[str, str, str, str]
+"""Graph outputs of one reduced tensor: its min, max, sum (NaN when a value is) and element count."""
+
+_REDUCIBLE = {ir.DataType.FLOAT: None, ir.DataType.DOUBLE: None,
+              ir.DataType.FLOAT16: ir.DataType.FLOAT, ir.DataType.BFLOAT16: ir.DataType.FLOAT}
+
+
+def reducing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str], dict[str, Reduced]]:
+    """:func:`exposing`, but main-graph float tensors come out reduced to min, max, sum and size.
+
+    Only those four scalars per tensor leave ONNX Runtime, not the tensor: ``ReduceMin``/
+    ``ReduceMax``/``ReduceSum`` over all axes (``keepdims=0``; 16-bit floats cast to float32
+    first, which is exact) and ``Size``. ``ReduceMin``/``ReduceMax`` may skip or garble NaN; the
+    sum is NaN whenever a value is (infinities show in the min/max; an overflowing sum of finite
+    values is only ``inf``), so it flags a tensor to look at whole. Returns the
+    copy, {graph output: tensor} for the tensors exposed whole as :func:`exposing` does (inside
+    an If/Loop/Scan body, not a float tensor), and {tensor: its four reduced outputs}.
+    """
+    clone = model.ir.clone()
+    main = clone.graph
+    by_name = {out.name: out for node in main for out in node.outputs if out.name}
+    by_name.update({k: v for k, v in main.initializers.items() if k not in by_name})
+    fresh = NameAllocator(main)
+    reduced: dict[str, Reduced] = {}
+    rest: list[str] = []
+    for name in dict.fromkeys(names):
+        value = by_name.get(name)
+        if value is None or value.dtype not in _REDUCIBLE:
+            rest.append(name)
+            continue
+        source, kind = value, value.dtype
+        # right after the producer, so the tensor can be freed once its real consumers ran
+        at = _Inserter(main, value.producer())
+        if _REDUCIBLE[value.dtype] is not None:
+            kind = _REDUCIBLE[value.dtype]
+            source = at.add(fresh, name, "Cast", [value], kind, {"to": kind})
+        outs = []
+        for op, dtype in (("ReduceMin", kind), ("ReduceMax", kind), ("ReduceSum", kind), ("Size", ir.DataType.INT64)):
+            out = at.add(fresh, name, op, [source], dtype, {"keepdims": 0} if op != "Size" else None)
+            out.shape = ir.Shape([])
+            main.outputs.append(out)
+            outs.append(out.name or "")
+        reduced[name] = (outs[0], outs[1], outs[2], outs[3])
+    exposed = expose(clone, rest)
+    return Model(ir=clone, path=None, fingerprint=model.fingerprint), exposed, reduced
+
+
+class _Inserter:
+    """Adds nodes to ``graph`` one after the other, starting right after ``anchor`` (None: at the end)."""
+
+    def __init__(self, graph: ir.Graph, anchor: ir.Node | None) -> None:
+        self.graph, self.anchor = graph, anchor if anchor is not None and anchor.graph is graph else None
+
+    def add(self, fresh: NameAllocator, base: str, op: str, inputs: list[ir.Value], dtype: ir.DataType,
+            attributes: dict[str, object] | None = None) -> ir.Value:
+        """One ``op`` node; returns its (named, typed) output."""
+        node = ir.node(op, inputs, attributes, name=fresh(f"{base}/qs_{op}"))
+        out = node.outputs[0]
+        out.name, out.dtype = fresh(f"{base}/qs_{op.lower()}"), dtype
+        if self.anchor is None:
+            self.graph.append(node)
+        else:
+            self.graph.insert_after(self.anchor, node)
+            self.anchor = node
+        return out
 
 
 def optimized_op_types(model: Model, *, optimization: Optimization = "all") -> dict[str, int]:

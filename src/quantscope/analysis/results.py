@@ -45,7 +45,7 @@ from quantscope.errors import ConfigError
 SCHEMA = "quantscope.results"
 SCHEMA_VERSION = 4
 
-VariantKind = Literal["float", "onnx", "tflite"]
+VariantKind = Literal["float", "onnx", "tflite", "openvino"]
 
 
 @dataclass(frozen=True, kw_only=True)

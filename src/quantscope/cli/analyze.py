@@ -67,10 +67,12 @@ def checked_results(path: Path) -> Any:
 @click.option("--calib", type=click.Path(path_type=Path, readable=False), help="Calibration data, to re-quantize for sensitivity.")
 @click.option("--sensitivity", "sensitivity_variants", multiple=True,
               help="Variant to measure sensitivity for (repeatable); default: the recommended int8 variant.")
+@click.option("--backend", type=click.Choice(["onnx", "openvino"]), default="onnx", show_default=True,
+              help="openvino: also run every model with OpenVINO's CPU runtime (rows '<name> [openvino]').")
 def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, metric: str, report_dir: Path | None,
             max_drop: str | None, top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool,
             seed: int, output_names: tuple[str, ...], calib: Path | None,
-            sensitivity_variants: tuple[str, ...]) -> None:
+            sensitivity_variants: tuple[str, ...], backend: str) -> None:
     """Measure MODEL_PATH and its quantized VARIANT_PATHS side by side on --data."""
     import quantscope as qs
 
@@ -82,6 +84,10 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
         results = qs.analyze(model, list(variant_paths), data, metric=metric, max_drop=budget,
                              calib=dataset(calib) if calib is not None else None, options=options,
                              progress=update, output=list(output_names) or None)
+    if backend == "openvino":
+        from quantscope.backends import openvino
+
+        results = openvino.add_to_results(results, model, data, options=options)
     show_results(results, report_dir)
 
 
@@ -93,9 +99,10 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
 @click.option("--robustness", "with_robustness", is_flag=True,
               help="Also evaluate every variant under shifted data (needs --modality).")
 @click.option("--modality", type=click.Choice(_MODALITIES), help="The data's modality, for --robustness.")
-@click.option("--backend", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True,
+@click.option("--backend", type=click.Choice(["onnx", "tflite", "openvino"]), default="onnx", show_default=True,
               help="tflite: MODEL_PATH is a .keras file or SavedModel; the TFLite converter's variants "
-                   "(dynamic range, full integer, float16) are measured beside quantscope's.")
+                   "(dynamic range, full integer, float16) are measured beside quantscope's. openvino: every "
+                   "model is also run by OpenVINO's CPU runtime (the variants are saved under REPORT_DIR/openvino).")
 @executor_flags
 def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_dir: Path | None, max_drop: str | None,
           top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool, seed: int,
@@ -124,7 +131,12 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
     with job_executor(scheduler, workers) as executor, step_progress("sweeping") as update:
         results = qs.sweep(model, calib_data, eval_data, methods=list(methods) or None, metric=metric,
                            max_drop=budget, options=options, seed=seed, robustness=rob, progress=update,
-                           output=list(output_names) or None, executor=executor)
+                           output=list(output_names) or None, executor=executor,
+                           save_dir=(report_dir or Path(".")) / "openvino" if backend == "openvino" else None)
+    if backend == "openvino":
+        from quantscope.backends import openvino
+
+        results = openvino.add_to_results(results, model, eval_data, options=options)
     if backend == "tflite":
         from quantscope.backends import tflite
 
