@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from quantscope.algorithms.range_selection import RangeSelection
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, StaticInt8
 from quantscope.config.calibration import Calibration, StatisticsRequest
@@ -90,7 +91,8 @@ class StaticInt8Method(Method):
         decisions = planner.decisions.ordered()
         if not planner.decisions.any_quantized():
             raise nothing_found(config.method, decisions)
-        activations = _activations(model, config, stats, planner.points)
+        ranges = RangeSelection.of(stats, calibration_of(config).method, (i.name for i in model.inputs)) if stats else None
+        activations = _activations(model, config, ranges, planner.points)
         reduce_range = config.reduce_range
         notes = list(model.notes)
         if reduce_range is None:
@@ -116,11 +118,12 @@ class StaticInt8Method(Method):
         warnings: list[str] = []
         if config.activation_dtype == "int8" and any(d.op_type == "Conv" and d.action == "quantized" for d in decisions):
             warnings.append(s8s8_warning())
-        warnings += planner.subgraphs.warnings()
+        warnings += planner.subgraphs.warnings() + (ranges.warnings() if ranges else [])
         plan = QuantPlan(
             method=config.method, decisions=decisions, activations=tuple(activations),
             weights=tuple(weight_plans), notes=tuple(notes), warnings=tuple(warnings),
-            extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range},
+            extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range,
+                   **({"ranges": ranges.summary()} if ranges else {})},
         )
         return plan.with_payload(self.compute(model, config, plan))
 
@@ -141,11 +144,10 @@ class StaticInt8Method(Method):
 
 
 def _activations(
-    model: Model, config: StaticInt8, stats: TensorStats | None, points: dict[str, Point]
+    model: Model, config: StaticInt8, ranges: RangeSelection | None, points: dict[str, Point]
 ) -> list[TensorQuant]:
     """The parameters of every activation point: calibrated, fixed, shared, or those of an int8 table."""
     dtype = _act_dtype(config)
-    method = calibration_of(config).method
     value_producers = {out.name: node for node in model.ir.graph for out in node.outputs if out.name}
     resolved: dict[str, QParams] = {}
     activations: list[TensorQuant] = []
@@ -166,10 +168,9 @@ def _activations(
             qp = activation_qparams(*lo_hi, dtype=dtype)
             source = "fixed:[0, 1] output range"
         else:
-            assert stats is not None
-            lo_hi = stats.range(name, method)
+            assert ranges is not None
+            lo_hi, source = ranges.range(name)
             qp = activation_qparams(*lo_hi, dtype=dtype)
-            source = f"calibrated:{method.name}"
         resolved[name] = qp
         activations.append(
             TensorQuant(

@@ -39,8 +39,11 @@ from collections.abc import Mapping
 import numpy as np
 import onnx_ir as ir
 
+from quantscope.algorithms.activation_stats import extra_of, input_request
+from quantscope.algorithms.gptq import gptq_group
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, WeightInt4, WeightInt8, _WeightOnly
+from quantscope.config.calibration import StatisticsRequest
 from quantscope.errors import UnsupportedModelError
 from quantscope.graph.build import NameAllocator
 from quantscope.graph.prepare import prepare, upgrade_opset
@@ -127,6 +130,14 @@ class _WeightOnlyMethod(Method):
             prepared = Model(ir=upgraded.ir, path=None, fingerprint=model.fingerprint, notes=tuple(notes))
         return prepared
 
+    def statistics(self, model: Model, config: MethodConfig) -> StatisticsRequest | None:
+        """GPTQ reads the second moments of each weight's input; RTN and HQQ need nothing."""
+        assert isinstance(config, _WeightOnly)
+        if not config.needs_calibration:
+            return None
+        sites, _ = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size)
+        return input_request((s.node for s in sites), ("gram",), config.as_calibration())
+
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, _WeightOnly)
         fmt = _format(config)
@@ -144,11 +155,12 @@ class _WeightOnlyMethod(Method):
         for (name, k_axis), group in groups.items():
             assert k_axis is not None
             w = group[0].array
-            bq = _quantize(w, config, k_axis)
+            bq = gptq_group(w, config, k_axis, group, extra_of(stats), gains) if config.needs_calibration else (
+                _quantize(w, config, k_axis))
             payload[(name, k_axis)] = bq
             sqnr = reconstruction_sqnr(w, _dequantized(bq, k_axis))
             rtn_sqnr: float | None = None
-            if config.algorithm != "rtn":
+            if config.algorithm == "hqq":
                 rtn_sqnr = reconstruction_sqnr(w, _dequantized(_quantize(w, config, k_axis, "rtn"), k_axis))
                 gains.append(sqnr - rtn_sqnr)
             scheme = (
@@ -205,7 +217,7 @@ class _WeightOnlyMethod(Method):
         }
         if gains:
             extra["algorithm_gain_db"] = {
-                "vs": "rtn",
+                "vs": "rtn", "measure": "layer output error" if config.needs_calibration else "weight SQNR",
                 "mean": float(np.mean(gains)),
                 "min": float(np.min(gains)),
                 "max": float(np.max(gains)),
@@ -222,6 +234,8 @@ class _WeightOnlyMethod(Method):
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Payload:
         """Quantize the plan's weights again (a plan read from a sidecar carries none)."""
         assert isinstance(config, _WeightOnly)
+        if config.needs_calibration:
+            raise UnsupportedModelError(f"{config.algorithm} rounding needs calibration data; quantize the model again")
         nodes = {node_label(n): n for n in model.ir.graph}
         payload: Payload = {}
         for wq in plan.weights:

@@ -1,0 +1,146 @@
+"""The calibration statistics the algorithms read beyond min/max and histograms.
+
+A :class:`~quantscope.config.calibration.StatisticsRequest` may name, per tensor, extra kinds of
+statistic (:data:`~quantscope.config.calibration.STATISTIC_KINDS`): per-feature ``mean`` and
+``absmax`` over the last axis, the summed second moments ``gram = Σ xᵀx`` over rows (GPTQ's and
+AWQ's layer error), and ``channel_mean`` over axis 1 (a Conv's input channels). :func:`observe`
+gathers them in one pass over the bound calibration data, the same seeded subset and batches
+as :func:`quantscope.calibrate.collect`. (This pass belongs in ``collect`` itself: one run over
+the data for both; it is separate only while the two evolve apart.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_ir as ir
+
+from quantscope.calibrate import TensorStats
+from quantscope.config.calibration import Calibration, StatisticsRequest
+from quantscope.data import Dataset
+from quantscope.io import Model
+from quantscope.runtime import make_session, run, with_outputs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureStats:
+    """Running per-feature statistics of one tensor."""
+
+    kinds: tuple[str, ...]
+    rows: int = 0
+    sums: np.ndarray | None = None
+    absmax: np.ndarray | None = None
+    gram: np.ndarray | None = None
+    channel_sums: np.ndarray | None = None
+    channel_count: int = 0
+
+    def update(self, x: np.ndarray) -> None:
+        a = np.asarray(x, dtype=np.float64)
+        if a.ndim == 0:
+            return
+        flat = a.reshape(-1, a.shape[-1])
+        self.rows += flat.shape[0]
+        if "mean" in self.kinds:
+            self.sums = _add(self.sums, flat.sum(axis=0))
+        if "absmax" in self.kinds:
+            top = np.abs(flat).max(axis=0) if flat.size else np.zeros(flat.shape[1])
+            self.absmax = top if self.absmax is None else np.maximum(self.absmax, top)
+        if "gram" in self.kinds:
+            self.gram = _add(self.gram, flat.T @ flat)
+        if "channel_mean" in self.kinds and a.ndim >= 2:
+            per_channel = np.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
+            self.channel_sums = _add(self.channel_sums, per_channel.sum(axis=0))
+            self.channel_count += per_channel.shape[0]
+
+    @property
+    def mean(self) -> np.ndarray | None:
+        return None if self.sums is None else self.sums / max(self.rows, 1)
+
+    @property
+    def channel_mean(self) -> np.ndarray | None:
+        return None if self.channel_sums is None else self.channel_sums / max(self.channel_count, 1)
+
+
+def _add(total: np.ndarray | None, part: np.ndarray) -> np.ndarray:
+    return part if total is None else total + part
+
+
+@dataclass(frozen=True)
+class ExtraStats:
+    """What :func:`observe` gathered, by tensor name."""
+
+    tensors: Mapping[str, FeatureStats] = field(default_factory=dict)
+    num_samples: int = 0
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.tensors
+
+    def __getitem__(self, name: str) -> FeatureStats:
+        return self.tensors[name]
+
+
+def observe(model: Model, dataset: Dataset, request: StatisticsRequest) -> ExtraStats:
+    """Run ``model`` over the bound ``dataset`` once and gather ``request.extra``."""
+    if not request.extra:
+        return ExtraStats()
+    calibration = request.calibration
+    data = dataset if calibration.num_samples is None else dataset.take(calibration.num_samples, seed=calibration.seed)
+    input_names = {spec.name for spec in model.inputs}
+    exposed = with_outputs(model, [n for n in request.extra if n not in input_names])
+    outputs = {v.name for v in exposed.ir.graph.outputs}
+    wanted = [n for n in request.extra if n in outputs and n not in input_names]
+    stats = {n: FeatureStats(kinds) for n, kinds in request.extra.items() if n in wanted or n in input_names}
+    session = make_session(exposed, optimization="basic")
+    done = 0
+    for batch in data.batches(calibration.batch_size, require_finite=True):
+        for name in input_names & stats.keys():
+            stats[name].update(batch.inputs[name])
+        for name, array in zip(wanted, run(session, batch.inputs, wanted) if wanted else [], strict=True):
+            stats[name].update(array)
+        done += batch.size
+    logger.info("gathered %s on %d tensor(s) over %d samples", "/".join(sorted({k for s in stats.values() for k in s.kinds})),
+                len(stats), done)
+    return ExtraStats(tensors=stats, num_samples=done)
+
+
+@dataclass(frozen=True)
+class StatsWithExtra(TensorStats):
+    """:class:`~quantscope.calibrate.TensorStats` carrying the extra statistics too."""
+
+    extra: ExtraStats = field(default_factory=ExtraStats)
+
+
+def with_extra(stats: TensorStats | None, extra: ExtraStats) -> TensorStats:
+    """``stats`` with ``extra`` attached (methods read it as ``stats.extra``)."""
+    base = stats or TensorStats(observers={}, num_samples=extra.num_samples)
+    return StatsWithExtra(observers=base.observers, num_samples=base.num_samples, skipped=base.skipped,
+                          calibration=base.calibration, extra=extra)
+
+
+def extra_of(stats: TensorStats | None) -> ExtraStats | None:
+    """The extra statistics ``stats`` carries, if any."""
+    return stats.extra if isinstance(stats, StatsWithExtra) else None
+
+
+def input_request(nodes: Iterable[ir.Node], kinds: tuple[str, ...], calibration: Calibration) -> StatisticsRequest:
+    """A request for ``kinds`` on the first (activation) input of every node in ``nodes``."""
+    names = [n.inputs[0].name for n in nodes if n.inputs and n.inputs[0] is not None and n.inputs[0].name]
+    return StatisticsRequest(tuple(names), calibration, extra={name: kinds for name in names})
+
+
+def summed_gram(extra: ExtraStats, nodes: Iterable[ir.Node]) -> tuple[np.ndarray, int] | None:
+    """The summed ``XᵀX`` and row count over the first inputs of ``nodes`` (None if any is missing)."""
+    total: np.ndarray | None = None
+    rows = 0
+    for node in nodes:
+        name = node.inputs[0].name if node.inputs and node.inputs[0] is not None else None
+        if name not in extra or extra[name].gram is None:
+            return None
+        total = _add(total, extra[name].gram)
+        rows += extra[name].rows
+    return (total, rows) if total is not None else None
