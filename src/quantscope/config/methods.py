@@ -65,6 +65,11 @@ class StaticInt8(MethodConfig):
     quantize_activation_matmul: bool = setting(True, help="Quantize MatMuls whose inputs are both activations.")
     bins: int = setting(2048, help="Histogram bins of the calibration statistics.")
     seed: int = setting(0, cli="--seed", help=_SEED)
+    equalize: bool = setting(False, cli="--equalize",
+                             help="Cross-layer equalization of Conv -> Relu -> Conv weight ranges (CNNs).")
+    bias_correction: bool = setting(False, cli="--bias-correction",
+                                    help="Correct the mean output shift weight rounding adds to Conv/Gemm "
+                                         "(from calibration means).")
 
     def __post_init__(self) -> None:
         if isinstance(self.calibration, Calibrator):  # a value: keep its name, its parameters as fields
@@ -82,7 +87,7 @@ class StaticInt8(MethodConfig):
         check_int("bins", self.bins, 128, 1 << 16)
         check_int("seed", self.seed, 0)
         check_bool("reduce_range", self.reduce_range, optional=True)
-        for flag in ("per_channel", "integer_io", "quantize_activation_matmul"):
+        for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction"):
             check_bool(flag, getattr(self, flag))
 
     def as_calibration(self) -> Calibration:

@@ -24,12 +24,16 @@ weights as the plan's payload; :mod:`.writer` writes them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
+from quantscope.algorithms import bias_correction
+from quantscope.algorithms.activation_stats import extra_of
+from quantscope.algorithms.equalization import equalized
 from quantscope.algorithms.range_selection import RangeSelection
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, StaticInt8
@@ -76,14 +80,15 @@ class StaticInt8Method(Method):
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
         prepared, _ = prepare(model, bias_into_gemm=True)
-        return prepared
+        return equalized(prepared) if isinstance(config, StaticInt8) and config.equalize else prepared
 
     def statistics(self, model: Model, config: MethodConfig) -> StatisticsRequest:
         """The activations a plan could quantize (found by planning without statistics), calibrated as configured."""
         assert isinstance(config, StaticInt8)
-        points = _planner(model, config, None).points
-        tensors = tuple(name for name, point in points.items() if point.source == "calibrated")
-        return StatisticsRequest(tensors, calibration_of(config))
+        planner = _planner(model, config, None)
+        tensors = tuple(name for name, point in planner.points.items() if point.source == "calibrated")
+        extra = bias_correction.request(s.node for s in planner.weights) if config.bias_correction else {}
+        return StatisticsRequest(tensors, calibration_of(config), extra=extra)
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, StaticInt8)
@@ -125,7 +130,12 @@ class StaticInt8Method(Method):
             extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range,
                    **({"ranges": ranges.summary()} if ranges else {})},
         )
-        return plan.with_payload(self.compute(model, config, plan))
+        payload = self.compute(model, config, plan)
+        if config.bias_correction:
+            weights = {wq.node: payload[weight_key(wq)] for wq in plan.weights}
+            shifts = bias_correction.planned(model, weights, extra_of(stats))
+            plan = dataclasses.replace(plan, extra={**plan.extra, "bias_correction": shifts})
+        return plan.with_payload(payload)
 
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> QuantizedWeights:
         """The int8 weights of ``plan`` and their parameters."""
@@ -140,6 +150,8 @@ class StaticInt8Method(Method):
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: QuantizedWeights) -> dict[str, str]:
         assert isinstance(config, StaticInt8)
+        if plan.extra.get("bias_correction"):
+            bias_correction.apply(plan.extra["bias_correction"], {node_label(n): n for n in clone.graph})
         return write(clone, config, plan, payload)
 
 
