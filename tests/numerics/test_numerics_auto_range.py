@@ -54,7 +54,7 @@ def test_auto_is_never_worse_than_minmax_on_the_data(kind: str) -> None:
     minmax_mse = _fake_quant_mse(x, *minmax_range(obs))
     print(f"{kind}: auto chose {rule}, MSE {auto_mse:.3g} vs min-max {minmax_mse:.3g}")
     assert auto_mse <= minmax_mse * 1.001
-    assert saturation(obs, lo, hi) <= 0.001 + 1e-9
+    assert saturation(obs, lo, hi) <= 0.0001 + 1e-9
     # the histogram estimate the choice rests on agrees with the real error
     assert quantization_error(obs, lo, hi) == pytest.approx(auto_mse, rel=0.25)
 
@@ -80,5 +80,5 @@ def test_auto_refuses_a_range_that_saturates_much() -> None:
     obs = _observe(x)
     assert saturation(obs, *percentile_range(obs, 99.0)) > 0.005
     _, (lo, hi) = auto_choice(obs)
-    assert saturation(obs, lo, hi) <= 0.001 + 1e-9
+    assert saturation(obs, lo, hi) <= 0.0001 + 1e-9
     assert auto_choice(obs, max_saturation=0.0)[1] == minmax_range(obs)

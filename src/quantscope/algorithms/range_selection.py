@@ -1,7 +1,7 @@
 """Choosing each activation's range, and saying when a range clips heavily.
 
 With ``calibration="auto"`` every tensor gets the candidate range (min-max, percentile, entropy,
-MSE) with the least expected quantization error that saturates at most ``max_saturation`` of its
+MSE) with the least expected quantization error that saturates at most ``max_saturation`` (0.01 %) of its
 values (:func:`quantscope.numerics.ranges.auto_choice`); model inputs always get min-max (an input
 clipped by a calibrator is the classic way a model is wrecked: entropy once clipped a CNN's
 input to [0, 0.0625], saturating 47.5 % of its values). With an explicit calibrator the range is
@@ -75,7 +75,7 @@ class RangeSelection:
         return [
             f"calibration {self.calibrator} saturates a large share of the values of {len(worst)} tensor(s): "
             f"{listed}{more}; this can wreck the model's accuracy. calibration='auto' (the default) "
-            "never clips a model input nor more than 0.1 % of any tensor"
+            "never clips a model input and saturates at most max_saturation (0.01 %) of any tensor"
         ]
 
     def summary(self) -> dict[str, Any]:

@@ -98,7 +98,7 @@ class MSE(Calibrator, name="mse", observer_range="mse_range", help="least expect
 @dataclass(frozen=True)
 class Auto(Calibrator, name="auto",
            help="per tensor, the least-error range among min-max, percentile, entropy and MSE that "
-                "saturates at most --max-saturation of the values (default 0.001); never worse than min-max"):
+                "saturates at most --max-saturation of the values (default 0.0001); never worse than min-max"):
     """Per tensor, the candidate range (min-max, percentile, entropy, MSE) with the least expected error.
 
     A candidate that would saturate more than ``max_saturation`` of the tensor's values is never
@@ -107,7 +107,7 @@ class Auto(Calibrator, name="auto",
     methods (they get min-max) through :mod:`quantscope.algorithms.range_selection`.
     """
 
-    max_saturation: float = 0.001
+    max_saturation: float = 0.0001
 
     def __post_init__(self) -> None:
         check_number("max_saturation", self.max_saturation, 0.0, 1.0)

@@ -49,9 +49,9 @@ class StaticInt8(MethodConfig):
     calibration: str = setting("auto", cli="--calibration", choices=calibrator_names,
                                help="Calibrator: how activation ranges are chosen (default auto: per tensor "
                                     "the least-error range that clips at most --max-saturation).")
-    max_saturation: float = setting(0.001, cli="--max-saturation",
+    max_saturation: float = setting(0.0001, cli="--max-saturation",
                                     help="--calibration auto: largest share of a tensor's values a range may "
-                                         "saturate (default 0.001).")
+                                         "saturate (default 0.0001).")
     percentile: float = setting(99.99, cli="--percentile",
                                 help="Percentile for --calibration percentile (default 99.99).")
     num_samples: int = setting(256, cli="--num-samples", help="Calibration samples to use (seeded subset).")

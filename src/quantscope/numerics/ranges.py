@@ -333,12 +333,12 @@ def auto_candidates(obs: TensorObserver) -> dict[str, tuple[float, float]]:
     }
 
 
-def auto_choice(obs: TensorObserver, max_saturation: float = 0.001) -> tuple[str, tuple[float, float]]:
+def auto_choice(obs: TensorObserver, max_saturation: float = 0.0001) -> tuple[str, tuple[float, float]]:
     """The candidate with the least expected quantization error that clips at most ``max_saturation``.
 
     Min-max is always a candidate (it clips nothing), so the chosen range never has a larger
     expected squared error than min-max's; a candidate that would saturate more than
-    ``max_saturation`` of the values (0.1 % by default) is never chosen, however small its error.
+    ``max_saturation`` of the values (0.01 % by default) is never chosen, however small its error.
     Returns ``(rule, (lo, hi))``.
     """
     _check_observer(obs)
@@ -354,6 +354,6 @@ def auto_choice(obs: TensorObserver, max_saturation: float = 0.001) -> tuple[str
     return best, ranges[best]
 
 
-def auto_range(obs: TensorObserver, max_saturation: float = 0.001) -> tuple[float, float]:
+def auto_range(obs: TensorObserver, max_saturation: float = 0.0001) -> tuple[float, float]:
     """The range :func:`auto_choice` picks: never worse than min-max, never clipping much."""
     return auto_choice(obs, max_saturation)[1]
