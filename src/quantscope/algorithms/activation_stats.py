@@ -1,8 +1,8 @@
 """The calibration statistics the algorithms read beyond min/max and histograms.
 
 A :class:`~quantscope.config.calibration.StatisticsRequest` may name, per tensor, extra kinds of
-statistic (:data:`~quantscope.config.calibration.STATISTIC_KINDS`): per-feature ``mean`` and
-``absmax`` over the last axis, the summed second moments ``gram = Σ xᵀx`` over rows (GPTQ's and
+statistic (:data:`~quantscope.config.calibration.STATISTIC_KINDS`): per-feature ``mean``,
+``absmax``, ``min`` and ``max`` over the last axis, the summed second moments ``gram = Σ xᵀx`` over rows (GPTQ's and
 AWQ's layer error), and ``channel_mean`` over axis 1 (a Conv's input channels). :func:`observe`
 gathers them in one pass over the bound calibration data, the same seeded subset and batches
 as :func:`quantscope.calibrate.collect`. (This pass belongs in ``collect`` itself: one run over
@@ -35,6 +35,8 @@ class FeatureStats:
     rows: int = 0
     sums: np.ndarray | None = None
     absmax: np.ndarray | None = None
+    min: np.ndarray | None = None
+    max: np.ndarray | None = None
     gram: np.ndarray | None = None
     channel_sums: np.ndarray | None = None
     channel_count: int = 0
@@ -47,9 +49,11 @@ class FeatureStats:
         self.rows += flat.shape[0]
         if "mean" in self.kinds:
             self.sums = _add(self.sums, flat.sum(axis=0))
-        if "absmax" in self.kinds:
-            top = np.abs(flat).max(axis=0) if flat.size else np.zeros(flat.shape[1])
-            self.absmax = top if self.absmax is None else np.maximum(self.absmax, top)
+        if flat.size and {"absmax", "min", "max"} & set(self.kinds):
+            lo, hi = flat.min(axis=0), flat.max(axis=0)
+            self.min = lo if self.min is None else np.minimum(self.min, lo)
+            self.max = hi if self.max is None else np.maximum(self.max, hi)
+            self.absmax = np.maximum(np.abs(self.min), np.abs(self.max))
         if "gram" in self.kinds:
             rows32 = flat.astype(np.float32)  # float32 products (twice as fast), float64 running sum
             self.gram = _add(self.gram, (rows32.T @ rows32).astype(np.float64))

@@ -46,6 +46,9 @@ class RangeSelection:
     def range(self, name: str) -> tuple[tuple[float, float], str]:
         """The range of tensor ``name`` and its source (``calibrated:auto/mse``, ``calibrated:entropy``)."""
         obs = self.stats.observers[name]
+        if not obs.histogram and self.calibrator.needs_histograms:  # derived from other statistics (a smoothed input): min/max is all there is
+            self.rules[name] = "minmax"
+            return minmax_range(obs), "calibrated:minmax (derived)"
         if isinstance(self.calibrator, Auto):
             if name in self.inputs:
                 rule, lo_hi = "minmax", minmax_range(obs)

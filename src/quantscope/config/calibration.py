@@ -211,7 +211,7 @@ class StatisticsRequest:
         object.__setattr__(self, "extra", extra)
 
 
-STATISTIC_KINDS = ("mean", "absmax", "gram", "channel_mean")
-"""Per-tensor statistics: ``mean`` and ``absmax`` per feature (the last axis, as a MatMul reads
-it), ``gram`` the sum of ``xᵀx`` over rows (GPTQ's Hessian up to a factor), ``channel_mean``
+STATISTIC_KINDS = ("mean", "absmax", "min", "max", "gram", "channel_mean")
+"""Per-tensor statistics: ``mean``, ``absmax``, ``min`` and ``max`` per feature (the last axis,
+as a MatMul reads it), ``gram`` the sum of ``xᵀx`` over rows (GPTQ's Hessian up to a factor), ``channel_mean``
 per channel of axis 1 (as a Conv reads it)."""

@@ -70,6 +70,11 @@ class StaticInt8(MethodConfig):
     bias_correction: bool = setting(False, cli="--bias-correction",
                                     help="Correct the mean output shift weight rounding adds to Conv/Gemm "
                                          "(from calibration means).")
+    smoothquant: bool = setting(False, cli="--smoothquant",
+                                help="SmoothQuant: move activation outliers of MatMul/Gemm inputs into the weights "
+                                     "(transformers); a number as the API value fixes alpha.")
+    smoothquant_alpha: float = setting(0.0, cli="--smoothquant-alpha",
+                                       help="SmoothQuant migration strength in (0, 1]; 0 searches it per layer.")
 
     def __post_init__(self) -> None:
         if isinstance(self.calibration, Calibrator):  # a value: keep its name, its parameters as fields
@@ -79,7 +84,12 @@ class StaticInt8(MethodConfig):
                     raise ConfigError(f"calibrator {self.calibration} has a parameter {name!r} static-int8 cannot store")
                 object.__setattr__(self, name, value)
             object.__setattr__(self, "calibration", self.calibration.name)
+        if isinstance(self.smoothquant, float | int) and not isinstance(self.smoothquant, bool):
+            object.__setattr__(self, "smoothquant_alpha", float(self.smoothquant))  # smoothquant=0.5: on, alpha 0.5
+            object.__setattr__(self, "smoothquant", True)
         super().__post_init__()
+        if not 0.0 <= self.smoothquant_alpha <= 1.0:
+            check_number("smoothquant_alpha", self.smoothquant_alpha, 0.0, 1.0)
         check_number("percentile", self.percentile, 50.0, 100.0)
         check_number("max_saturation", self.max_saturation, 0.0, 1.0)
         check_int("num_samples", self.num_samples, 1)
@@ -87,7 +97,8 @@ class StaticInt8(MethodConfig):
         check_int("bins", self.bins, 128, 1 << 16)
         check_int("seed", self.seed, 0)
         check_bool("reduce_range", self.reduce_range, optional=True)
-        for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction"):
+        for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction",
+                     "smoothquant"):
             check_bool(flag, getattr(self, flag))
 
     def as_calibration(self) -> Calibration:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.algorithms import bias_correction
+from quantscope.algorithms import bias_correction, smoothquant
 from quantscope.algorithms.activation_stats import extra_of
 from quantscope.algorithms.equalization import equalized
 from quantscope.algorithms.range_selection import RangeSelection
@@ -88,10 +88,16 @@ class StaticInt8Method(Method):
         planner = _planner(model, config, None)
         tensors = tuple(name for name, point in planner.points.items() if point.source == "calibrated")
         extra = bias_correction.request(s.node for s in planner.weights) if config.bias_correction else {}
+        if config.smoothquant:
+            extra = {**extra, **smoothquant.request(s.node for s in planner.weights)}
         return StatisticsRequest(tensors, calibration_of(config), extra=extra)
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, StaticInt8)
+        smoothed: list[dict[str, object]] = []
+        if config.smoothquant and stats is not None:
+            nodes = [s.node for s in _planner(model, config, None).weights]
+            stats, smoothed = smoothquant.smooth(model, nodes, stats, config.smoothquant_alpha or None)
         planner = _planner(model, config, stats)
         decisions = planner.decisions.ordered()
         if not planner.decisions.any_quantized():
@@ -128,7 +134,8 @@ class StaticInt8Method(Method):
             method=config.method, decisions=decisions, activations=tuple(activations),
             weights=tuple(weight_plans), notes=tuple(notes), warnings=tuple(warnings),
             extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range,
-                   **({"ranges": ranges.summary()} if ranges else {})},
+                   **({"ranges": ranges.summary()} if ranges else {}),
+                   **({"smoothquant": smoothed} if config.smoothquant else {})},
         )
         payload = self.compute(model, config, plan)
         if config.bias_correction:
@@ -139,6 +146,7 @@ class StaticInt8Method(Method):
 
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> QuantizedWeights:
         """The int8 weights of ``plan`` and their parameters."""
+        smoothquant.rewrite(model.ir.graph, plan.extra.get("smoothquant", []))  # a plan read from a sidecar
         nodes = {node_label(n): n for n in model.ir.graph}
         payload: QuantizedWeights = {}
         for wq in plan.weights:
