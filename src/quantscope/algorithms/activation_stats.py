@@ -88,6 +88,9 @@ class ExtraStats:
     def __getitem__(self, name: str) -> FeatureStats:
         return self.tensors[name]
 
+    def get(self, name: str | None, default: FeatureStats | None = None) -> FeatureStats | None:
+        return self.tensors.get(name, default) if name is not None else default
+
 
 def observe(model: Model, dataset: Dataset, request: StatisticsRequest) -> ExtraStats:
     """Run ``model`` over the bound ``dataset`` once and gather ``request.extra``."""

@@ -100,7 +100,7 @@ def scales(w_kn: np.ndarray, absmax: np.ndarray, alpha: float) -> np.ndarray:
 
 def choose(group: Group, extra: ExtraStats, alpha: float | None) -> dict[str, Any] | None:
     """The scales for one group (``alpha`` None: searched), or None when smoothing does not pay."""
-    stats = extra[group.input] if group.input in extra else None
+    stats = extra.get(group.input)
     if stats is None or stats.gram is None or stats.min is None or stats.max is None:
         return None
     w_kn = np.concatenate([_weight_kn(n) for n in group.nodes], axis=1)  # type: ignore[misc]
