@@ -8,9 +8,14 @@ import pytest
 
 import quantscope as qs
 import tinymodels
-from quantscope.algorithms.gptq import gptq_blockwise, layer_error
+from quantscope.algorithms.activation_stats import layer_error as _error
+from quantscope.algorithms.gptq import gptq_blockwise
 from quantscope.numerics.blockwise import quantize_blockwise
 from quantscope.runtime import make_session, run
+
+
+def layer_error(w: np.ndarray, w_hat: np.ndarray, gram: np.ndarray) -> float:
+    return _error(np.asarray(w, dtype=np.float64) - w_hat, gram)
 
 
 def _correlated_inputs(rng: np.random.Generator, rows: int, k: int) -> np.ndarray:

@@ -152,3 +152,9 @@ def summed_gram(extra: ExtraStats, nodes: Iterable[ir.Node]) -> tuple[np.ndarray
         total = _add(total, extra[name].gram)
         rows += extra[name].rows
     return (total, rows) if total is not None else None
+
+
+def layer_error(delta: np.ndarray, gram: np.ndarray) -> float:
+    """``‖X Δ‖²`` summed over the calibration rows, from their second moments ``XᵀX`` (``Δ`` is ``[K, N]``)."""
+    d = np.asarray(delta, dtype=np.float64)
+    return float(np.sum((np.asarray(gram, dtype=np.float64) @ d) * d))

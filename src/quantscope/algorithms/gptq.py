@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from quantscope.algorithms.activation_stats import ExtraStats, summed_gram
+from quantscope.algorithms.activation_stats import ExtraStats, layer_error, summed_gram
 from quantscope.numerics.blockwise import BlockQuant, quantize_blockwise
 
 if TYPE_CHECKING:
@@ -108,12 +108,6 @@ def gptq(
     return codes, grids
 
 
-def layer_error(w: np.ndarray, w_hat: np.ndarray, gram: np.ndarray) -> float:
-    """``‖X (w - ŵ)‖²`` summed over the calibration rows, from their second moments ``XᵀX``."""
-    d = np.asarray(w, dtype=np.float64) - np.asarray(w_hat, dtype=np.float64)
-    return float(np.einsum("kn,kj,jn->", d, np.asarray(gram, dtype=np.float64), d))
-
-
 def gptq_blockwise(
     w: np.ndarray, gram: np.ndarray, rows: int, bits: int, block_size: int, *,
     symmetric: bool = True, k_axis: int = 0, damp: float = DAMP,
@@ -159,7 +153,7 @@ def gptq_group(
     bq = gptq_blockwise(w, gram, rows, config.bits, config.block_size, symmetric=config.symmetric,
                         k_axis=k_axis, damp=config.gptq_damp)
     w_kn = w if k_axis == 0 else w.T
-    ours, base = layer_error(w_kn, bq.dequantize(), gram), layer_error(w_kn, rtn.dequantize(), gram)
+    ours, base = layer_error(w_kn - bq.dequantize(), gram), layer_error(w_kn - rtn.dequantize(), gram)
     if ours > base:  # never worse than round-to-nearest on the calibration data
         return rtn
     gains.append(10.0 * float(np.log10(base / ours)) if ours > 0 else 0.0)

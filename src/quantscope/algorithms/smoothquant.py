@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.algorithms.activation_stats import ExtraStats, extra_of
+from quantscope.algorithms.activation_stats import ExtraStats, extra_of, layer_error
 from quantscope.calibrate import TensorStats
 from quantscope.graph.queries import attr_int, const_array, node_label
 from quantscope.io import Model
@@ -33,9 +33,9 @@ from quantscope.numerics.tensor_observer import TensorObserver
 logger = logging.getLogger(__name__)
 
 KINDS = ("min", "max", "gram")
-ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 MIN_GAIN = 0.98  # the best α must cut the estimated error below this share of the unsmoothed one
-PREFIX = "smoothquant/"
+TAG = "smoothquant"
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +46,7 @@ class Group:
     nodes: tuple[ir.Node, ...]
 
 
-def _weight_kn(node: ir.Node) -> np.ndarray | None:
+def weight_kn(node: ir.Node) -> np.ndarray | None:
     w = const_array(node.inputs[1]) if len(node.inputs) > 1 else None
     if w is None or w.ndim != 2:
         return None
@@ -59,7 +59,7 @@ def _eligible(node: ir.Node) -> bool:
     if node.op_type == "Gemm" and attr_int(node, "transA", 0):
         return False
     weight = node.inputs[1]
-    return weight is not None and weight.is_initializer() and len(weight.uses()) == 1 and _weight_kn(node) is not None
+    return weight is not None and weight.is_initializer() and len(weight.uses()) == 1 and weight_kn(node) is not None
 
 
 def groups(nodes: Iterable[ir.Node]) -> list[Group]:
@@ -83,7 +83,7 @@ def estimated_error(w_kn: np.ndarray, gram: np.ndarray, rows: int, lo: np.ndarra
     scale = np.max(np.abs(ws), axis=0) / qmax
     scale[scale == 0] = 1.0
     dw = (np.rint(ws / scale) * scale - ws) / s[:, None]
-    weight_err = float(np.einsum("kn,kj,jn->", dw, gram, dw)) / max(rows, 1)
+    weight_err = layer_error(dw, gram) / max(rows, 1)
     lo_s, hi_s = min(float(np.min(lo / s)), 0.0), max(float(np.max(hi / s)), 0.0)
     step = (hi_s - lo_s) / 255.0
     return weight_err + step * step / 12.0 * float(np.sum(ws * ws))
@@ -103,7 +103,7 @@ def choose(group: Group, extra: ExtraStats, alpha: float | None) -> dict[str, An
     stats = extra.get(group.input)
     if stats is None or stats.gram is None or stats.min is None or stats.max is None:
         return None
-    w_kn = np.concatenate([_weight_kn(n) for n in group.nodes], axis=1)  # type: ignore[misc]
+    w_kn = np.concatenate([weight_kn(n) for n in group.nodes], axis=1)  # type: ignore[misc]
     absmax = np.maximum(np.abs(stats.min), np.abs(stats.max))
     base = estimated_error(w_kn, stats.gram, stats.rows, stats.min, stats.max, np.ones(w_kn.shape[0]))
     tried = {a: scales(w_kn, absmax, a) for a in ((alpha,) if alpha is not None else ALPHAS)}
@@ -127,12 +127,15 @@ def _set_weight(node: ir.Node, s: np.ndarray) -> None:
     value.const_value = ir.tensor(scaled.astype(np.float32), name=value.name)
 
 
-def rewrite(graph: ir.Graph, records: Sequence[Mapping[str, Any]]) -> None:
-    """Insert each record's ``Mul(x, 1/s)`` and scale its nodes' weights (once: a rewritten graph is left alone)."""
+def rewrite(graph: ir.Graph, records: Sequence[Mapping[str, Any]], tag: str = TAG) -> None:
+    """Insert each record's ``Mul(x, 1/s)`` and scale its nodes' weights (once: a rewritten graph is left alone).
+
+    Shared with AWQ (``tag="awq"``): the same rewrite, with scales chosen for another purpose.
+    """
     labels = {node_label(n): n for n in graph}
     values = {v.name: v for n in graph for v in n.outputs if v.name} | {v.name: v for v in graph.inputs if v.name}
     for record in records:
-        name = PREFIX + record["input"]
+        name = f"{tag}/{record['input']}"
         if name in labels:
             continue
         s = np.asarray(record["scales"], dtype=np.float64)
@@ -140,7 +143,7 @@ def rewrite(graph: ir.Graph, records: Sequence[Mapping[str, Any]]) -> None:
         graph.register_initializer(inverse)
         nodes = [labels[label] for label in record["nodes"]]
         mul = ir.node("Mul", inputs=[values[record["input"]], inverse], name=name)
-        mul.outputs[0].name = smoothed_name(record["input"])
+        mul.outputs[0].name = smoothed_name(record["input"], tag)
         mul.outputs[0].dtype = ir.DataType.FLOAT
         graph.insert_before(min(nodes, key=list(graph).index), mul)
         for node in nodes:
@@ -148,8 +151,9 @@ def rewrite(graph: ir.Graph, records: Sequence[Mapping[str, Any]]) -> None:
             _set_weight(node, s)
 
 
-def smoothed_name(tensor: str) -> str:
-    return f"{tensor}_smoothed"
+def smoothed_name(tensor: str, tag: str = TAG) -> str:
+    """The name of the scaled input that the rewritten nodes read."""
+    return f"{tensor}_{tag}"
 
 
 def observers(records: Sequence[Mapping[str, Any]], bins: int) -> dict[str, TensorObserver]:

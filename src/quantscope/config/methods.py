@@ -185,6 +185,8 @@ class _WeightOnly(MethodConfig):
     batch_size: int = setting(16, cli="--batch-size", help="Calibration batch size.")
     seed: int = setting(0, cli="--seed", help=_SEED)
     gptq_damp: float = setting(0.01, help="GPTQ dampening, a share of the mean Hessian diagonal.")
+    awq: bool = setting(False, cli="--awq",
+                        help="Activation-aware weight scales (AWQ; needs calibration data), searched per layer.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -194,11 +196,12 @@ class _WeightOnly(MethodConfig):
         check_int("batch_size", self.batch_size, 1)
         check_int("seed", self.seed, 0)
         check_number("gptq_damp", self.gptq_damp, 0.0, 10.0)
+        check_bool("awq", self.awq)
 
     @property  # type: ignore[override]
     def needs_calibration(self) -> bool:
-        """Only the algorithms that read calibration statistics need data (GPTQ); RTN and HQQ do not."""
-        return self.algorithm in CALIBRATED_WEIGHT_ALGORITHMS
+        """Only the algorithms that read calibration statistics need data (GPTQ, AWQ); RTN and HQQ do not."""
+        return self.algorithm in CALIBRATED_WEIGHT_ALGORITHMS or self.awq
 
     def as_calibration(self) -> Calibration:
         """The sampling settings of the calibration pass GPTQ reads its statistics from."""

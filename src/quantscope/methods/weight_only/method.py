@@ -39,11 +39,14 @@ from collections.abc import Mapping
 import numpy as np
 import onnx_ir as ir
 
+from quantscope.algorithms import awq
 from quantscope.algorithms.activation_stats import extra_of, input_request
 from quantscope.algorithms.gptq import gptq_group
+from quantscope.algorithms.smoothquant import rewrite
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, WeightInt4, WeightInt8, _WeightOnly
 from quantscope.config.calibration import StatisticsRequest
+from quantscope.config.methods import CALIBRATED_WEIGHT_ALGORITHMS
 from quantscope.errors import UnsupportedModelError
 from quantscope.graph.build import NameAllocator
 from quantscope.graph.prepare import prepare, upgrade_opset
@@ -142,6 +145,10 @@ class _WeightOnlyMethod(Method):
         assert isinstance(config, _WeightOnly)
         fmt = _format(config)
         sites, decisions = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size)
+        scaled: list[dict[str, object]] = []
+        if config.awq:  # rescales weights in place: find them again
+            stats, scaled = awq.apply(model, [s.node for s in sites], stats, config)
+            sites, decisions = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size)
         subgraphs = Subgraphs.of(model)
         subgraphs.mark(decisions)
         groups = finite_groups(sites, decisions, _k_axis)
@@ -155,7 +162,7 @@ class _WeightOnlyMethod(Method):
         for (name, k_axis), group in groups.items():
             assert k_axis is not None
             w = group[0].array
-            bq = gptq_group(w, config, k_axis, group, extra_of(stats), gains) if config.needs_calibration else (
+            bq = gptq_group(w, config, k_axis, group, extra_of(stats), gains) if config.algorithm == "gptq" else (
                 _quantize(w, config, k_axis))
             payload[(name, k_axis)] = bq
             sqnr = reconstruction_sqnr(w, _dequantized(bq, k_axis))
@@ -215,9 +222,11 @@ class _WeightOnlyMethod(Method):
                 "ratio": stored_total / float_total if float_total else 1.0,
             },
         }
+        if config.awq:
+            extra["awq"] = scaled
         if gains:
             extra["algorithm_gain_db"] = {
-                "vs": "rtn", "measure": "layer output error" if config.needs_calibration else "weight SQNR",
+                "vs": "rtn", "measure": "layer output error" if config.algorithm == "gptq" else "weight SQNR",
                 "mean": float(np.mean(gains)),
                 "min": float(np.min(gains)),
                 "max": float(np.max(gains)),
@@ -234,7 +243,8 @@ class _WeightOnlyMethod(Method):
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Payload:
         """Quantize the plan's weights again (a plan read from a sidecar carries none)."""
         assert isinstance(config, _WeightOnly)
-        if config.needs_calibration:
+        rewrite(model.ir.graph, plan.extra.get("awq", []), tag=awq.TAG)  # a plan read from a sidecar
+        if config.algorithm in CALIBRATED_WEIGHT_ALGORITHMS:
             raise UnsupportedModelError(f"{config.algorithm} rounding needs calibration data; quantize the model again")
         nodes = {node_label(n): n for n in model.ir.graph}
         payload: Payload = {}
