@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
@@ -25,6 +26,10 @@ from quantscope.io import Model
 from quantscope.runtime import make_session, run, with_outputs
 
 logger = logging.getLogger(__name__)
+
+MAX_GRAM_FEATURES = 8192
+"""Above this many features ``XᵀX`` (features² float64) is not kept; GPTQ, AWQ and SmoothQuant
+then leave that layer as round-to-nearest would."""
 
 
 @dataclass
@@ -54,7 +59,7 @@ class FeatureStats:
             self.min = lo if self.min is None else np.minimum(self.min, lo)
             self.max = hi if self.max is None else np.maximum(self.max, hi)
             self.absmax = np.maximum(np.abs(self.min), np.abs(self.max))
-        if "gram" in self.kinds:
+        if "gram" in self.kinds and flat.shape[1] <= MAX_GRAM_FEATURES:
             rows32 = flat.astype(np.float32)  # float32 products (twice as fast), float64 running sum
             self.gram = _add(self.gram, (rows32.T @ rows32).astype(np.float64))
         if "channel_mean" in self.kinds and a.ndim >= 2:
@@ -69,6 +74,17 @@ class FeatureStats:
     @property
     def channel_mean(self) -> np.ndarray | None:
         return None if self.channel_sums is None else self.channel_sums / max(self.channel_count, 1)
+
+
+def divided(stats: FeatureStats, s: np.ndarray) -> FeatureStats:
+    """The statistics of ``x / s`` (a per-feature scale) from those of ``x``."""
+    inverse = 1.0 / np.asarray(s, dtype=np.float64)
+    scaled = FeatureStats(kinds=stats.kinds, rows=stats.rows)
+    for name in ("sums", "min", "max", "absmax"):
+        value = getattr(stats, name)
+        setattr(scaled, name, None if value is None else value * inverse)
+    scaled.gram = None if stats.gram is None else stats.gram * np.outer(inverse, inverse)
+    return scaled
 
 
 def _add(total: np.ndarray | None, part: np.ndarray) -> np.ndarray:
@@ -90,6 +106,14 @@ class ExtraStats:
 
     def get(self, name: str | None, default: FeatureStats | None = None) -> FeatureStats | None:
         return self.tensors.get(name, default) if name is not None else default
+
+    def with_scaled(self, records: Iterable[Mapping[str, Any]], tag: str) -> ExtraStats:
+        """These statistics plus those of each rewritten input ``x / s`` (named ``<x>_<tag>``)."""
+        tensors = dict(self.tensors)
+        for record in records:
+            if record["input"] in tensors:
+                tensors[f"{record['input']}_{tag}"] = divided(tensors[record["input"]], np.asarray(record["scales"]))
+        return ExtraStats(tensors=tensors, num_samples=self.num_samples)
 
 
 def observe(model: Model, dataset: Dataset, request: StatisticsRequest) -> ExtraStats:
@@ -158,3 +182,12 @@ def layer_error(delta: np.ndarray, gram: np.ndarray) -> float:
     """``‖X Δ‖²`` summed over the calibration rows, from their second moments ``XᵀX`` (``Δ`` is ``[K, N]``)."""
     d = np.asarray(delta, dtype=np.float64)
     return float(np.sum((np.asarray(gram, dtype=np.float64) @ d) * d))
+
+
+def merged_kinds(*requests: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Several algorithms' extra statistics as one request (kinds united per tensor)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for request in requests:
+        for name, kinds in request.items():
+            out[name] = tuple(dict.fromkeys((*out.get(name, ()), *kinds)))
+    return out

@@ -21,12 +21,11 @@ import onnx_ir as ir
 
 from quantscope.algorithms.activation_stats import (
     ExtraStats,
-    FeatureStats,
     extra_of,
     layer_error,
     with_extra,
 )
-from quantscope.algorithms.smoothquant import Group, groups, rewrite, smoothed_name, weight_kn
+from quantscope.algorithms.smoothquant import Group, groups, rewrite, weight_kn
 from quantscope.calibrate import TensorStats
 from quantscope.graph.queries import node_label
 from quantscope.io import Model
@@ -78,13 +77,6 @@ def apply(
         return stats, []
     records = [r for g in groups(nodes) if (r := choose(g, extra, config)) is not None]
     rewrite(model.ir.graph, records, tag=TAG)
-    scaled = dict(extra.tensors)
-    for record in records:  # the scaled input x / s has second moments S⁻¹ XᵀX S⁻¹
-        source = extra[record["input"]]
-        inverse = 1.0 / np.asarray(record["scales"])
-        assert source.gram is not None
-        scaled[smoothed_name(record["input"], TAG)] = FeatureStats(
-            kinds=("gram",), rows=source.rows, gram=source.gram * np.outer(inverse, inverse))
     if records:
         logger.info("AWQ: %d input(s) scaled", len(records))
-    return with_extra(stats, ExtraStats(tensors=scaled, num_samples=extra.num_samples)), records
+    return with_extra(stats, extra.with_scaled(records, TAG)), records

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.algorithms.activation_stats import ExtraStats, extra_of, layer_error
+from quantscope.algorithms.activation_stats import ExtraStats, extra_of, layer_error, with_extra
 from quantscope.calibrate import TensorStats
 from quantscope.graph.queries import attr_int, const_array, node_label
 from quantscope.io import Model
@@ -34,7 +34,12 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("min", "max", "gram")
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
-MIN_GAIN = 0.98  # the best α must cut the estimated error below this share of the unsmoothed one
+MIN_GAIN = 10 ** -0.2
+"""The best α must cut the estimated error by 2 dB or more. Smoothing brings every channel to its
+calibration maximum, so unseen data clips more often than with the unsmoothed range; and the
+estimate counts rounding noise on exact zeros (Relu outputs). On a Relu MLP with gaussian data an
+estimated 1.1 dB was a real 0.2 dB on the calibration data and a loss on other data, while
+MiniLM's smoothed inputs are estimated at 2.5 to 13 dB and gain on held-out sentences."""
 TAG = "smoothquant"
 
 
@@ -98,14 +103,21 @@ def scales(w_kn: np.ndarray, absmax: np.ndarray, alpha: float) -> np.ndarray:
     return s
 
 
-def choose(group: Group, extra: ExtraStats, alpha: float | None) -> dict[str, Any] | None:
-    """The scales for one group (``alpha`` None: searched), or None when smoothing does not pay."""
+def choose(
+    group: Group, extra: ExtraStats, alpha: float | None, calibrated: tuple[float, float] | None = None
+) -> dict[str, Any] | None:
+    """The scales for one group (``alpha`` None: searched), or None when smoothing does not pay.
+
+    ``calibrated`` is the range the calibrator gives the unsmoothed input (it may clip, the
+    smoothed input's min/max range does not): the baseline is judged by its real step.
+    """
     stats = extra.get(group.input)
     if stats is None or stats.gram is None or stats.min is None or stats.max is None:
         return None
     w_kn = np.concatenate([weight_kn(n) for n in group.nodes], axis=1)  # type: ignore[misc]
     absmax = np.maximum(np.abs(stats.min), np.abs(stats.max))
-    base = estimated_error(w_kn, stats.gram, stats.rows, stats.min, stats.max, np.ones(w_kn.shape[0]))
+    lo, hi = (np.full(1, calibrated[0]), np.full(1, calibrated[1])) if calibrated else (stats.min, stats.max)
+    base = estimated_error(w_kn, stats.gram, stats.rows, lo, hi, np.ones(w_kn.shape[0]))
     tried = {a: scales(w_kn, absmax, a) for a in ((alpha,) if alpha is not None else ALPHAS)}
     errors = {a: estimated_error(w_kn, stats.gram, stats.rows, stats.min, stats.max, s) for a, s in tried.items()}
     best = min(errors, key=errors.__getitem__)
@@ -175,10 +187,16 @@ def smooth(model: Model, nodes: Iterable[ir.Node], stats: TensorStats, alpha: fl
     extra = extra_of(stats)
     if extra is None:
         return stats, []
-    records = [r for g in groups(nodes) if (r := choose(g, extra, alpha)) is not None]
+    records = [r for g in groups(nodes) if (r := choose(g, extra, alpha, _calibrated(stats, g.input))) is not None]
     rewrite(model.ir.graph, records)
     bins = stats.calibration.bins if stats.calibration is not None else 2048
     merged = replace(stats, observers={**stats.observers, **observers(records, bins)})
     if records:
         logger.info("SmoothQuant: %d input(s) smoothed", len(records))
-    return merged, records
+    return with_extra(merged, extra.with_scaled(records, TAG)), records
+
+
+def _calibrated(stats: TensorStats, name: str) -> tuple[float, float] | None:
+    if name not in stats.observers or stats.calibration is None:
+        return None
+    return stats.range(name)

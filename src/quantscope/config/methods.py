@@ -70,9 +70,9 @@ class StaticInt8(MethodConfig):
     bias_correction: bool = setting(False, cli="--bias-correction",
                                     help="Correct the mean output shift weight rounding adds to Conv/Gemm "
                                          "(from calibration means).")
-    smoothquant: bool = setting(False, cli="--smoothquant",
-                                help="SmoothQuant: move activation outliers of MatMul/Gemm inputs into the weights "
-                                     "(transformers); a number as the API value fixes alpha.")
+    smoothquant: bool = setting(True, cli="--no-smoothquant", cli_value=False,
+                                help="Turn SmoothQuant off (on by default: it moves activation outliers of "
+                                     "MatMul/Gemm inputs into the weights where that lowers the layer error).")
     smoothquant_alpha: float = setting(0.0, cli="--smoothquant-alpha",
                                        help="SmoothQuant migration strength in (0, 1]; 0 searches it per layer.")
 

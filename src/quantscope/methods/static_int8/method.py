@@ -32,7 +32,7 @@ import numpy as np
 import onnx_ir as ir
 
 from quantscope.algorithms import bias_correction, smoothquant
-from quantscope.algorithms.activation_stats import extra_of
+from quantscope.algorithms.activation_stats import extra_of, merged_kinds
 from quantscope.algorithms.equalization import equalized
 from quantscope.algorithms.range_selection import RangeSelection
 from quantscope.calibrate import TensorStats
@@ -87,9 +87,9 @@ class StaticInt8Method(Method):
         assert isinstance(config, StaticInt8)
         planner = _planner(model, config, None)
         tensors = tuple(name for name, point in planner.points.items() if point.source == "calibrated")
-        extra = bias_correction.request(s.node for s in planner.weights) if config.bias_correction else {}
-        if config.smoothquant:
-            extra = {**extra, **smoothquant.request(s.node for s in planner.weights)}
+        nodes = [s.node for s in planner.weights]
+        extra = merged_kinds(bias_correction.request(nodes) if config.bias_correction else {},
+                             smoothquant.request(nodes) if config.smoothquant else {})
         return StatisticsRequest(tensors, calibration_of(config), extra=extra)
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
