@@ -13,12 +13,15 @@ already-updated rows). Pure NumPy; float64 for the Hessian algebra.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import onnx_ir as ir
 
 from quantscope.algorithms.activation_stats import ExtraStats, layer_error, summed_gram
+from quantscope.graph.queries import attr_int, const_array
+from quantscope.numerics.affine import QParams, dequantize
 from quantscope.numerics.blockwise import BlockQuant, quantize_blockwise
 
 if TYPE_CHECKING:
@@ -158,3 +161,55 @@ def gptq_group(
         return rtn
     gains.append(10.0 * float(np.log10(base / ours)) if ours > 0 else 0.0)
     return bq
+
+
+def gptq_int8(
+    w: np.ndarray, axis: int | None, qp: QParams, bits: int, gram: np.ndarray, rows: int, damp: float = DAMP
+) -> np.ndarray:
+    """Int8 codes of a 2-D static-int8 weight by GPTQ, on the scales ``qp`` round-to-nearest chose.
+
+    ``w`` is ``[K, N]`` with outputs on ``axis`` 1 (a MatMul, or a Gemm with ``transB=0``) or
+    ``[N, K]`` with outputs on ``axis`` 0 (``transB=1``); ``axis`` None is one scale for all.
+    Codes stay within ``±(2**(bits-1) - 1)``, as :func:`~quantscope.numerics.affine.weight_qparams` keeps them.
+    """
+    w_kn = np.asarray(w if axis != 0 else w.T, dtype=np.float32)
+    k, n = w_kn.shape
+    scale = np.broadcast_to(np.asarray(qp.scale, dtype=np.float32), (n,)).copy()
+    limit = (1 << (bits - 1)) - 1
+    grid: Grid = (scale, np.zeros(n, dtype=np.float32), -limit, limit)
+    codes, _ = gptq(w_kn, hessian(gram, rows), lambda _rows: grid, k, damp=damp)
+    codes = codes.astype(np.int8)
+    return codes if axis != 0 else codes.T.copy()
+
+
+def static_weights(
+    nodes: Mapping[str, ir.Node], weights: Mapping[tuple[str, int], tuple[np.ndarray, QParams]],
+    bits: Mapping[tuple[str, int], int], extra: ExtraStats | None, damp: float = DAMP,
+) -> tuple[dict[tuple[str, int], tuple[np.ndarray, QParams]], dict[str, float]]:
+    """The static-int8 weights of 2-D MatMul/Gemm nodes re-rounded by GPTQ where it lowers the layer error.
+
+    ``weights`` maps (node label, input index) to the round-to-nearest codes and parameters;
+    returns the updated mapping and, per node, the layer output error gain in dB.
+    """
+    out = dict(weights)
+    gains: dict[str, float] = {}
+    for key, (q, qp) in weights.items():
+        node = nodes[key[0]]
+        w = const_array(node.inputs[key[1]]) if key[1] == 1 else None
+        moments = summed_gram(extra, [node]) if extra is not None else None
+        if node.op_type not in ("MatMul", "Gemm") or w is None or w.ndim != 2 or moments is None:
+            continue
+        transposed = node.op_type == "Gemm" and attr_int(node, "transB", 0)
+        axis = None if qp.axis is None else (0 if transposed else 1)
+        if qp.axis is not None and qp.axis != axis:
+            continue
+        codes = gptq_int8(w, axis, qp, bits[key], moments[0], moments[1], damp)
+        ours, base = (layer_error(_kn(w - dequantize(c, qp), transposed), moments[0]) for c in (codes, q))
+        if ours < base:
+            out[key] = (codes, qp)
+            gains[key[0]] = round(10.0 * float(np.log10(base / ours)) if ours > 0 else 0.0, 3)
+    return out, gains
+
+
+def _kn(a: np.ndarray, transposed: bool) -> np.ndarray:
+    return a.T if transposed else a

@@ -76,9 +76,9 @@ def groups(nodes: Iterable[ir.Node]) -> list[Group]:
     return [Group(name, tuple(group)) for name, group in by_input.items()]
 
 
-def request(nodes: Iterable[ir.Node]) -> dict[str, tuple[str, ...]]:
-    """The extra statistics SmoothQuant reads: per-channel min/max and ``XᵀX`` of each input."""
-    return {g.input: KINDS for g in groups(nodes)}
+def request(nodes: Iterable[ir.Node], kinds: tuple[str, ...] = KINDS) -> dict[str, tuple[str, ...]]:
+    """The extra statistics SmoothQuant reads: per-channel min/max and ``XᵀX`` of each eligible input."""
+    return {g.input: kinds for g in groups(nodes)}
 
 
 def estimated_error(w_kn: np.ndarray, gram: np.ndarray, rows: int, lo: np.ndarray, hi: np.ndarray,

@@ -73,6 +73,8 @@ class StaticInt8(MethodConfig):
     smoothquant: bool = setting(True, cli="--no-smoothquant", cli_value=False,
                                 help="Turn SmoothQuant off (on by default: it moves activation outliers of "
                                      "MatMul/Gemm inputs into the weights where that lowers the layer error).")
+    gptq: bool = setting(False, cli="--gptq",
+                         help="Round MatMul/Gemm int8 weights by GPTQ (Hessian-aware, from calibration inputs).")
     smoothquant_alpha: float = setting(0.0, cli="--smoothquant-alpha",
                                        help="SmoothQuant migration strength in (0, 1]; 0 searches it per layer.")
 
@@ -98,7 +100,7 @@ class StaticInt8(MethodConfig):
         check_int("seed", self.seed, 0)
         check_bool("reduce_range", self.reduce_range, optional=True)
         for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction",
-                     "smoothquant"):
+                     "smoothquant", "gptq"):
             check_bool(flag, getattr(self, flag))
 
     def as_calibration(self) -> Calibration:

@@ -31,13 +31,14 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.algorithms import bias_correction, smoothquant
+from quantscope.algorithms import bias_correction, gptq, smoothquant
 from quantscope.algorithms.activation_stats import extra_of, merged_kinds
 from quantscope.algorithms.equalization import equalized
 from quantscope.algorithms.range_selection import RangeSelection
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, StaticInt8
 from quantscope.config.calibration import Calibration, StatisticsRequest
+from quantscope.errors import UnsupportedModelError
 from quantscope.graph.prepare import prepare
 from quantscope.graph.queries import const_array, node_label
 from quantscope.io import Model
@@ -89,7 +90,8 @@ class StaticInt8Method(Method):
         tensors = tuple(name for name, point in planner.points.items() if point.source == "calibrated")
         nodes = [s.node for s in planner.weights]
         extra = merged_kinds(bias_correction.request(nodes) if config.bias_correction else {},
-                             smoothquant.request(nodes) if config.smoothquant else {})
+                             smoothquant.request(nodes) if config.smoothquant else {},
+                             smoothquant.request(nodes, ("gram",)) if config.gptq else {})
         return StatisticsRequest(tensors, calibration_of(config), extra=extra)
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
@@ -138,6 +140,11 @@ class StaticInt8Method(Method):
                    **({"smoothquant": smoothed} if config.smoothquant else {})},
         )
         payload = self.compute(model, config, plan)
+        if config.gptq:
+            labels = {node_label(n): n for n in model.ir.graph}
+            bits = {weight_key(wq): wq.bits for wq in plan.weights}
+            payload, gains = gptq.static_weights(labels, payload, bits, extra_of(stats))
+            plan = dataclasses.replace(plan, extra={**plan.extra, "gptq_gain_db": gains})
         if config.bias_correction:
             weights = {wq.node: payload[weight_key(wq)] for wq in plan.weights}
             shifts = bias_correction.planned(model, weights, extra_of(stats))
@@ -147,6 +154,8 @@ class StaticInt8Method(Method):
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> QuantizedWeights:
         """The int8 weights of ``plan`` and their parameters."""
         smoothquant.rewrite(model.ir.graph, plan.extra.get("smoothquant", []))  # a plan read from a sidecar
+        if plan.payload is None and plan.extra.get("gptq_gain_db"):
+            raise UnsupportedModelError("GPTQ-rounded weights need calibration data; quantize the model again")
         nodes = {node_label(n): n for n in model.ir.graph}
         payload: QuantizedWeights = {}
         for wq in plan.weights:
