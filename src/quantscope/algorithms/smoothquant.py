@@ -33,7 +33,7 @@ from quantscope.numerics.tensor_observer import TensorObserver
 logger = logging.getLogger(__name__)
 
 KINDS = ("min", "max", "gram")
-ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MIN_GAIN = 10 ** -0.2
 """The best α must cut the estimated error by 2 dB or more. Smoothing brings every channel to its
 calibration maximum, so unseen data clips more often than with the unsmoothed range; and the
@@ -103,21 +103,19 @@ def scales(w_kn: np.ndarray, absmax: np.ndarray, alpha: float) -> np.ndarray:
     return s
 
 
-def choose(
-    group: Group, extra: ExtraStats, alpha: float | None, calibrated: tuple[float, float] | None = None
-) -> dict[str, Any] | None:
+def choose(group: Group, extra: ExtraStats, alpha: float | None) -> dict[str, Any] | None:
     """The scales for one group (``alpha`` None: searched), or None when smoothing does not pay.
 
-    ``calibrated`` is the range the calibrator gives the unsmoothed input (it may clip, the
-    smoothed input's min/max range does not): the baseline is judged by its real step.
+    Both sides are judged with min/max ranges: judging the unsmoothed input by a calibrator's
+    clipped range (without its clipping error) left MiniLM's GELU outputs unsmoothed and cost
+    0.002 of cosine.
     """
     stats = extra.get(group.input)
     if stats is None or stats.gram is None or stats.min is None or stats.max is None:
         return None
     w_kn = np.concatenate([weight_kn(n) for n in group.nodes], axis=1)  # type: ignore[misc]
     absmax = np.maximum(np.abs(stats.min), np.abs(stats.max))
-    lo, hi = (np.full(1, calibrated[0]), np.full(1, calibrated[1])) if calibrated else (stats.min, stats.max)
-    base = estimated_error(w_kn, stats.gram, stats.rows, lo, hi, np.ones(w_kn.shape[0]))
+    base = estimated_error(w_kn, stats.gram, stats.rows, stats.min, stats.max, np.ones(w_kn.shape[0]))
     tried = {a: scales(w_kn, absmax, a) for a in ((alpha,) if alpha is not None else ALPHAS)}
     errors = {a: estimated_error(w_kn, stats.gram, stats.rows, stats.min, stats.max, s) for a, s in tried.items()}
     best = min(errors, key=errors.__getitem__)
@@ -187,7 +185,7 @@ def smooth(model: Model, nodes: Iterable[ir.Node], stats: TensorStats, alpha: fl
     extra = extra_of(stats)
     if extra is None:
         return stats, []
-    records = [r for g in groups(nodes) if (r := choose(g, extra, alpha, _calibrated(stats, g.input))) is not None]
+    records = [r for g in groups(nodes) if (r := choose(g, extra, alpha)) is not None]
     rewrite(model.ir.graph, records)
     bins = stats.calibration.bins if stats.calibration is not None else 2048
     merged = replace(stats, observers={**stats.observers, **observers(records, bins)})
@@ -195,8 +193,3 @@ def smooth(model: Model, nodes: Iterable[ir.Node], stats: TensorStats, alpha: fl
         logger.info("SmoothQuant: %d input(s) smoothed", len(records))
     return with_extra(merged, extra.with_scaled(records, TAG)), records
 
-
-def _calibrated(stats: TensorStats, name: str) -> tuple[float, float] | None:
-    if name not in stats.observers or stats.calibration is None:
-        return None
-    return stats.range(name)
