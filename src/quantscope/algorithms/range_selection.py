@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from quantscope.calibrate import TensorStats
 from quantscope.config.calibration import Auto, Calibrator
-from quantscope.numerics.ranges import auto_choice, minmax_range, saturation
+from quantscope.numerics.ranges import auto_choice, minmax_range, quantization_error, saturation
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,11 @@ WARN_SATURATION = 0.01
 
 WARN_INPUT_SATURATION = 0.001
 """The same for a model input, where any clipping is suspect."""
+
+WARN_ERROR_RATIO = 4.0
+"""An explicit calibrator whose clipping makes a tensor's expected quantization error this many
+times min-max's is reported too (a few clipped outliers in a transformer can cost more than a
+large clipped share elsewhere)."""
 
 
 @dataclass
@@ -38,6 +43,7 @@ class RangeSelection:
     inputs: frozenset[str]
     rules: dict[str, str] = field(default_factory=dict)
     clipped: dict[str, float] = field(default_factory=dict)
+    costly: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, stats: TensorStats, calibrator: Calibrator, inputs: Iterable[str]) -> RangeSelection:
@@ -64,22 +70,29 @@ class RangeSelection:
         limit = WARN_INPUT_SATURATION if name in self.inputs else WARN_SATURATION
         if share > limit:
             self.clipped[name] = share
+        elif share > 0 and obs.histogram:
+            ratio = quantization_error(obs, *lo_hi) / max(quantization_error(obs, *minmax_range(obs)), 1e-30)
+            if ratio > WARN_ERROR_RATIO:
+                self.costly[name] = ratio
         return lo_hi, f"calibrated:{self.calibrator.name}"
 
     def warnings(self) -> list[str]:
-        """One warning naming the tensors an explicit calibrator clips heavily (worst first)."""
-        if not self.clipped:
-            return []
-        worst = sorted(self.clipped.items(), key=lambda kv: -kv[1])
-        listed = ", ".join(
-            f"{name!r}{' (a model input)' if name in self.inputs else ''} {share:.1%}" for name, share in worst[:5]
-        )
-        more = f" and {len(worst) - 5} more" if len(worst) > 5 else ""
-        return [
-            f"calibration {self.calibrator} saturates a large share of the values of {len(worst)} tensor(s): "
-            f"{listed}{more}; this can wreck the model's accuracy. calibration='auto' (the default) "
-            "never clips a model input and saturates at most max_saturation (0.01 %) of any tensor"
-        ]
+        """Warnings naming the tensors an explicit calibrator clips heavily or costly (worst first)."""
+        out = []
+        advice = ("calibration='auto' (the default) never clips a model input, saturates at most "
+                  "max_saturation (0.01 %) of any tensor and is never estimated worse than min-max")
+        if self.clipped:
+            listed = _listed(self.clipped, lambda name, share: f"{name!r}{self._input(name)} {share:.1%}")
+            out.append(f"calibration {self.calibrator} saturates a large share of the values of "
+                       f"{len(self.clipped)} tensor(s): {listed}; this can wreck the model's accuracy. {advice}")
+        if self.costly:
+            listed = _listed(self.costly, lambda name, ratio: f"{name!r}{self._input(name)} {ratio:.0f}x")
+            out.append(f"calibration {self.calibrator} clips outliers whose loss makes the expected quantization "
+                       f"error larger than min-max's on {len(self.costly)} tensor(s): {listed}. {advice}")
+        return out
+
+    def _input(self, name: str) -> str:
+        return " (a model input)" if name in self.inputs else ""
 
     def summary(self) -> dict[str, Any]:
         """For the plan's ``extra``: the calibrator, how often each rule was chosen, what clipped."""
@@ -89,4 +102,12 @@ class RangeSelection:
             out["protected_inputs"] = protected
         if self.clipped:
             out["saturated_share"] = {n: round(s, 6) for n, s in sorted(self.clipped.items())}
+        if self.costly:
+            out["error_vs_minmax"] = {n: round(r, 3) for n, r in sorted(self.costly.items())}
         return out
+
+
+def _listed(values: dict[str, float], show: Callable[[str, float], str]) -> str:
+    worst = sorted(values.items(), key=lambda kv: -kv[1])
+    more = f" and {len(worst) - 5} more" if len(worst) > 5 else ""
+    return ", ".join(show(name, value) for name, value in worst[:5]) + more
