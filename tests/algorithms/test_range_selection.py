@@ -50,7 +50,7 @@ def test_a_smoothed_input_keeps_its_whole_range(tmp_path) -> None:
     model = _mlp(tmp_path)
     name = model.inputs[0].name
     x = _heavy_tailed(256, 0)
-    q = qs.quantize(model, qs.StaticInt8(), qs.Dataset.from_arrays({name: x}))
+    q = qs.quantize(model, qs.StaticInt8(smoothquant=True), qs.Dataset.from_arrays({name: x}))
     smoothed = {r["input"]: r for r in q.plan.extra["smoothquant"]}
     by_tensor = {t.tensor: t for t in q.plan.activations}
     if name in smoothed:  # its Mul output is quantized with the min/max range the scales give

@@ -74,3 +74,21 @@ def test_smoothquant_leaves_layers_without_outliers_alone(tmp_path) -> None:
     flat = np.random.default_rng(3).uniform(-1, 1, size=(256, 64)).astype(np.float32)
     q = qs.quantize(model, qs.StaticInt8(smoothquant=True), qs.Dataset.from_arrays({name: flat}))
     assert name not in {r["input"] for r in q.plan.extra["smoothquant"]}
+
+
+def test_by_default_only_token_sequences_are_smoothed(tmp_path) -> None:
+    mlp_path, attention_path = tmp_path / "mlp.onnx", tmp_path / "attention.onnx"
+    onnx.save(tinymodels.mlp(), str(mlp_path))
+    onnx.save(tinymodels.attention_block(), str(attention_path))
+    mlp = qs.load(mlp_path)
+    q = qs.quantize(mlp, qs.StaticInt8(), qs.Dataset.from_arrays({"x": _inputs(256, 1)}))
+    assert "smoothquant" not in q.plan.extra  # a 2-D input: left alone unless asked
+    attention = qs.load(attention_path)
+    spec = attention.inputs[0]
+    tokens = np.random.default_rng(4).normal(size=(64, 16, 32)).astype(np.float32)
+    tokens[..., [2, 9]] *= 50.0  # outlier channels, as transformer activations have
+    data = qs.Dataset.from_arrays({spec.name: tokens, "mask": np.ones((64, 16), dtype=np.float32)})
+    q = qs.quantize(attention, qs.StaticInt8(), data)
+    assert q.plan.extra.get("smoothquant"), "token sequences with outlier channels are smoothed by default"
+    off = qs.quantize(attention, qs.StaticInt8(smoothquant=False), data)
+    assert "smoothquant" not in off.plan.extra

@@ -38,6 +38,7 @@ class FeatureStats:
 
     kinds: tuple[str, ...]
     rows: int = 0
+    ndim: int = 0  # the largest rank seen
     sums: np.ndarray | None = None
     absmax: np.ndarray | None = None
     min: np.ndarray | None = None
@@ -52,6 +53,7 @@ class FeatureStats:
             return
         flat = a.reshape(-1, a.shape[-1])
         self.rows += flat.shape[0]
+        self.ndim = max(self.ndim, a.ndim)
         if "mean" in self.kinds:
             self.sums = _add(self.sums, flat.sum(axis=0))
         if flat.size and {"absmax", "min", "max"} & set(self.kinds):
@@ -79,7 +81,7 @@ class FeatureStats:
 def divided(stats: FeatureStats, s: np.ndarray) -> FeatureStats:
     """The statistics of ``x / s`` (a per-feature scale) from those of ``x``."""
     inverse = 1.0 / np.asarray(s, dtype=np.float64)
-    scaled = FeatureStats(kinds=stats.kinds, rows=stats.rows)
+    scaled = FeatureStats(kinds=stats.kinds, rows=stats.rows, ndim=stats.ndim)
     for name in ("sums", "min", "max", "absmax"):
         value = getattr(stats, name)
         setattr(scaled, name, None if value is None else value * inverse)

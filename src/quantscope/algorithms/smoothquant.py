@@ -103,8 +103,12 @@ def scales(w_kn: np.ndarray, absmax: np.ndarray, alpha: float) -> np.ndarray:
     return s
 
 
-def choose(group: Group, extra: ExtraStats, alpha: float | None) -> dict[str, Any] | None:
+def choose(group: Group, extra: ExtraStats, alpha: float | None, tokens_only: bool = False) -> dict[str, Any] | None:
     """The scales for one group (``alpha`` None: searched), or None when smoothing does not pay.
+
+    ``tokens_only`` (the default of static-int8) smooths only inputs of rank 3 or more, the token
+    sequences of transformers where outlier channels live; a 2-D input (an MLP, a CNN's
+    classifier) is left alone.
 
     Both sides are judged with min/max ranges: judging the unsmoothed input by a calibrator's
     clipped range (without its clipping error) left MiniLM's GELU outputs unsmoothed and cost
@@ -112,6 +116,8 @@ def choose(group: Group, extra: ExtraStats, alpha: float | None) -> dict[str, An
     """
     stats = extra.get(group.input)
     if stats is None or stats.gram is None or stats.min is None or stats.max is None:
+        return None
+    if tokens_only and stats.ndim < 3:
         return None
     w_kn = np.concatenate([weight_kn(n) for n in group.nodes], axis=1)  # type: ignore[misc]
     absmax = np.maximum(np.abs(stats.min), np.abs(stats.max))
@@ -176,7 +182,9 @@ def observers(records: Sequence[Mapping[str, Any]], bins: int) -> dict[str, Tens
     return out
 
 
-def smooth(model: Model, nodes: Iterable[ir.Node], stats: TensorStats, alpha: float | None) -> tuple[TensorStats, list[dict[str, Any]]]:
+def smooth(
+    model: Model, nodes: Iterable[ir.Node], stats: TensorStats, alpha: float | None, *, tokens_only: bool = False
+) -> tuple[TensorStats, list[dict[str, Any]]]:
     """Choose the scales of every group among ``nodes``, rewrite ``model`` (the prepared copy) in place.
 
     Returns the statistics extended with observers of the smoothed inputs, and the records
@@ -185,7 +193,7 @@ def smooth(model: Model, nodes: Iterable[ir.Node], stats: TensorStats, alpha: fl
     extra = extra_of(stats)
     if extra is None:
         return stats, []
-    records = [r for g in groups(nodes) if (r := choose(g, extra, alpha)) is not None]
+    records = [r for g in groups(nodes) if (r := choose(g, extra, alpha, tokens_only)) is not None]
     rewrite(model.ir.graph, records)
     bins = stats.calibration.bins if stats.calibration is not None else 2048
     merged = replace(stats, observers={**stats.observers, **observers(records, bins)})

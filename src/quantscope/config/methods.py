@@ -70,9 +70,10 @@ class StaticInt8(MethodConfig):
     bias_correction: bool = setting(False, cli="--bias-correction",
                                     help="Correct the mean output shift weight rounding adds to Conv/Gemm "
                                          "(from calibration means).")
-    smoothquant: bool = setting(True, cli="--no-smoothquant", cli_value=False,
-                                help="Turn SmoothQuant off (on by default: it moves activation outliers of "
-                                     "MatMul/Gemm inputs into the weights where that lowers the layer error).")
+    smoothquant: bool | None = setting(None, cli="--smoothquant/--no-smoothquant",
+                                       help="SmoothQuant: move activation outliers of MatMul/Gemm inputs into the "
+                                            "weights where that lowers the layer error; default: for token "
+                                            "sequences (inputs of rank 3 or more, as in transformers) only.")
     gptq: bool = setting(False, cli="--gptq",
                          help="Round MatMul/Gemm int8 weights by GPTQ (Hessian-aware, from calibration inputs).")
     smoothquant_alpha: float = setting(0.0, cli="--smoothquant-alpha",
@@ -99,8 +100,9 @@ class StaticInt8(MethodConfig):
         check_int("bins", self.bins, 128, 1 << 16)
         check_int("seed", self.seed, 0)
         check_bool("reduce_range", self.reduce_range, optional=True)
+        check_bool("smoothquant", self.smoothquant, optional=True)
         for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction",
-                     "smoothquant", "gptq"):
+                     "gptq"):
             check_bool(flag, getattr(self, flag))
 
     def as_calibration(self) -> Calibration:

@@ -90,16 +90,17 @@ class StaticInt8Method(Method):
         tensors = tuple(name for name, point in planner.points.items() if point.source == "calibrated")
         nodes = [s.node for s in planner.weights]
         extra = merged_kinds(bias_correction.request(nodes) if config.bias_correction else {},
-                             smoothquant.request(nodes) if config.smoothquant else {},
+                             smoothquant.request(nodes) if config.smoothquant is not False else {},
                              smoothquant.request(nodes, ("gram",)) if config.gptq else {})
         return StatisticsRequest(tensors, calibration_of(config), extra=extra)
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, StaticInt8)
         smoothed: list[dict[str, object]] = []
-        if config.smoothquant and stats is not None:
+        if config.smoothquant is not False and stats is not None:
             nodes = [s.node for s in _planner(model, config, None).weights]
-            stats, smoothed = smoothquant.smooth(model, nodes, stats, config.smoothquant_alpha or None)
+            stats, smoothed = smoothquant.smooth(model, nodes, stats, config.smoothquant_alpha or None,
+                                                 tokens_only=config.smoothquant is None)
         planner = _planner(model, config, stats)
         decisions = planner.decisions.ordered()
         if not planner.decisions.any_quantized():
@@ -137,7 +138,7 @@ class StaticInt8Method(Method):
             weights=tuple(weight_plans), notes=tuple(notes), warnings=tuple(warnings),
             extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range,
                    **({"ranges": ranges.summary()} if ranges else {}),
-                   **({"smoothquant": smoothed} if config.smoothquant else {})},
+                   **({"smoothquant": smoothed} if smoothed else {})},
         )
         payload = self.compute(model, config, plan)
         if config.gptq:
