@@ -16,6 +16,7 @@ import quantscope.errors as errors
 
 EXPECTED_ALL = [
     "MSE",  # ruff sorts __all__ isort-style: constants (all capitals) first
+    "Auto",
     "Batch",
     "Binary",
     "Calibration",

@@ -20,7 +20,7 @@ _HOMES = {
         "Binary", "Cluster", "DynamicInt8", "Float16", "MethodConfig", "NodeSelector", "StaticInt8",
         "Ternary", "WeightInt4", "WeightInt8", "config_from_dict",
     ),
-    "quantscope.config.calibration": ("MSE", "Calibration", "Entropy", "MinMax", "Percentile"),
+    "quantscope.config.calibration": ("MSE", "Auto", "Calibration", "Entropy", "MinMax", "Percentile"),
     "quantscope.data": ("Batch", "Dataset", "ImagePreprocess", "as_dataset"),
     "quantscope.errors": (
         "ConfigError", "ConversionError", "DataError", "DataMismatchError", "EmptyDatasetError",
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
         WeightInt8,
         config_from_dict,
     )
-    from quantscope.config.calibration import MSE, Calibration, Entropy, MinMax, Percentile
+    from quantscope.config.calibration import MSE, Auto, Calibration, Entropy, MinMax, Percentile
     from quantscope.data import Batch, Dataset, ImagePreprocess, as_dataset
     from quantscope.errors import (
         ConfigError,
@@ -98,6 +98,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "MSE",
+    "Auto",
     "Batch",
     "Binary",
     "Calibration",

@@ -95,6 +95,30 @@ class MSE(Calibrator, name="mse", observer_range="mse_range", help="least expect
     """The range with the least expected squared quantization error."""
 
 
+@dataclass(frozen=True)
+class Auto(Calibrator, name="auto",
+           help="per tensor, the least-error range among min-max, percentile, entropy and MSE that "
+                "saturates at most --max-saturation of the values (default 0.0001); never worse than min-max"):
+    """Per tensor, the candidate range (min-max, percentile, entropy, MSE) with the least expected error.
+
+    A candidate that would saturate more than ``max_saturation`` of the tensor's values is never
+    chosen, and min-max (which clips nothing) is always a candidate, so the chosen range's
+    expected squared error is never larger than min-max's. Model inputs are protected by the
+    methods (they get min-max) through :mod:`quantscope.algorithms.range_selection`.
+    """
+
+    max_saturation: float = 0.0001
+
+    def __post_init__(self) -> None:
+        check_number("max_saturation", self.max_saturation, 0.0, 1.0)
+        object.__setattr__(self, "max_saturation", float(self.max_saturation))
+
+    def range(self, observer: TensorObserver) -> tuple[float, float]:
+        from quantscope.numerics.ranges import auto_range
+
+        return auto_range(observer, self.max_saturation)
+
+
 def calibrator_names() -> tuple[str, ...]:
     """Every registered calibrator, in registration order (the CLI's choices)."""
     return tuple(_CALIBRATORS)
@@ -173,6 +197,21 @@ class StatisticsRequest:
 
     tensors: tuple[str, ...]
     calibration: Calibration
+    extra: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Statistics beyond the running min/max/histogram, by tensor: kinds of
+    :data:`STATISTIC_KINDS` (observed by :func:`quantscope.algorithms.activation_stats.observe`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tensors", tuple(dict.fromkeys(self.tensors)))
+        extra = {str(name): tuple(kinds) for name, kinds in dict(self.extra).items()}
+        for name, kinds in extra.items():
+            unknown = set(kinds) - set(STATISTIC_KINDS)
+            if unknown:
+                raise ConfigError(f"unknown statistic kind(s) {sorted(unknown)} for {name!r}; known: {STATISTIC_KINDS}")
+        object.__setattr__(self, "extra", extra)
+
+
+STATISTIC_KINDS = ("mean", "absmax", "min", "max", "gram", "channel_mean")
+"""Per-tensor statistics: ``mean``, ``absmax``, ``min`` and ``max`` per feature (the last axis,
+as a MatMul reads it), ``gram`` the sum of ``xᵀx`` over rows (GPTQ's Hessian up to a factor), ``channel_mean``
+per channel of axis 1 (as a Conv reads it)."""

@@ -18,6 +18,8 @@ from quantscope.errors import ConfigError
 
 ACTIVATION_DTYPES = ("uint8", "int8")
 WEIGHT_OP_TYPES = ("MatMul", "Gemm", "Conv")
+WEIGHT_ALGORITHMS = ("rtn", "hqq", "gptq")
+CALIBRATED_WEIGHT_ALGORITHMS = ("gptq",)
 
 _PER_TENSOR = "One weight scale per tensor instead of per channel."
 _REDUCE_RANGE = ("7-bit weights (avoid int16 saturation on x86 without VNNI); "
@@ -44,8 +46,12 @@ class StaticInt8(MethodConfig):
     method: ClassVar[str] = "static-int8"
     needs_calibration: ClassVar[bool] = True
 
-    calibration: str = setting("minmax", cli="--calibration", choices=calibrator_names,
-                               help="Calibrator: how activation ranges are chosen.")
+    calibration: str = setting("auto", cli="--calibration", choices=calibrator_names,
+                               help="Calibrator: how activation ranges are chosen (default auto: per tensor "
+                                    "the least-error range that clips at most --max-saturation).")
+    max_saturation: float = setting(0.0001, cli="--max-saturation",
+                                    help="--calibration auto: largest share of a tensor's values a range may "
+                                         "saturate (default 0.0001).")
     percentile: float = setting(99.99, cli="--percentile",
                                 help="Percentile for --calibration percentile (default 99.99).")
     num_samples: int = setting(256, cli="--num-samples", help="Calibration samples to use (seeded subset).")
@@ -59,6 +65,19 @@ class StaticInt8(MethodConfig):
     quantize_activation_matmul: bool = setting(True, help="Quantize MatMuls whose inputs are both activations.")
     bins: int = setting(2048, help="Histogram bins of the calibration statistics.")
     seed: int = setting(0, cli="--seed", help=_SEED)
+    equalize: bool = setting(False, cli="--equalize",
+                             help="Cross-layer equalization of Conv -> Relu -> Conv weight ranges (CNNs).")
+    bias_correction: bool = setting(False, cli="--bias-correction",
+                                    help="Correct the mean output shift weight rounding adds to Conv/Gemm "
+                                         "(from calibration means).")
+    smoothquant: bool | None = setting(None, cli="--smoothquant/--no-smoothquant",
+                                       help="SmoothQuant: move activation outliers of MatMul/Gemm inputs into the "
+                                            "weights where that lowers the layer error; default: for token "
+                                            "sequences (inputs of rank 3 or more, as in transformers) only.")
+    gptq: bool = setting(False, cli="--gptq",
+                         help="Round MatMul/Gemm int8 weights by GPTQ (Hessian-aware, from calibration inputs).")
+    smoothquant_alpha: float = setting(0.0, cli="--smoothquant-alpha",
+                                       help="SmoothQuant migration strength in (0, 1]; 0 searches it per layer.")
 
     def __post_init__(self) -> None:
         if isinstance(self.calibration, Calibrator):  # a value: keep its name, its parameters as fields
@@ -68,14 +87,22 @@ class StaticInt8(MethodConfig):
                     raise ConfigError(f"calibrator {self.calibration} has a parameter {name!r} static-int8 cannot store")
                 object.__setattr__(self, name, value)
             object.__setattr__(self, "calibration", self.calibration.name)
+        if isinstance(self.smoothquant, float | int) and not isinstance(self.smoothquant, bool):
+            object.__setattr__(self, "smoothquant_alpha", float(self.smoothquant))  # smoothquant=0.5: on, alpha 0.5
+            object.__setattr__(self, "smoothquant", True)
         super().__post_init__()
+        if not 0.0 <= self.smoothquant_alpha <= 1.0:
+            check_number("smoothquant_alpha", self.smoothquant_alpha, 0.0, 1.0)
         check_number("percentile", self.percentile, 50.0, 100.0)
+        check_number("max_saturation", self.max_saturation, 0.0, 1.0)
         check_int("num_samples", self.num_samples, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("bins", self.bins, 128, 1 << 16)
         check_int("seed", self.seed, 0)
         check_bool("reduce_range", self.reduce_range, optional=True)
-        for flag in ("per_channel", "integer_io", "quantize_activation_matmul"):
+        check_bool("smoothquant", self.smoothquant, optional=True)
+        for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction",
+                     "gptq"):
             check_bool(flag, getattr(self, flag))
 
     def as_calibration(self) -> Calibration:
@@ -153,14 +180,37 @@ class _WeightOnly(MethodConfig):
                               help="Asymmetric blocks (weight-only methods).")
     format: str = setting("auto", cli="--format", choices=("auto", "matmulnbits", "qdq"),
                           help="Weight-only storage format.")
-    algorithm: str = setting("rtn", cli="--algorithm", choices=("rtn", "hqq"),
-                             help="Weight-only rounding: round-to-nearest or HQQ (half-quadratic solver).")
+    algorithm: str = setting("rtn", cli="--algorithm", choices=WEIGHT_ALGORITHMS,
+                             help="Weight-only rounding: round-to-nearest, HQQ (half-quadratic solver), or "
+                                  "GPTQ (Hessian-aware, needs calibration data).")
     min_size: int = setting(1024, help=_MIN_SIZE)
+    num_samples: int = setting(128, cli="--num-samples",
+                               help="Calibration samples to use (seeded subset).")
+    batch_size: int = setting(16, cli="--batch-size", help="Calibration batch size.")
+    seed: int = setting(0, cli="--seed", help=_SEED)
+    gptq_damp: float = setting(0.01, help="GPTQ dampening, a share of the mean Hessian diagonal.")
+    awq: bool = setting(False, cli="--awq",
+                        help="Activation-aware weight scales (AWQ; needs calibration data), searched per layer.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int("min_size", self.min_size, 0)
         check_bool("symmetric", self.symmetric)
+        check_int("num_samples", self.num_samples, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("seed", self.seed, 0)
+        check_number("gptq_damp", self.gptq_damp, 0.0, 10.0)
+        check_bool("awq", self.awq)
+
+    @property  # type: ignore[override]
+    def needs_calibration(self) -> bool:
+        """Only the algorithms that read calibration statistics need data (GPTQ, AWQ); RTN and HQQ do not."""
+        return self.algorithm in CALIBRATED_WEIGHT_ALGORITHMS or self.awq
+
+    def as_calibration(self) -> Calibration:
+        """The sampling settings of the calibration pass GPTQ reads its statistics from."""
+        return Calibration(method=calibrator("minmax"), num_samples=self.num_samples,
+                           batch_size=self.batch_size, seed=self.seed)
 
 
 @dataclass(frozen=True, kw_only=True)

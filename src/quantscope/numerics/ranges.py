@@ -13,7 +13,16 @@ import numpy as np
 from quantscope.errors import ConfigError
 from quantscope.numerics.tensor_observer import TensorObserver
 
-__all__ = ["entropy_range", "minmax_range", "mse_range", "percentile_range"]
+__all__ = [
+    "auto_choice",
+    "auto_range",
+    "entropy_range",
+    "minmax_range",
+    "mse_range",
+    "percentile_range",
+    "quantization_error",
+    "saturation",
+]
 
 
 def _bounds(obs: TensorObserver) -> tuple[float, float]:
@@ -251,13 +260,100 @@ def mse_range(
         return 0.0, 0.0
     pos = _MseSide(*_side_data(obs, True), _MSE_SHRINK)
     neg = _MseSide(*_side_data(obs, False), _MSE_SHRINK)
-    hi, lo_mag = pos.candidates[:, None], neg.candidates[None, :]
+    total = _affine_error(pos, neg, pos.candidates[:, None], neg.candidates[None, :], num_levels)
+    i, j = np.unravel_index(int(np.argmin(total)), total.shape)
+    return _clamp(obs, -float(neg.candidates[j]), float(pos.candidates[i]))
+
+
+def _affine_error(pos: _MseSide, neg: _MseSide, hi: np.ndarray, lo_mag: np.ndarray, num_levels: int) -> np.ndarray:
+    """Expected squared error of the ranges ``(-lo_mag, hi)`` (broadcast together)."""
     steps = num_levels - 1
     step = (hi + lo_mag) / steps
     # The zero point is rounded to an integer, which moves both ends of the grid; judge
     # each candidate by the ends it will really have.
     with np.errstate(invalid="ignore", divide="ignore"):
         below = np.clip(np.rint(np.where(step > 0, lo_mag / step, 0.0)), 0, steps)
-    total = pos.error((steps - below) * step, step / 2.0) + neg.error(below * step, step / 2.0)
-    i, j = np.unravel_index(int(np.argmin(total)), total.shape)
-    return _clamp(obs, -float(neg.candidates[j]), float(pos.candidates[i]))
+    return pos.error((steps - below) * step, step / 2.0) + neg.error(below * step, step / 2.0)
+
+
+# ------------------------------------------------------------- judging a range by its cost
+
+
+def quantization_error(obs: TensorObserver, lo: float, hi: float, num_levels: int = 256) -> float:
+    """Expected squared error per element of quantizing the observed tensor to ``(lo, hi)``.
+
+    The error model of :func:`mse_range` (clipping at the ends the integer zero point gives,
+    rounding inside, zeros exact), read from the histograms.
+    """
+    _check_observer(obs)
+    if obs.count == 0:
+        return 0.0
+    pos = _MseSide(*_side_data(obs, True), np.ones(1))
+    neg = _MseSide(*_side_data(obs, False), np.ones(1))
+    total = _affine_error(pos, neg, np.array([max(hi, 0.0)]), np.array([max(-lo, 0.0)]), num_levels)
+    return float(total[0]) / obs.count
+
+
+def _count_above(counts: np.ndarray, width: float, limit: float) -> float:
+    """Elements of one side whose magnitude exceeds ``limit`` (uniform within a bin)."""
+    if width <= 0.0 or counts.size == 0:
+        return 0.0
+    pos = limit / width
+    j = int(pos)
+    if j >= counts.size:
+        return 0.0
+    return float(counts[j + 1:].sum()) + float(counts[j]) * (1.0 - (pos - j))
+
+
+def saturation(obs: TensorObserver, lo: float, hi: float) -> float:
+    """Share (0 to 1) of the observed values that the range ``(lo, hi)`` clips.
+
+    Exact 0 when the range covers the observed extremes; otherwise read from the histograms
+    (an observer without histograms reports 0 for a range inside its extremes: unknown).
+    """
+    _check_observer(obs, needs_histogram=False)
+    if obs.count == 0 or (lo <= obs.min and hi >= obs.max) or not obs.histogram:
+        return 0.0
+    clipped = 0.0
+    if hi < obs.max:
+        clipped += _count_above(*_side_data(obs, True)[:2], max(hi, 0.0))
+    if lo > obs.min:
+        clipped += _count_above(*_side_data(obs, False)[:2], max(-lo, 0.0))
+    return min(clipped / obs.count, 1.0)
+
+
+def auto_candidates(obs: TensorObserver) -> dict[str, tuple[float, float]]:
+    """The range of every candidate rule for one tensor (percentile at 99.99 and 99.9)."""
+    return {
+        "minmax": minmax_range(obs),
+        "percentile": percentile_range(obs, 99.99),
+        "percentile(99.9)": percentile_range(obs, 99.9),
+        "entropy": entropy_range(obs),
+        "mse": mse_range(obs),
+    }
+
+
+def auto_choice(obs: TensorObserver, max_saturation: float = 0.0001) -> tuple[str, tuple[float, float]]:
+    """The candidate with the least expected quantization error that clips at most ``max_saturation``.
+
+    Min-max is always a candidate (it clips nothing), so the chosen range never has a larger
+    expected squared error than min-max's; a candidate that would saturate more than
+    ``max_saturation`` of the values (0.01 % by default) is never chosen, however small its error.
+    Returns ``(rule, (lo, hi))``.
+    """
+    _check_observer(obs)
+    check = float(max_saturation)
+    if not 0.0 <= check <= 1.0:
+        raise ConfigError(f"max_saturation must be in [0, 1], got {max_saturation!r}")
+    best = "minmax"
+    ranges = auto_candidates(obs)
+    errors = {name: quantization_error(obs, *r) for name, r in ranges.items()}
+    for name, r in ranges.items():
+        if saturation(obs, *r) <= check and errors[name] < errors[best]:
+            best = name
+    return best, ranges[best]
+
+
+def auto_range(obs: TensorObserver, max_saturation: float = 0.0001) -> tuple[float, float]:
+    """The range :func:`auto_choice` picks: never worse than min-max, never clipping much."""
+    return auto_choice(obs, max_saturation)[1]

@@ -24,15 +24,21 @@ weights as the plan's payload; :mod:`.writer` writes them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
+from quantscope.algorithms import bias_correction, gptq, smoothquant
+from quantscope.algorithms.activation_stats import extra_of, merged_kinds
+from quantscope.algorithms.equalization import equalized
+from quantscope.algorithms.range_selection import RangeSelection
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, StaticInt8
 from quantscope.config.calibration import Calibration, StatisticsRequest
+from quantscope.errors import UnsupportedModelError
 from quantscope.graph.queries import const_array, node_label, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
@@ -73,22 +79,33 @@ class StaticInt8Method(Method):
     """Calibrated full-integer int8 QDQ."""
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
-        return prepare_model(model, bias_into_gemm=True)
+        prepared = prepare_model(model, bias_into_gemm=True)
+        return equalized(prepared) if isinstance(config, StaticInt8) and config.equalize else prepared
 
     def statistics(self, model: Model, config: MethodConfig) -> StatisticsRequest:
         """The activations a plan could quantize (found by planning without statistics), calibrated as configured."""
         assert isinstance(config, StaticInt8)
-        points = _planner(model, config, None).points
-        tensors = tuple(name for name, point in points.items() if point.source == "calibrated")
-        return StatisticsRequest(tensors, calibration_of(config))
+        planner = _planner(model, config, None)
+        tensors = tuple(name for name, point in planner.points.items() if point.source == "calibrated")
+        nodes = [s.node for s in planner.weights]
+        extra = merged_kinds(bias_correction.request(nodes) if config.bias_correction else {},
+                             smoothquant.request(nodes) if config.smoothquant is not False else {},
+                             smoothquant.request(nodes, ("gram",)) if config.gptq else {})
+        return StatisticsRequest(tensors, calibration_of(config), extra=extra)
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, StaticInt8)
+        smoothed: list[dict[str, object]] = []
+        if config.smoothquant is not False and stats is not None:
+            nodes = [s.node for s in _planner(model, config, None).weights]
+            stats, smoothed = smoothquant.smooth(model, nodes, stats, config.smoothquant_alpha or None,
+                                                 tokens_only=config.smoothquant is None)
         planner = _planner(model, config, stats)
         decisions = planner.decisions.ordered()
         if not planner.decisions.any_quantized():
             raise nothing_found(config.method, decisions)
-        activations = _activations(model, config, stats, planner.points)
+        ranges = RangeSelection.of(stats, calibration_of(config).method, (i.name for i in model.inputs)) if stats else None
+        activations = _activations(model, config, ranges, planner.points)
         reduce_range = config.reduce_range
         notes = list(model.notes)
         if reduce_range is None:
@@ -114,15 +131,31 @@ class StaticInt8Method(Method):
         warnings: list[str] = []
         if config.activation_dtype == "int8" and any(d.op_type == "Conv" and d.action == "quantized" for d in decisions):
             warnings.append(s8s8_warning())
+        warnings += ranges.warnings() if ranges else []
         plan = QuantPlan(
             method=config.method, decisions=decisions, activations=tuple(activations),
             weights=tuple(weight_plans), notes=tuple(notes), warnings=tuple(warnings),
-            extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range},
+            extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range,
+                   **({"ranges": ranges.summary()} if ranges else {}),
+                   **({"smoothquant": smoothed} if smoothed else {})},
         )
-        return plan.with_payload(self.compute(model, config, plan))
+        payload = self.compute(model, config, plan)
+        if config.gptq:
+            labels = nodes_by_label(model.ir.graph)
+            bits = {weight_key(wq): wq.bits for wq in plan.weights}
+            payload, gains = gptq.static_weights(labels, payload, bits, extra_of(stats))
+            plan = dataclasses.replace(plan, extra={**plan.extra, "gptq_gain_db": gains})
+        if config.bias_correction:
+            weights = {wq.node: payload[weight_key(wq)] for wq in plan.weights}
+            shifts = bias_correction.planned(model, weights, extra_of(stats))
+            plan = dataclasses.replace(plan, extra={**plan.extra, "bias_correction": shifts})
+        return plan.with_payload(payload)
 
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> QuantizedWeights:
         """The int8 weights of ``plan`` and their parameters."""
+        smoothquant.rewrite(model.ir.graph, plan.extra.get("smoothquant", []))  # a plan read from a sidecar
+        if plan.payload is None and plan.extra.get("gptq_gain_db"):
+            raise UnsupportedModelError("GPTQ-rounded weights need calibration data; quantize the model again")
         nodes = nodes_by_label(model.ir.graph)
         payload: QuantizedWeights = {}
         for wq in plan.weights:
@@ -134,15 +167,16 @@ class StaticInt8Method(Method):
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: QuantizedWeights) -> dict[str, str]:
         assert isinstance(config, StaticInt8)
+        if plan.extra.get("bias_correction"):
+            bias_correction.apply(plan.extra["bias_correction"], nodes_by_label(clone.graph))
         return write(clone, config, plan, payload)
 
 
 def _activations(
-    model: Model, config: StaticInt8, stats: TensorStats | None, points: dict[str, Point]
+    model: Model, config: StaticInt8, ranges: RangeSelection | None, points: dict[str, Point]
 ) -> list[TensorQuant]:
     """The parameters of every activation point: calibrated, fixed, shared, or those of an int8 table."""
     dtype = _act_dtype(config)
-    method = calibration_of(config).method
     value_producers = {out.name: node for node in nodes_by_label(model.ir.graph).values() for out in node.outputs if out.name}
     resolved: dict[str, QParams] = {}
     activations: list[TensorQuant] = []
@@ -163,10 +197,9 @@ def _activations(
             qp = activation_qparams(*lo_hi, dtype=dtype)
             source = "fixed:[0, 1] output range"
         else:
-            assert stats is not None
-            lo_hi = stats.range(name, method)
+            assert ranges is not None
+            lo_hi, source = ranges.range(name)
             qp = activation_qparams(*lo_hi, dtype=dtype)
-            source = f"calibrated:{method.name}"
         resolved[name] = qp
         activations.append(
             TensorQuant(

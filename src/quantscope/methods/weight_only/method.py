@@ -39,8 +39,14 @@ from collections.abc import Mapping
 import numpy as np
 import onnx_ir as ir
 
+from quantscope.algorithms import awq
+from quantscope.algorithms.activation_stats import extra_of, input_request
+from quantscope.algorithms.gptq import gptq_group
+from quantscope.algorithms.smoothquant import rewrite
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, WeightInt4, WeightInt8, _WeightOnly
+from quantscope.config.calibration import StatisticsRequest
+from quantscope.config.methods import CALIBRATED_WEIGHT_ALGORITHMS
 from quantscope.errors import UnsupportedModelError
 from quantscope.graph.build import NameAllocator
 from quantscope.graph.prepare import upgrade_opset
@@ -138,10 +144,22 @@ class _WeightOnlyMethod(Method):
             prepared = Model(ir=upgraded.ir, path=None, fingerprint=model.fingerprint, notes=tuple(notes))
         return prepared
 
+    def statistics(self, model: Model, config: MethodConfig) -> StatisticsRequest | None:
+        """GPTQ reads the second moments of each weight's input; RTN and HQQ need nothing."""
+        assert isinstance(config, _WeightOnly)
+        if not config.needs_calibration:
+            return None
+        sites, _ = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size)
+        return input_request((s.node for s in sites), ("gram",), config.as_calibration())
+
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, _WeightOnly)
         fmt = _format(config)
         sites, decisions = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size, recurrent="rows")
+        scaled: list[dict[str, object]] = []
+        if config.awq:  # rescales weights in place: find them again
+            stats, scaled = awq.apply(model, [s.node for s in sites if s.layout is None], stats, config)
+            sites, decisions = weight_sites(select(model, config), OP_TYPES, min_size=config.min_size, recurrent="rows")
         Subgraphs.of(model).mark(decisions)
         groups = _recurrent_fits(config, finite_groups(sites, decisions, _k_axis), decisions)
         if not groups:
@@ -156,11 +174,14 @@ class _WeightOnlyMethod(Method):
             w = group[0].array
             op = group[0].node.op_type
             recurrent = group[0].layout is not None
-            bq = _quantize(w, config, k_axis, recurrent=recurrent)
+            if config.algorithm == "gptq" and not recurrent:
+                bq = gptq_group(w, config, k_axis, group, extra_of(stats), gains)
+            else:  # recurrent weights: GPTQ has no input statistics for them, round to nearest
+                bq = _quantize(w, config, k_axis, "rtn" if config.algorithm == "gptq" else None, recurrent=recurrent)
             payload[(name, k_axis)] = bq
             sqnr = reconstruction_sqnr(w, _dequantized(bq, k_axis))
             rtn_sqnr: float | None = None
-            if config.algorithm != "rtn":
+            if config.algorithm == "hqq":
                 rtn_sqnr = reconstruction_sqnr(w, _dequantized(_quantize(w, config, k_axis, "rtn", recurrent=recurrent), k_axis))
                 gains.append(sqnr - rtn_sqnr)
             scheme = (
@@ -217,9 +238,11 @@ class _WeightOnlyMethod(Method):
                 "ratio": stored_total / float_total if float_total else 1.0,
             },
         }
+        if config.awq:
+            extra["awq"] = scaled
         if gains:
             extra["algorithm_gain_db"] = {
-                "vs": "rtn",
+                "vs": "rtn", "measure": "layer output error" if config.algorithm == "gptq" else "weight SQNR",
                 "mean": float(np.mean(gains)),
                 "min": float(np.min(gains)),
                 "max": float(np.max(gains)),
@@ -236,6 +259,9 @@ class _WeightOnlyMethod(Method):
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> Payload:
         """Quantize the plan's weights again (a plan read from a sidecar carries none)."""
         assert isinstance(config, _WeightOnly)
+        rewrite(model.ir.graph, plan.extra.get("awq", []), tag=awq.TAG)  # a plan read from a sidecar
+        if config.algorithm in CALIBRATED_WEIGHT_ALGORITHMS:
+            raise UnsupportedModelError(f"{config.algorithm} rounding needs calibration data; quantize the model again")
         nodes = nodes_by_label(model.ir.graph)
         payload: Payload = {}
         for wq in plan.weights:
