@@ -16,6 +16,30 @@ from quantscope.config.calibration import calibrator
 from quantscope.textsafe import markup
 
 
+def _speed_line(model: Any, q: Any) -> str:
+    """The quantized model's speed against float on this machine (batch 1, paired rounds), in one line."""
+    latency = q.plan.extra.get("latency")
+    if latency is None:  # a method that does not time itself: one paired measurement here
+        from quantscope.analysis.evaluate import measure_paired_latency
+        from quantscope.analysis.stats import speed_verdict
+        from quantscope.errors import QuantscopeError
+        from quantscope.methods.static_int8.latency import synthetic_feeds
+
+        try:
+            m = measure_paired_latency(model, q.model, synthetic_feeds(model), threads=1)
+        except QuantscopeError as exc:
+            return f"speed against float: not measured ({exc})"
+        latency = {"measured": True, "speed": m.speed, "interval": [m.low, m.high], "threads": 1,
+                   "verdict": speed_verdict(m.low, m.high, m.speed)}
+    if not latency.get("measured"):
+        return f"speed against float: not measured ({latency.get('reason', 'not asked')})"
+    low, high = latency["interval"]
+    return (
+        f"speed against float on this machine: {latency['speed']:.2f}x (95% interval {low:.2f}-{high:.2f}, "
+        f"{latency['verdict']}), batch 1, {latency['threads']} thread(s)"
+    )
+
+
 def _epilog() -> str:
     methods = "\n".join(
         f"  {name:<13} {(cls.__doc__ or '').strip().splitlines()[0]}" for name, cls in config_classes().items()
@@ -63,6 +87,7 @@ def quantize(model_path: Path, method: str | None, output: str, calib: Path | No
     start = time.perf_counter()
     with progress_bar("calibrating") as update:
         q = qs.quantize(model, config, data, progress=update)
+    say(_speed_line(model, q))
     written = q.save(output, inputs=[p for p in inputs if p is not None])
     elapsed = time.perf_counter() - start
     summary = q.plan.summary()

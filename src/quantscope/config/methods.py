@@ -17,6 +17,7 @@ from quantscope.config.fields import setting
 from quantscope.errors import ConfigError
 
 ACTIVATION_DTYPES = ("uint8", "int8")
+OBJECTIVES = ("speed", "accuracy", "size")
 WEIGHT_OP_TYPES = ("MatMul", "Gemm", "Conv")
 
 _PER_TENSOR = "One weight scale per tensor instead of per channel."
@@ -25,6 +26,8 @@ _REDUCE_RANGE = ("7-bit weights (avoid int16 saturation on x86 without VNNI); "
 _SEED = "Random seed (of the calibration subset; of k-means for cluster)."
 _OP_TYPES = "Comma-separated op types to rewrite."
 _MIN_SIZE = "Weights with fewer elements stay float."
+_OBJECTIVE = ("speed: time int8 against float on this machine and keep float the regions that are "
+              "slower in int8; accuracy or size: quantize everything that can be (no timing).")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +62,10 @@ class StaticInt8(MethodConfig):
     quantize_activation_matmul: bool = setting(True, help="Quantize MatMuls whose inputs are both activations.")
     bins: int = setting(2048, help="Histogram bins of the calibration statistics.")
     seed: int = setting(0, cli="--seed", help=_SEED)
+    objective: str = setting("speed", cli="--objective", choices=OBJECTIVES, help=_OBJECTIVE)
+    target_threads: int = setting(1, cli="--target-threads", help="Threads the speed measurement uses (deployment's).")
+    measure: bool = setting(True, cli="--no-measure", cli_value=False,
+                            help="Skip timing int8 against float (objective speed then keeps every region int8).")
 
     def __post_init__(self) -> None:
         if isinstance(self.calibration, Calibrator):  # a value: keep its name, its parameters as fields
@@ -74,8 +81,9 @@ class StaticInt8(MethodConfig):
         check_int("batch_size", self.batch_size, 1)
         check_int("bins", self.bins, 128, 1 << 16)
         check_int("seed", self.seed, 0)
+        check_int("target_threads", self.target_threads, 1)
         check_bool("reduce_range", self.reduce_range, optional=True)
-        for flag in ("per_channel", "integer_io", "quantize_activation_matmul"):
+        for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "measure"):
             check_bool(flag, getattr(self, flag))
 
     def as_calibration(self) -> Calibration:

@@ -37,6 +37,7 @@ from quantscope.graph.queries import const_array, node_label, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
 from quantscope.methods.base import Method, nothing_found, prepare_model, select
+from quantscope.methods.static_int8.latency import choose_regions
 from quantscope.methods.static_int8.planner import Planner, Point
 from quantscope.methods.static_int8.writer import QuantizedWeights, weight_key, write
 from quantscope.numerics.affine import QParams, activation_qparams, quantize, weight_qparams
@@ -73,7 +74,7 @@ class StaticInt8Method(Method):
     """Calibrated full-integer int8 QDQ."""
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
-        return prepare_model(model, bias_into_gemm=True)
+        return prepare_model(model, bias_into_gemm=True, integer_chains=True)
 
     def statistics(self, model: Model, config: MethodConfig) -> StatisticsRequest:
         """The activations a plan could quantize (found by planning without statistics), calibrated as configured."""
@@ -119,7 +120,8 @@ class StaticInt8Method(Method):
             weights=tuple(weight_plans), notes=tuple(notes), warnings=tuple(warnings),
             extra={"calibration_samples": stats.num_samples if stats else 0, "reduce_range": reduce_range},
         )
-        return plan.with_payload(self.compute(model, config, plan))
+        plan = plan.with_payload(self.compute(model, config, plan))
+        return choose_regions(self, model, config, stats, plan)
 
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> QuantizedWeights:
         """The int8 weights of ``plan`` and their parameters."""
@@ -199,5 +201,5 @@ def _ordered_points(points: dict[str, Point]) -> list[tuple[str, Point]]:
 
 def preview(model: Model, config: StaticInt8) -> list[NodeDecision]:
     """Per-node decisions static-int8 would take, before any calibration (ranges unknown)."""
-    prepared = prepare_model(model, bias_into_gemm=True)
+    prepared = prepare_model(model, bias_into_gemm=True, integer_chains=True)
     return list(_planner(prepared, config, None).decisions.ordered())
