@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quantscope.analysis.evaluate import PairedLatency, measure_paired_latency
+from quantscope.analysis.evaluate import PairedLatency, measure_latency, measure_paired_latency
 from quantscope.analysis.stats import speed_verdict
 from quantscope.calibrate import TensorStats
 from quantscope.config import StaticInt8
@@ -39,10 +39,12 @@ Timer = Callable[[Model, Model], PairedLatency]
 """Times ``(reference, variant)`` in paired rounds; ``speed`` > 1 when the variant is faster."""
 
 DYNAMIC_SIZE = 64  # a symbolic dimension other than the batch is timed at this size
-MIN_FLOAT_MS = 0.05  # below this per call, regions are not timed apart (call overhead dominates)
+MIN_FLOAT_MS = 0.1  # a float model faster than this per call is not timed against int8 (microseconds either way)
 MAX_REGIONS = 16  # the largest regions are timed; smaller ones keep the planner's decision
 BUDGET_S = 60.0  # region timing stops after this long; the rest keep the planner's decision
 ROUNDS = 30
+TOO_FAST = (f"the float model runs in under {MIN_FLOAT_MS} ms per call at batch 1: too short to tell int8 from "
+            "float, every region keeps the planner's decision")
 
 
 def synthetic_feeds(model: Model, *, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
@@ -128,8 +130,6 @@ class _Search:
     def _untimed(count: int, region: Region, whole: PairedLatency, start: float) -> str | None:
         if count == 1:
             return "the only region: timed as the whole model against float"
-        if whole.reference.median_ms < MIN_FLOAT_MS:
-            return f"not timed apart: the float model runs in {whole.reference.median_ms:.3f} ms per call"
         if region.index >= MAX_REGIONS:
             return f"not timed: only the {MAX_REGIONS} largest regions are"
         if time.perf_counter() - start > BUDGET_S:
@@ -169,10 +169,11 @@ def choose_regions(
         why = "--no-measure" if config.objective == "speed" else f"objective {config.objective!r}"
         return _with_extra(plan, latency={"measured": False, "reason": why})
     feeds = synthetic_feeds(model, seed=config.seed)
-    if timer is None:
-        timer = paired_timer(feeds, threads=config.target_threads, seed=config.seed)
-    search = _Search(method, model, config, stats, timer)
+    search = _Search(method, model, config, stats, timer or paired_timer(feeds, threads=config.target_threads, seed=config.seed))
     try:
+        if timer is None and measure_latency(model, feeds, threads=config.target_threads, runs=15).median_ms < MIN_FLOAT_MS:
+            return _with_extra(plan, latency={"measured": False, "reason": TOO_FAST})
+        timer = search.timer
         full = method.apply(model, search.quiet, plan)
         whole = timer(model, full)
     except QuantscopeError as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import onnx_ir as ir
 
 from quantscope.graph.queries import node_label
+from quantscope.methods.static_int8.rules import rule_for
 from quantscope.plan import NodeDecision
 
 INTEGER = ("quantized", "fused")
@@ -32,7 +33,8 @@ class Region:
 
 def find_regions(graph: ir.Graph, decisions: Iterable[NodeDecision]) -> list[Region]:
     """The regions of ``graph`` (main graph only) under ``decisions``, largest first, then in graph order."""
-    active = {d.node for d in decisions if d.action in INTEGER}
+    # LSTM/GRU/RNN run float arithmetic on int8 weights: quantized for size, not speed; never a region
+    active = {d.node for d in decisions if d.action in INTEGER and rule_for(d.op_type).kind != "weight_only"}
     order = [n for n in graph if node_label(n) in active]
     parent = {node_label(n): node_label(n) for n in order}
 

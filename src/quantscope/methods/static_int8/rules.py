@@ -154,7 +154,7 @@ class Product(Residual):
             return "Mul by a constant is kept float (little integer speed-up; guards GELU and LayerNorm chains)"
         for v in node.inputs:
             producer = v.producer() if v is not None else None
-            if producer is not None and producer.op_type not in GATES and (
+            if producer is not None and producer.op_type not in GATES | FUSABLE_ACTIVATIONS and (
                 rule_for(producer.op_type).kind == "float" or p.candidate(producer) is not None
             ):
                 return (
