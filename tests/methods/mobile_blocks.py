@@ -79,7 +79,7 @@ def mobilenet_v3_block(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model
+    return onnx.shape_inference.infer_shapes(model)
 
 
 def images(n: int, size: int = 32, seed: int = 1) -> np.ndarray:
