@@ -1,7 +1,7 @@
 """Latency-aware static-int8: measure where integer execution wins on this machine, keep float where it loses.
 
 After planning, the written int8 model is timed against the float model (paired, interleaved
-rounds: :func:`quantscope.analysis.evaluate.measure_paired_latency`, batch 1, the config's
+rounds: :func:`quantscope.analysis.evaluate.time_paired`, batch 1, the config's
 ``target_threads``). With several regions (:mod:`.regions`), each region is timed kept float
 against the full int8 model; a region whose float version is measurably faster stays float as a
 whole, so no new float/integer round trip appears. The plan records every measurement
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quantscope.analysis.evaluate import PairedLatency, measure_latency, measure_paired_latency
+from quantscope.analysis.evaluate import PairedLatency, measure_latency, time_paired
 from quantscope.analysis.stats import speed_verdict
 from quantscope.calibrate import TensorStats
 from quantscope.config import StaticInt8
@@ -29,8 +29,11 @@ from quantscope.errors import QuantscopeError
 from quantscope.io import Model
 from quantscope.methods.static_int8.regions import Region, find_regions
 from quantscope.plan import QuantPlan
+from quantscope.runtime import make_session, run
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
+
     from quantscope.methods.base import Method
 
 logger = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ Timer = Callable[[Model, Model], PairedLatency]
 DYNAMIC_SIZE = 64  # a symbolic dimension other than the batch is timed at this size
 MIN_FLOAT_MS = 0.1  # a float model faster than this per call is not timed against int8 (microseconds either way)
 MAX_REGIONS = 16  # the largest regions are timed; smaller ones keep the planner's decision
-BUDGET_S = 60.0  # region timing stops after this long; the rest keep the planner's decision
+BUDGET_S = 30.0  # region timing stops after this long; the rest keep the planner's decision
 ROUNDS = 30
 TOO_FAST = (f"the float model runs in under {MIN_FLOAT_MS} ms per call at batch 1: too short to tell int8 from "
             "float, every region keeps the planner's decision")
@@ -64,9 +67,20 @@ def synthetic_feeds(model: Model, *, batch: int = 1, seed: int = 0) -> dict[str,
 
 
 def paired_timer(feeds: Mapping[str, np.ndarray], *, threads: int, rounds: int = ROUNDS, seed: int = 0) -> Timer:
-    """A :data:`Timer` over ``feeds``, sessions made with deployment options (``threads``)."""
+    """A :data:`Timer` over ``feeds``, sessions made with deployment options (``threads``).
+
+    The session of a reference model (the float model, the full int8 model) is made once and
+    reused for every variant timed against it.
+    """
+    references: dict[int, tuple[Model, ort.InferenceSession]] = {}
+
     def timer(reference: Model, variant: Model) -> PairedLatency:
-        return measure_paired_latency(reference, variant, feeds, threads=threads, runs=rounds, seed=seed)
+        held = references.get(id(reference))
+        if held is None or held[0] is not reference:
+            held = references[id(reference)] = (reference, make_session(reference, threads=threads))
+        ref_session, session = held[1], make_session(variant, threads=threads)
+        return time_paired(lambda: run(ref_session, feeds), lambda: run(session, feeds), batch=1, threads=threads,
+                           rounds=rounds, seed=seed)
     return timer
 
 
