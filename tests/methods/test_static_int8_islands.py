@@ -106,3 +106,17 @@ def test_gelu_chain_muls_stay_float() -> None:
     assert decisions["gelu_mul"].action == "float" and "GELU" in decisions["gelu_mul"].reason
     assert decisions["half_mul"].action == "float"
     assert decisions["mm1"].action == "quantized"
+
+
+def test_a_reshaped_conv_bias_is_written_so_openvino_loads_it(tmp_path) -> None:
+    ov = pytest.importorskip("openvino")
+    model = _model(mobilenet_v3_block(blocks=1))
+    data = images(16)
+    q = _quantize(model, data)
+    # the SE biases were Add(conv, Reshape(bias)): folded into the Conv, no Add of a dequantized bias remains
+    assert sum(1 for n in q.model.ir.graph if n.op_type == "Add") == 1  # the residual
+    path = q.save(tmp_path / "mobile.onnx")
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU")
+    out = compiled([data[:2]])[0]
+    assert sqnr_db(_outputs(model, data[:2]), out) >= SQNR_FLOOR_DB
