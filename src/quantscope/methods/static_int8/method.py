@@ -14,8 +14,10 @@ where the speed comes from. The choices below follow what those fusions need:
   float output lets ONNX Runtime use MatMulIntegerToFloat without a requantization error.
 * Tensors holding values near the float32 limits (attention masks built from
   ``finfo(float32).min``) are never quantized; Softmax inputs stay float, its output uses
-  the fixed range [0, 1]; element-wise Mul stays float (it guards decomposed GELU and
-  LayerNorm chains and gains little).
+  the fixed range [0, 1]; a Mul is integer only when both inputs come from integer ops or a
+  [0, 1] gate (SE blocks, HardSwish), so decomposed GELU and LayerNorm chains stay float.
+* With ``objective="speed"`` the written model is timed against float on this machine and
+  regions that are slower in int8 stay float (:mod:`.latency`).
 
 The per-op policy is a table of rules (:mod:`.rules`), walked by the planner
 (:mod:`.planner`); this module asks for statistics, resolves the ranges and keeps the int8
