@@ -209,6 +209,7 @@ def choose_regions(
         "inputs": {k: list(v.shape) for k, v in feeds.items()},
         "float_ms": round(final.reference.median_ms, 4), "int8_ms": round(final.variant.median_ms, 4),
         **{k: v for k, v in _measurement(final).items() if k in ("speed", "interval", "verdict")},
+        "reference": "the prepared float model (its rewrites, e.g. folded BatchNorm, may make it faster than the original)",
         "note": "timed on the machine that quantized; another CPU may decide other regions",
     }
     chosen = _with_extra(chosen, latency=latency, regions=records)
