@@ -16,6 +16,31 @@ from quantscope.config.calibration import calibrator
 from quantscope.textsafe import markup
 
 
+def _speed_line(model: Any, q: Any) -> str:
+    """The written model's speed against the user's float model on this machine (batch 1, paired rounds).
+
+    The plan's own measurement (static-int8) is against the prepared float model, which its
+    rewrites may already have made faster; this line times the model as given.
+    """
+    from quantscope.analysis.evaluate import measure_paired_latency
+    from quantscope.analysis.stats import speed_verdict
+    from quantscope.errors import QuantscopeError
+    from quantscope.methods.static_int8.latency import synthetic_feeds
+
+    planned = q.plan.extra.get("latency") or {}
+    if planned.get("measured") is False:
+        return f"speed against float: not measured ({planned.get('reason', 'not asked')})"
+    threads = planned.get("threads", 1)
+    try:
+        m = measure_paired_latency(model, q.model, synthetic_feeds(model), threads=threads)
+    except QuantscopeError as exc:
+        return f"speed against float: not measured ({exc})"
+    return (
+        f"speed against float on this machine: {m.speed:.2f}x (95% interval {m.low:.2f}-{m.high:.2f}, "
+        f"{speed_verdict(m.low, m.high, m.speed)}), batch 1, {threads} thread(s)"
+    )
+
+
 def _epilog() -> str:
     methods = "\n".join(
         f"  {name:<13} {(cls.__doc__ or '').strip().splitlines()[0]}" for name, cls in config_classes().items()
@@ -63,6 +88,7 @@ def quantize(model_path: Path, method: str | None, output: str, calib: Path | No
     start = time.perf_counter()
     with progress_bar("calibrating") as update:
         q = qs.quantize(model, config, data, progress=update)
+    say(_speed_line(model, q))
     written = q.save(output, inputs=[p for p in inputs if p is not None])
     elapsed = time.perf_counter() - start
     summary = q.plan.summary()

@@ -17,6 +17,7 @@ from quantscope.config.fields import setting
 from quantscope.errors import ConfigError
 
 ACTIVATION_DTYPES = ("uint8", "int8")
+OBJECTIVES = ("speed", "accuracy", "size")
 WEIGHT_OP_TYPES = ("MatMul", "Gemm", "Conv")
 WEIGHT_ALGORITHMS = ("rtn", "hqq", "gptq")
 CALIBRATED_WEIGHT_ALGORITHMS = ("gptq",)
@@ -27,6 +28,8 @@ _REDUCE_RANGE = ("7-bit weights (avoid int16 saturation on x86 without VNNI); "
 _SEED = "Random seed (of the calibration subset; of k-means for cluster)."
 _OP_TYPES = "Comma-separated op types to rewrite."
 _MIN_SIZE = "Weights with fewer elements stay float."
+_OBJECTIVE = ("speed: time int8 against float on this machine and keep float the regions that are "
+              "slower in int8; accuracy or size: quantize everything that can be (no timing).")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +81,10 @@ class StaticInt8(MethodConfig):
                          help="Round MatMul/Gemm int8 weights by GPTQ (Hessian-aware, from calibration inputs).")
     smoothquant_alpha: float = setting(0.0, cli="--smoothquant-alpha",
                                        help="SmoothQuant migration strength in (0, 1]; 0 searches it per layer.")
+    objective: str = setting("speed", cli="--objective", choices=OBJECTIVES, help=_OBJECTIVE)
+    target_threads: int = setting(1, cli="--target-threads", help="Threads the speed measurement uses (deployment's).")
+    measure: bool = setting(True, cli="--no-measure", cli_value=False,
+                            help="Skip timing int8 against float (objective speed then keeps every region int8).")
 
     def __post_init__(self) -> None:
         if isinstance(self.calibration, Calibrator):  # a value: keep its name, its parameters as fields
@@ -99,10 +106,11 @@ class StaticInt8(MethodConfig):
         check_int("batch_size", self.batch_size, 1)
         check_int("bins", self.bins, 128, 1 << 16)
         check_int("seed", self.seed, 0)
+        check_int("target_threads", self.target_threads, 1)
         check_bool("reduce_range", self.reduce_range, optional=True)
         check_bool("smoothquant", self.smoothquant, optional=True)
         for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction",
-                     "gptq"):
+                     "gptq", "measure"):
             check_bool(flag, getattr(self, flag))
 
     def as_calibration(self) -> Calibration:

@@ -17,8 +17,10 @@ from onnx_ir.passes import common as common_passes
 
 from quantscope.errors import ModelError
 from quantscope.graph.passes import (
+    DecomposedHardSwishPass,
     FoldBatchNormPass,
     FoldChannelAffinePass,
+    FoldConstantNodesPass,
     LiftConstantsPass,
     MatMulAddToGemmPass,
     RewritePass,
@@ -48,13 +50,15 @@ def upgrade_opset(model: Model, target: int = MIN_OPSET) -> tuple[Model, list[st
     return upgraded, [f"opset upgraded from {model.opset} to {target} (needed for per-channel scales)"]
 
 
-def prepare_passes(*, bias_into_gemm: bool = False) -> list[ir.passes.PassBase]:
+def prepare_passes(*, bias_into_gemm: bool = False, integer_chains: bool = False) -> list[ir.passes.PassBase]:
     """The passes of :func:`prepare`, in order (each in place; run them on a copy)."""
     return [
         LiftConstantsPass(),  # first: Paddle2ONNX keeps weights in Constant nodes
+        *([FoldConstantNodesPass()] if integer_chains else []),  # a reshaped bias becomes a constant
         FoldBatchNormPass(),
         *([MatMulAddToGemmPass()] if bias_into_gemm else []),
         FoldChannelAffinePass(),
+        *([DecomposedHardSwishPass()] if integer_chains else []),
         common_passes.RemoveUnusedNodesPass(),
         common_passes.TopologicalSortPass(),
         # old exporters list initializers as graph inputs too; that blocks constant treatment
@@ -71,13 +75,15 @@ def lift_constants(model: Model) -> Model:
 
 
 def prepare(
-    model: Model, *, min_opset: int = MIN_OPSET, bias_into_gemm: bool = False
+    model: Model, *, min_opset: int = MIN_OPSET, bias_into_gemm: bool = False, integer_chains: bool = False
 ) -> tuple[Model, list[str]]:
     """Opset upgrade, constants lifted to initializers, BatchNorm and per-channel Mul/Add folded
     into Conv, dead nodes removed; with ``bias_into_gemm`` 2-D ``MatMul + Add(bias)`` pairs
-    become ``Gemm`` (static-int8 needs it; the other methods fold the bias themselves)."""
+    become ``Gemm`` (static-int8 needs it; the other methods fold the bias themselves); with
+    ``integer_chains`` shape ops on constants are evaluated (a reshaped bias folds into its Conv)
+    and decomposed HardSwish chains become ``x·HardSigmoid(x)`` (static-int8: fewer float islands)."""
     upgraded, notes = upgrade_opset(model, min_opset)
-    passes = prepare_passes(bias_into_gemm=bias_into_gemm)
+    passes = prepare_passes(bias_into_gemm=bias_into_gemm, integer_chains=integer_chains)
     # functionalize: the passes run on a copy, the caller's model is never edited
     prepared = ir.passes.functionalize(ir.passes.PassManager(passes))(upgraded.ir).model
     notes += [p.summary.format(n=len(p.notes)) for p in passes if isinstance(p, RewritePass) and p.notes]

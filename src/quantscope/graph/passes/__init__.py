@@ -7,12 +7,16 @@ Each is an in-place :class:`onnx_ir.passes.InPlacePass` in its own module;
 from quantscope.graph.passes._base import RewritePass
 from quantscope.graph.passes.fold_batchnorm import FoldBatchNormPass
 from quantscope.graph.passes.fold_channel_affine import FoldChannelAffinePass
+from quantscope.graph.passes.fold_constant_nodes import FoldConstantNodesPass
+from quantscope.graph.passes.hardswish import DecomposedHardSwishPass
 from quantscope.graph.passes.lift_constants import LiftConstantsPass
 from quantscope.graph.passes.matmul_add_to_gemm import MatMulAddToGemmPass
 
 __all__ = [
+    "DecomposedHardSwishPass",
     "FoldBatchNormPass",
     "FoldChannelAffinePass",
+    "FoldConstantNodesPass",
     "LiftConstantsPass",
     "MatMulAddToGemmPass",
     "RewritePass",

@@ -14,8 +14,10 @@ where the speed comes from. The choices below follow what those fusions need:
   float output lets ONNX Runtime use MatMulIntegerToFloat without a requantization error.
 * Tensors holding values near the float32 limits (attention masks built from
   ``finfo(float32).min``) are never quantized; Softmax inputs stay float, its output uses
-  the fixed range [0, 1]; element-wise Mul stays float (it guards decomposed GELU and
-  LayerNorm chains and gains little).
+  the fixed range [0, 1]; a Mul is integer only when both inputs come from integer ops or a
+  [0, 1] gate (SE blocks, HardSwish), so decomposed GELU and LayerNorm chains stay float.
+* With ``objective="speed"`` the written model is timed against float on this machine and
+  regions that are slower in int8 stay float (:mod:`.latency`).
 
 The per-op policy is a table of rules (:mod:`.rules`), walked by the planner
 (:mod:`.planner`); this module asks for statistics, resolves the ranges and keeps the int8
@@ -43,6 +45,7 @@ from quantscope.graph.queries import const_array, node_label, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
 from quantscope.methods.base import Method, nothing_found, prepare_model, select
+from quantscope.methods.static_int8.latency import choose_regions
 from quantscope.methods.static_int8.planner import Planner, Point
 from quantscope.methods.static_int8.writer import QuantizedWeights, weight_key, write
 from quantscope.numerics.affine import QParams, activation_qparams, quantize, weight_qparams
@@ -79,7 +82,7 @@ class StaticInt8Method(Method):
     """Calibrated full-integer int8 QDQ."""
 
     def prepare(self, model: Model, config: MethodConfig) -> Model:
-        prepared = prepare_model(model, bias_into_gemm=True)
+        prepared = prepare_model(model, bias_into_gemm=True, integer_chains=True)
         return equalized(prepared) if isinstance(config, StaticInt8) and config.equalize else prepared
 
     def statistics(self, model: Model, config: MethodConfig) -> StatisticsRequest:
@@ -149,7 +152,7 @@ class StaticInt8Method(Method):
             weights = {wq.node: payload[weight_key(wq)] for wq in plan.weights}
             shifts = bias_correction.planned(model, weights, extra_of(stats))
             plan = dataclasses.replace(plan, extra={**plan.extra, "bias_correction": shifts})
-        return plan.with_payload(payload)
+        return choose_regions(self, model, config, stats, plan.with_payload(payload))
 
     def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> QuantizedWeights:
         """The int8 weights of ``plan`` and their parameters."""
@@ -232,5 +235,5 @@ def _ordered_points(points: dict[str, Point]) -> list[tuple[str, Point]]:
 
 def preview(model: Model, config: StaticInt8) -> list[NodeDecision]:
     """Per-node decisions static-int8 would take, before any calibration (ranges unknown)."""
-    prepared = prepare_model(model, bias_into_gemm=True)
+    prepared = prepare_model(model, bias_into_gemm=True, integer_chains=True)
     return list(_planner(prepared, config, None).decisions.ordered())

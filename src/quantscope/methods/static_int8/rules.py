@@ -8,7 +8,7 @@ the writer inserts all Q/DQ at once. Adding an op is one entry in :data:`RULES`.
 Kinds, after ONNX Runtime's QDQ fusions:
 
 * ``compute`` (Conv, MatMul, Gemm): int8 weights, quantized input, an integer kernel;
-* ``residual`` (Add of two activations): QLinearAdd, inputs and output quantized;
+* ``residual`` (Add or Mul of two activations): QLinearAdd/QLinearMul, inputs and output quantized;
 * ``own_scale`` (AveragePool, Concat, ...): integer kernel on quantized input, own output scale;
 * ``shared_scale`` (MaxPool, Reshape, ...): reuses its input's scale and zero point;
 * ``weight_only`` (LSTM, GRU, RNN): int8 weights behind DequantizeLinear, float arithmetic;
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.graph.queries import attr_float, attr_int, const_array
+from quantscope.graph.queries import attr_float, attr_int, const_array, node_label
 from quantscope.methods._recurrent import WEIGHT_INPUTS, float_arithmetic, recurrent_weights
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 Kind = Literal["compute", "residual", "own_scale", "shared_scale", "weight_only", "float"]
 FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
-FIXED_RANGE_PRODUCERS = {"Softmax": (0.0, 1.0), "Sigmoid": (0.0, 1.0)}
+FIXED_RANGE_PRODUCERS = {"Softmax": (0.0, 1.0), "Sigmoid": (0.0, 1.0), "HardSigmoid": (0.0, 1.0)}
+GATES = frozenset({"Sigmoid", "HardSigmoid"})  # outputs in [0, 1]: quantized with a fixed range, no calibration
 MIN_TABLE_SIZE = 4096  # smaller constant Gather tables are not worth an integer copy
 
 
@@ -140,6 +141,38 @@ class Residual(OpRule):
         p.decide(node, "quantized", "integer residual Add (QLinearAdd), inputs and output quantized")
 
 
+class Product(Residual):
+    """Mul of two activations (QLinearMul) where both come from integer ops or a [0, 1] gate.
+
+    A squeeze-excitation scale (``x · HardSigmoid(conv(...))``) and ``x · HardSigmoid(x)``
+    (HardSwish) qualify; a Mul reading a float chain (decomposed GELU, LayerNorm, a constant)
+    stays float, so those chains are never cut by a requantization.
+    """
+
+    def check(self, p: Planner, node: ir.Node) -> str | None:
+        if any(const_array(v) is not None for v in node.inputs):
+            return "Mul by a constant is kept float (little integer speed-up; guards GELU and LayerNorm chains)"
+        for v in node.inputs:
+            producer = v.producer() if v is not None else None
+            if producer is not None and producer.op_type not in GATES | FUSABLE_ACTIVATIONS and (
+                rule_for(producer.op_type).kind == "float" or p.candidate(producer) is not None
+            ):
+                return (
+                    f"Mul input {v.name!r} comes from a float op ({producer.op_type}); kept float "
+                    "(guards GELU and LayerNorm chains)"
+                )
+        return p.inputs_problem(list(node.inputs))
+
+    def plan(self, p: Planner, node: ir.Node) -> None:
+        gated = [v for v in node.inputs if v is not None and not p.is_point(v)]
+        if any(v.producer() is None or v.producer().op_type not in GATES for v in gated):  # type: ignore[union-attr]
+            p.decide(node, "float", "an input is not quantized (its producer stays float)")
+            return
+        super().plan(p, node)
+        if p.decisions[node_label(node)].action == "quantized":
+            p.decide(node, "quantized", "integer Mul of two activations (QLinearMul), inputs and output quantized")
+
+
 class OwnScale(OpRule):
     kind: ClassVar[Kind] = "own_scale"
 
@@ -228,8 +261,8 @@ RULES: dict[str, OpRule] = {
     "MatMul": MatMul(),
     "Gemm": Gemm(),
     "Add": Residual(),
-    "AveragePool": _POOL,
-    "GlobalAveragePool": _POOL,
+    "Mul": Product(),
+    **{op: _POOL for op in ("AveragePool", "GlobalAveragePool", "Sigmoid", "LeakyRelu")},
     "Concat": OwnScale(all_inputs=True),
     **{op: _SHARED for op in (
         "MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
@@ -237,7 +270,6 @@ RULES: dict[str, OpRule] = {
     )},
     "Gather": Gather(),
     **{op: Recurrent() for op in ("LSTM", "GRU", "RNN")},
-    "Mul": StaysFloat("element-wise Mul is kept float (little integer speed-up; guards GELU and LayerNorm chains)"),
     "Softmax": StaysFloat(
         "Softmax is kept float (its input can hold attention-mask values); its output is quantized "
         "with the fixed range [0, 1] where an integer op consumes it"

@@ -1,0 +1,143 @@
+"""Latency-aware static-int8: regions, the selection with an injected timer (no timing outcome is
+tested), and one real run that checks only invariants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+import quantscope as qs
+from quantscope import cli
+from quantscope.analysis.evaluate import Latency, PairedLatency
+from quantscope.calibrate import collect
+from quantscope.methods.static_int8.latency import choose_regions
+from quantscope.methods.static_int8.method import StaticInt8Method
+from quantscope.methods.static_int8.regions import find_regions
+
+EXAMPLES = Path(qs.__file__).parent / "examples"
+
+
+def _two_regions() -> qs.Model:
+    """``conv_a → Relu → Exp (float) → conv_b → Relu``: two integer regions split by a float op."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, c, 3, 3)).astype(np.float32) * 0.2, f"w_{n}")
+             for n, c in (("a", 3), ("b", 8))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w_a"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["ra"], name="relu_a"),
+        helper.make_node("Exp", ["ra"], ["e"], name="exp"),
+        helper.make_node("Conv", ["e", "w_b"], ["b"], name="conv_b", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["b"], ["y"], name="relu_b"),
+    ]
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 8, 8])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return qs.Model.from_proto(onnx.shape_inference.infer_shapes(proto))
+
+
+def _int8(model: qs.Model, conv: str) -> bool:
+    node = next(n for n in model.ir.graph if n.name == conv)
+    producer = node.inputs[1].producer()
+    return producer is not None and producer.op_type == "DequantizeLinear"
+
+
+def fake_timer(costs: dict[str, tuple[float, float]], calls: list[str] | None = None):
+    """Model time = sum over convs of their (float, int8) cost; a tight interval around the ratio."""
+    def cost(model: qs.Model) -> float:
+        return sum(c[1] if _int8(model, name) else c[0] for name, c in costs.items())
+
+    def timer(reference: qs.Model, variant: qs.Model) -> PairedLatency:
+        if calls is not None:
+            calls.append("timed")
+        r, v = cost(reference), cost(variant)
+        speed = r / v
+        return PairedLatency(Latency(r, r, 30, 1, 1), Latency(v, v, 30, 1, 1), speed, speed * 0.98, speed * 1.02)
+    return timer
+
+
+def _plan(model: qs.Model, config: qs.StaticInt8, timer):
+    method = StaticInt8Method()
+    prepared = method.prepare(model, config)
+    data = {"x": np.random.default_rng(1).standard_normal((8, 3, 8, 8)).astype(np.float32)}
+    quiet = qs.StaticInt8(measure=False, num_samples=8)
+    stats = collect(prepared, qs.Dataset.from_arrays(data).bind(prepared.inputs), method.statistics(prepared, quiet))
+    plan = method.plan(prepared, quiet, stats)
+    return choose_regions(method, prepared, config, stats, plan, timer=timer), prepared
+
+
+def test_regions_are_connected_integer_nodes_between_float_boundaries() -> None:
+    model = _two_regions()
+    q = qs.quantize(model, qs.StaticInt8(measure=False, num_samples=4),
+                    {"x": np.zeros((4, 3, 8, 8), np.float32) + 0.5})
+    regions = find_regions(model.ir.graph, q.plan.decisions)
+    assert [set(r.nodes) for r in regions] == [{"conv_a", "relu_a"}, {"conv_b", "relu_b"}]
+
+
+def test_a_region_slower_in_int8_is_kept_float_whole_and_recorded() -> None:
+    # conv_a: 1 ms float, 2 ms int8 (loses); conv_b: 2 ms float, 1 ms int8 (wins)
+    timer = fake_timer({"conv_a": (1.0, 2.0), "conv_b": (2.0, 1.0)})
+    plan, _ = _plan(_two_regions(), qs.StaticInt8(num_samples=8), timer)
+    decisions = {d.node: d for d in plan.decisions}
+    assert decisions["conv_a"].action == "float" and "kept float for speed" in decisions["conv_a"].reason
+    assert decisions["relu_a"].action == "float"  # the whole region, not just its kernel
+    assert decisions["conv_b"].action == "quantized"
+    assert sorted(r["decision"] for r in plan.extra["regions"]) == ["float", "int8"]
+    lost = next(r for r in plan.extra["regions"] if r["decision"] == "float")
+    assert (lost["float_ms"], lost["int8_ms"]) == (2.0, 3.0)  # model time with the region float / int8
+    latency = plan.extra["latency"]
+    assert latency["measured"] and latency["float_ms"] == 3.0 and latency["int8_ms"] == 2.0
+    assert latency["verdict"] == "faster" and not plan.warnings
+
+
+def test_when_int8_loses_everywhere_the_plan_still_quantizes_and_says_float_is_faster() -> None:
+    timer = fake_timer({"conv_a": (1.0, 2.0), "conv_b": (1.0, 2.0)})
+    plan, _ = _plan(_two_regions(), qs.StaticInt8(num_samples=8), timer)
+    assert {d.node for d in plan.decisions if d.action == "quantized"} >= {"conv_a", "conv_b"}
+    assert plan.extra["latency"]["verdict"] == "slower"
+    assert any("float model is the faster choice" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize("config", [qs.StaticInt8(num_samples=8, objective="accuracy"),
+                                    qs.StaticInt8(num_samples=8, objective="size"),
+                                    qs.StaticInt8(num_samples=8, measure=False)])
+def test_no_timing_unless_asked(config: qs.StaticInt8) -> None:
+    calls: list[str] = []
+    plan, _ = _plan(_two_regions(), config, fake_timer({"conv_a": (1.0, 2.0)}, calls))
+    assert calls == []
+    assert plan.extra["latency"]["measured"] is False
+    assert all(d.action != "float" for d in plan.decisions if d.op_type == "Conv")
+
+
+def test_config_checks_and_command_line_flags() -> None:
+    with pytest.raises(qs.ConfigError):
+        qs.StaticInt8(objective="fastest")
+    with pytest.raises(qs.ConfigError):
+        qs.StaticInt8(target_threads=0)
+    help_text = CliRunner().invoke(cli.main, ["quantize", "--help"]).output
+    for flag in ("--objective", "--target-threads", "--no-measure"):
+        assert flag in help_text
+
+
+def test_real_measurement_on_the_digits_cnn_keeps_its_invariants(tmp_path: Path) -> None:
+    model = qs.load(EXAMPLES / "digits_cnn.onnx")
+    calib = qs.Dataset.from_npz(EXAMPLES / "digits_calib.npz")
+    q = qs.quantize(model, qs.StaticInt8(num_samples=32, target_threads=1), calib)
+    latency = q.plan.extra["latency"]
+    assert q.plan.quantized_nodes  # never a plan without integer nodes
+    if latency["measured"]:  # a loaded machine may make the float model look too fast to time
+        assert latency["threads"] == 1 and latency["batch"] == 1
+        assert latency["float_ms"] > 0 and latency["int8_ms"] > 0
+        assert latency["interval"][0] <= latency["speed"] <= latency["interval"][1]
+        assert latency["verdict"] in ("faster", "same", "slower", "noisy")
+        for region in q.plan.extra["regions"]:
+            assert region["decision"] in ("int8", "float") and region["nodes"] >= 1
+    out = tmp_path / "digits.onnx"
+    result = CliRunner().invoke(cli.main, ["quantize", str(EXAMPLES / "digits_cnn.onnx"), "--calib",
+                                           str(EXAMPLES / "digits_calib.npz"), "-o", str(out), "--no-measure"])
+    assert result.exit_code == 0, result.output
+    assert "speed against float: not measured (--no-measure)" in " ".join(result.output.split())
