@@ -20,7 +20,7 @@ from quantscope.analysis.quality import Metric, MetricFn
 from quantscope.analysis.recommend import recommend
 from quantscope.analysis.results import Results
 from quantscope.config import CALIBRATION_METHODS, MethodConfig, config_class, method_names
-from quantscope.data import Dataset
+from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError, OutputError, QuantscopeError
 from quantscope.io import Model
 from quantscope.quantization import QuantizedModel, quantize
@@ -83,6 +83,7 @@ def sweep(
     and every variant are also evaluated under shifted data and ``Results.robustness`` is set.
     ``output`` names the model output(s) to measure (see :func:`quantscope.analysis.compare.analyze`).
     """
+    data, calib = as_dataset(data, "evaluation data"), None if calib is None else as_dataset(calib, "calibration data")
     if not isinstance(model, Model):
         raise ConfigError(f"sweep() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
     configs = methods if isinstance(methods, dict) else sweep_configs(methods, seed=seed)

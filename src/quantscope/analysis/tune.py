@@ -49,7 +49,7 @@ from quantscope.analysis.results import Results, VariantResult
 from quantscope.analysis.sensitivity import candidates, layer_sensitivity, with_excluded
 from quantscope.analysis.sweep import sweep, sweep_configs
 from quantscope.config import MethodConfig
-from quantscope.data import Dataset
+from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError, QualityGateError, QuantscopeError
 from quantscope.io import Model
 from quantscope.quantization import QuantizedModel, quantize
@@ -113,6 +113,7 @@ def tune(
     to ``max_float_nodes`` nodes kept in float, stays within the budget. ``output`` names the
     model output(s) to measure (see :func:`quantscope.analysis.compare.analyze`).
     """
+    data, calib = as_dataset(data, "evaluation data"), None if calib is None else as_dataset(calib, "calibration data")
     if max_drop is None:
         raise ConfigError("max_drop=None: tune needs a quality budget, a fraction in [0, 1) such as 0.01 for 1 %")
     check_max_drop(max_drop)

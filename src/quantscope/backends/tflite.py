@@ -54,6 +54,9 @@ _INTEGER_KINDS = "iu"
 
 
 def _interpreter_class() -> Any:
+    from quantscope.importers.tf_quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
@@ -253,6 +256,9 @@ def convert_keras(
             f"the full-integer TFLite variant(s) {needs_calib} need a representative dataset: pass calib= "
             "(from the CLI: --calib calib.npz)"
         )
+    from quantscope.importers.tf_quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     import tensorflow as tf
 
     from quantscope.importers.keras import input_specs, quiet
@@ -321,6 +327,9 @@ def _converter(tf: Any, source: Any) -> Any:
 
 def _data_specs(source: Any, input_specs: Any) -> list[TensorSpec]:
     if isinstance(source, Path):
+        from quantscope.importers.tf_quiet import quiet_tensorflow
+
+        quiet_tensorflow()
         import tensorflow as tf
 
         sig = tf.saved_model.load(str(source)).signatures["serving_default"]
@@ -406,17 +415,19 @@ def add_to_results(
     options: Any = None,
     metric: Any = None,
 ) -> Any:
-    """``results`` (from :func:`quantscope.analyze` on ``float_model``) with TFLite variants added.
+    """Add the TFLite ``variants`` to ``results`` (from :func:`quantscope.analyze` on
+    ``float_model``), in place, and return it.
 
-    The float ONNX model's outputs on ``data`` are the reference, so the TFLite rows sit beside
+    Every variant is measured before any row is added: a failure leaves ``results`` as it was.
+    ``data`` is anything :func:`quantscope.data.as_dataset` takes. The float ONNX model's outputs on ``data`` are the reference, so the TFLite rows sit beside
     the ONNX ones in the same report, measured the same way. ``metric`` is needed only when the
     analysis used a metric function (pass the same one); built-in metrics are found by name.
     """
-    import dataclasses
-
     from quantscope.analysis.evaluate import predict
     from quantscope.analysis.quality import resolve_metric
+    from quantscope.data import as_dataset
 
+    data = as_dataset(data, "evaluation data")
     bound = data.bind(float_model.inputs)
     primary = resolve_metric(
         metric if metric is not None else results.metric, has_labels=bound.labels is not None,
@@ -425,10 +436,12 @@ def add_to_results(
     batch = (options.eval_batch_size if options is not None else 32)
     reference = predict(float_model, bound, batch_size=batch)
     taken = {v.name for v in results.variants}
-    rows = list(results.variants)
+    rows = []
     for variant in variants:
         if variant.name in taken:
             raise ConfigError(f"the results already have a variant named {variant.name!r}")
+        taken.add(variant.name)
         row, _ = measure(variant, data, reference=reference, metric=primary, options=options)
         rows.append(row)
-    return dataclasses.replace(results, variants=rows)
+    results.variants.extend(rows)
+    return results

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
+from quantscope.cli.data_options import DataOptions, data_options
+from quantscope.cli.names import configs_for
 from quantscope.cli.options import (
     ANALYZE_METRICS,
     analysis_flags,
@@ -65,39 +68,44 @@ def checked_results(path: Path) -> Any:
 @click.option("--calib", type=click.Path(path_type=Path, readable=False), help="Calibration data, to re-quantize for sensitivity.")
 @click.option("--sensitivity", "sensitivity_variants", multiple=True,
               help="Variant to measure sensitivity for (repeatable); default: the recommended int8 variant.")
+@data_options()
 def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, metric: str, report_dir: Path | None,
             max_drop: str | None, top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool,
             seed: int, output_names: tuple[str, ...], calib: Path | None,
-            sensitivity_variants: tuple[str, ...]) -> None:
+            sensitivity_variants: tuple[str, ...], data_options: DataOptions) -> None:
     """Measure MODEL_PATH and its quantized VARIANT_PATHS side by side on --data."""
     import quantscope as qs
 
     budget = parse_max_drop(max_drop)
     options = analysis_options(runs, batch, top, samples, memory, latency, seed, sensitivity_variants)
     model = qs.load(model_path)
-    data = dataset(data_path)
+    data = dataset(data_path, data_options, "--data")
     with step_progress("analyzing") as update:
         results = qs.analyze(model, list(variant_paths), data, metric=metric, max_drop=budget,
-                             calib=dataset(calib) if calib is not None else None, options=options,
+                             calib=dataset(calib, data_options, "--calib") if calib is not None else None, options=options,
                              progress=update, output=list(output_names) or None)
     show_results(results, report_dir)
 
 
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path, readable=False))
-@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz or folder).")
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz, a folder of .npz or images, a .txt of texts).")
 @analysis_flags
-@click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: every one.")
+@click.option("-m", "--method", "methods", multiple=True, metavar="METHOD[/CALIBRATOR]",
+              help="Only this method or variant, e.g. static-int8 or static-int8/minmax (repeatable); default: every one.")
+@click.option("--save-models", "save_dir", type=click.Path(path_type=Path, readable=False),
+              help="Keep every quantized model of the sweep here (<model>.<variant>.onnx with its sidecar).")
 @click.option("--robustness", "with_robustness", is_flag=True,
               help="Also evaluate every variant under shifted data (needs --modality).")
 @click.option("--modality", type=click.Choice(_MODALITIES), help="The data's modality, for --robustness.")
 @click.option("--backend", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True,
               help="tflite: MODEL_PATH is a .keras file or SavedModel; the TFLite converter's variants "
                    "(dynamic range, full integer, float16) are measured beside quantscope's.")
+@data_options()
 def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_dir: Path | None, max_drop: str | None,
           top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool, seed: int,
-          output_names: tuple[str, ...], methods: tuple[str, ...], with_robustness: bool, modality: str | None,
-          backend: str) -> None:
+          output_names: tuple[str, ...], methods: tuple[str, ...], save_dir: Path | None, with_robustness: bool,
+          modality: str | None, backend: str, data_options: DataOptions) -> None:
     """Quantize MODEL_PATH with every method and calibrator, and measure them all on --data."""
     import quantscope as qs
     from quantscope.errors import ConfigError, OutputError
@@ -106,8 +114,10 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
     budget = parse_max_drop(max_drop)
     if with_robustness and modality is None:
         raise ConfigError("--robustness needs --modality image, text or tabular")
+    if save_dir is not None:
+        check_output_dir(save_dir)
     options = analysis_options(runs, batch, top, samples, memory, latency, seed)
-    calib_data, eval_data = dataset(calib), dataset(data_path)
+    calib_data, eval_data = dataset(calib, data_options, "--calib"), dataset(data_path, data_options, "--data")
     if backend == "tflite":
         from quantscope.importers import from_path
 
@@ -119,8 +129,8 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
         model = qs.load(model_path)
     rob = {"modality": modality} if with_robustness else None
     with step_progress("sweeping") as update:
-        results = qs.sweep(model, calib_data, eval_data, methods=list(methods) or None, metric=metric,
-                           max_drop=budget, options=options, seed=seed, robustness=rob, progress=update,
+        results = qs.sweep(model, calib_data, eval_data, methods=configs_for(methods, seed), metric=metric,
+                           max_drop=budget, options=options, seed=seed, robustness=rob, progress=update, save_dir=save_dir,
                            output=list(output_names) or None)
     if backend == "tflite":
         from quantscope.backends import tflite
@@ -147,7 +157,7 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
 
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path, readable=False))
-@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz or folder).")
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz, a folder of .npz or images, a .txt of texts).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path, readable=False), required=True,
               help="Evaluation data (.npz or a folder of .npz); 'labels' enable accuracy.")
 @click.option("--max-drop", required=True, help="Quality budget, e.g. 1% (of the float value): exit 4 if nothing meets it.")
@@ -155,7 +165,9 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
               help="What to minimize inside the budget: size on disk, or batch-1 one-thread latency.")
 @click.option("--metric", type=click.Choice(ANALYZE_METRICS), default="auto", show_default=True,
               help="Primary quality metric (auto: accuracy with labels, else top-1 agreement).")
-@click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: the usual candidates.")
+@click.option("-m", "--method", "methods", multiple=True, metavar="METHOD[/CALIBRATOR]",
+              help="Only this method or variant, e.g. static-int8 or static-int8/minmax (repeatable); "
+                   "default: the usual candidates.")
 @click.option("--max-float-nodes", type=int, default=8, show_default=True,
               help="At most this many nodes kept in float to meet the budget.")
 @click.option("-o", "--output", type=click.Path(), help="Write the chosen model (and its sidecar JSON) here.")
@@ -163,9 +175,10 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
               help="Write the candidates' report (index.html, summary.md, results.json) here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset.")
 @output_names("--output-name")
+@data_options()
 def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objective: str, metric: str,
          methods: tuple[str, ...], max_float_nodes: int, output: str | None, report_dir: Path | None, seed: int,
-         output_names: tuple[str, ...]) -> None:
+         output_names: tuple[str, ...], data_options: DataOptions) -> None:
     """Find the smallest (or fastest) configuration of MODEL_PATH within --max-drop, and say why."""
     import quantscope as qs
     from quantscope.errors import QualityGateError
@@ -178,11 +191,11 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
         from quantscope.quantization import sidecar_path
 
         check_output_path(output, *inputs, siblings=[sidecar_path(output).name, out_data_name(output)])
-    calib_data, eval_data = dataset(calib), dataset(data_path)
+    calib_data, eval_data = dataset(calib, data_options, "--calib"), dataset(data_path, data_options, "--data")
     try:
         with step_progress("tuning") as update:
             best = qs.tune(model, calib_data, eval_data, max_drop=budget, objective=objective, metric=metric,
-                           methods=list(methods) or None, max_float_nodes=max_float_nodes, seed=seed,
+                           methods=configs_for(methods, seed), max_float_nodes=max_float_nodes, seed=seed,
                            progress=update, output=list(output_names) or None)
     except QualityGateError as exc:
         for line in getattr(exc, "reasons", []):
@@ -223,10 +236,12 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
 @click.option("--calibration-sizes", help="Comma-separated calibration set sizes (default 8,16,...,1024).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every shift.")
 @output_names("--output", "--output-name")
+@data_options(layout=False)
 def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, modality: str,
                report_dir: Path | None, metric: str, shift_names: tuple[str, ...], severities: str | None,
                threshold: float | None, slice_names: tuple[str, ...], layout: str | None, value_range: str | None,
-               calib: Path | None, calibration_sizes: str | None, seed: int, output_names: tuple[str, ...]) -> None:
+               calib: Path | None, calibration_sizes: str | None, seed: int, output_names: tuple[str, ...],
+               data_options: DataOptions) -> None:
     """Evaluate MODEL_PATH and quantized VARIANT_PATHS under shifted data: where does each break?"""
     import quantscope as qs
     from quantscope.analysis.robustness import DEFAULT_CALIBRATION_SIZES, DEFAULT_SEVERITIES
@@ -236,7 +251,9 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
 
     model = qs.load(model_path)
     variants = load_variants(variant_paths)
-    data = dataset(data_path)
+    if layout in ("NCHW", "NHWC"):  # images are read in the layout the shifts are told
+        data_options = dataclasses.replace(data_options, layout=layout)
+    data = dataset(data_path, data_options, "--data")
     if metric == "auto":
         metric = "accuracy" if data.labels is not None else "agreement"
     bounds = parse_floats(value_range, "--value-range")
@@ -249,7 +266,7 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
             severities=parse_floats(severities, "--severities") or DEFAULT_SEVERITIES, threshold=threshold,
             slices=list(slice_names) or None, seed=seed, layout=layout,
             value_range=(bounds[0], bounds[1]) if bounds else None,
-            calibration=dataset(calib) if calib is not None else None,
+            calibration=dataset(calib, data_options, "--calib") if calib is not None else None,
             calibration_sizes=[int(v) for v in sizes] if sizes else DEFAULT_CALIBRATION_SIZES,
             progress=update, output=list(output_names) or None,
         )

@@ -37,7 +37,7 @@ from quantscope.analysis.robustness.shifting import Shifter, ShiftsArg, resolve_
 from quantscope.analysis.robustness.slices import slices_of
 from quantscope.calibrate import Progress
 from quantscope.config import StaticInt8
-from quantscope.data import Dataset
+from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError
 from quantscope.io import Model
 
@@ -106,6 +106,7 @@ def robustness(
     (default: the floating-point output with the most elements per sample; the first of several). Limitations are written for effects of at least
     ``min_effect`` (metric units) and above sampling noise.
     """
+    data = as_dataset(data, "evaluation data")
     modality = S.check_modality(modality)
     models = named_models(model, variants, reference)
     float_model = models[reference]
