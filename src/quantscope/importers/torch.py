@@ -41,13 +41,15 @@ def convert(
     dynamic: Mapping[str | int, Sequence[int]] | None = None,
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
+    reference: Any = None,
 ) -> Model:
     """Export ``module`` called on ``example_inputs`` and check ONNX Runtime reproduces it.
 
     ``module`` is a ``torch.nn.Module`` or a ``torch.export.ExportedProgram``.
     ``example_inputs``: a tensor or array, a tuple/list of them (positional arguments), or a
     dict (keyword arguments); the first axis of each is the batch. ``dynamic`` names more
-    dynamic axes per input (by argument name or position), e.g. ``{"x": [1]}``.
+    dynamic axes per input (by argument name or position), e.g. ``{"x": [1]}``. ``reference``
+    is what the ONNX model is checked against (default: the module, or the program's module).
     """
     program = isinstance(module, torch.export.ExportedProgram)
     if not program and not isinstance(module, torch.nn.Module):
@@ -57,12 +59,13 @@ def convert(
     axes = _extra_axes(module, args, kwargs, dynamic)
     with _eval_mode(module):
         with torch.no_grad():
-            expected = _flatten(_callable(module)(*args, **kwargs))
+            expected = _flatten((reference or _callable(module))(*args, **kwargs))
         proto, free_batch = _export(module, args, kwargs, input_names, opset, dynamic_batch, axes)
     notes = [
         f"imported from torch {torch.__version__} with torch.onnx.export(dynamo=True), "
         f"opset {_default_opset(proto)}"
-        + (", dynamic batch" if free_batch else ", static batch (the model did not export with a dynamic one)")
+        + (", dynamic batch" if free_batch else ", shapes as the program was exported" if not dynamic_batch
+           else ", static batch (the model did not export with a dynamic one)")
     ]
     names = list(output_names) if output_names is not None else _default_output_names(len(expected))
     model = finalize(proto, notes=notes, output_names=names, batch_dim=free_batch, name=type(module).__name__)
@@ -74,7 +77,7 @@ def convert(
         one_args = tuple(t[:1] for t in args)
         one_kwargs = {k: v[:1] for k, v in kwargs.items()}
         with _eval_mode(module), torch.no_grad():
-            expected_one = _flatten(_callable(module)(*one_args, **one_kwargs))
+            expected_one = _flatten((reference or _callable(module))(*one_args, **one_kwargs))
         one = check_outputs(
             model, _feeds(model, [*one_args, *one_kwargs.values()]), expected_one,
             framework="torch", rtol=rtol, atol=atol,
@@ -189,14 +192,17 @@ def _export(
         except Exception as exc:
             if any(axes):  # asked for: a failure is the user's to know, not a silent static model
                 raise _failed(exc, "with the dynamic axes asked for") from exc
-            logger.warning(
-                "the model did not export with a dynamic batch dimension (%s); exporting with the "
-                "example's fixed batch size", root_cause(exc),
-            )
+            dynamic_failure: Exception | None = exc
+    else:
+        dynamic_failure = None
     try:
-        return _run_export(module, args, kwargs, input_names, opset, None), False
+        proto = _run_export(module, args, kwargs, input_names, opset, None)
     except Exception as exc:
         raise _failed(exc) from exc
+    if dynamic_failure is not None:
+        logger.warning("the model did not export with a dynamic batch dimension (%s); exported with the "
+                       "example's fixed batch size", root_cause(dynamic_failure))
+    return proto, False
 
 
 def _dims(t: torch.Tensor, batch: Any, extra: set[int], name: str) -> dict[int, Any] | None:
@@ -208,7 +214,7 @@ def _dims(t: torch.Tensor, batch: Any, extra: set[int], name: str) -> dict[int, 
 def _failed(exc: BaseException, how: str = "") -> ConversionError:
     """The exporter's failure with its root cause in one line (``-v`` shows the whole chain)."""
     return ConversionError(
-        f"torch.onnx.export failed{' ' + how if how else ''}: {root_cause(exc)}. Make sure the module runs on "
+        f"torch.onnx.export failed{' ' + how if how else ''}: {root_cause(exc).rstrip('.')}. Make sure the module runs on "
         "the example inputs and uses operators the exporter supports (run with -v for the full trace)"
     )
 
@@ -264,5 +270,7 @@ def convert_file(path: Any, example_inputs: Any = None, *, trust: bool = False, 
     """A TorchScript archive (``.pt``/``.pth``, with ``trust``) or a ``torch.export`` program (``.pt2``)."""
     from quantscope.importers.torch_files import load_program
 
-    program, examples = load_program(path, example_inputs, trust=trust)
-    return convert(program, examples, **kwargs)
+    program, examples, reference = load_program(path, example_inputs, trust=trust)
+    if reference is None and not kwargs.get("dynamic"):  # a saved program keeps the shapes it was exported with
+        kwargs.setdefault("dynamic_batch", False)
+    return convert(program, examples, reference=reference, **kwargs)

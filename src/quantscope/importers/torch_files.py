@@ -27,8 +27,9 @@ TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts")
 PROGRAM_SUFFIXES = (".pt2",)
 
 
-def load_program(path: str | os.PathLike[str], example_inputs: Any, *, trust: bool) -> tuple[Any, Any]:
-    """``(module or ExportedProgram, example inputs)`` read from ``path``."""
+def load_program(path: str | os.PathLike[str], example_inputs: Any, *, trust: bool) -> tuple[Any, Any, Any]:
+    """``(ExportedProgram, example inputs, reference)`` read from ``path``; the reference is the
+    TorchScript module the program came from (None for a ``.pt2``: the program is its own)."""
     p = Path(path)
     if p.suffix.lower() in PROGRAM_SUFFIXES:
         try:
@@ -39,7 +40,7 @@ def load_program(path: str | os.PathLike[str], example_inputs: Any, *, trust: bo
         if example_inputs is None and saved is not None:
             args, kwargs = saved
             example_inputs = kwargs if kwargs and not args else tuple(args) if len(args) != 1 else args[0]
-        return program, example_inputs
+        return program, example_inputs, None
     if not trust:
         raise ConfigError(
             f"{p} is read as a TorchScript archive, which holds code that runs when it loads; "
@@ -67,4 +68,4 @@ def load_program(path: str | os.PathLike[str], example_inputs: Any, *, trust: bo
         raise ConversionError(f"cannot turn the TorchScript model {p} into a torch.export program: "
                               f"{root_cause(exc)}") from exc
     logger.info("TorchScript %s converted to a torch.export program", p.name)
-    return program, example_inputs
+    return program, example_inputs, script
