@@ -88,8 +88,13 @@ class TFLiteVariant:
         return self.path.stat().st_size
 
     def _interpreter(self, threads: int | None) -> Any:
+        from quantscope.importers.tf_quiet import captured_stderr
+
         try:
-            return _interpreter_class()(model_path=str(self.path), num_threads=threads)
+            with captured_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                interpreter = _interpreter_class()(model_path=str(self.path), num_threads=threads)
+                interpreter.allocate_tensors()
+            return interpreter
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"the LiteRT interpreter cannot load {self.path}: {exc}") from exc
 
@@ -256,9 +261,9 @@ def convert_keras(
             f"the full-integer TFLite variant(s) {needs_calib} need a representative dataset: pass calib= "
             "(from the CLI: --calib calib.npz)"
         )
-    from quantscope.importers.tf_quiet import quiet_tensorflow
+    from quantscope.importers.tf_quiet import import_tensorflow
 
-    quiet_tensorflow()
+    import_tensorflow()
     import tensorflow as tf
 
     from quantscope.importers.keras import input_specs, quiet
@@ -327,9 +332,9 @@ def _converter(tf: Any, source: Any) -> Any:
 
 def _data_specs(source: Any, input_specs: Any) -> list[TensorSpec]:
     if isinstance(source, Path):
-        from quantscope.importers.tf_quiet import quiet_tensorflow
+        from quantscope.importers.tf_quiet import import_tensorflow
 
-        quiet_tensorflow()
+        import_tensorflow()
         import tensorflow as tf
 
         sig = tf.saved_model.load(str(source)).signatures["serving_default"]

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from quantscope.importers.tf_quiet import quiet_tensorflow
+from quantscope.importers.tf_quiet import captured_stderr, import_tensorflow
 
-quiet_tensorflow()  # before TensorFlow's first import: its C++ logging reads the level once
+import_tensorflow()  # first, quietly: TensorFlow's C++ logging starts on import
 
 import tensorflow as tf  # noqa: E402
 import tf2onnx  # noqa: E402
@@ -38,9 +38,10 @@ RANDOM_EXAMPLES = 4
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Keras and the TFLite converter print to stdout; library code must not."""
+    """Keras and the TFLite converter print to stdout, TensorFlow's C++ side to stderr; library
+    code must not: both go to the log."""
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink):
+    with contextlib.redirect_stdout(sink), captured_stderr():
         yield
     if sink.getvalue().strip():
         logger.debug("tensorflow said: %s", sink.getvalue().strip()[:2000])
