@@ -229,7 +229,8 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
 @click.option("--severities", help="Comma-separated severities in [0, 1] (default 0,0.25,0.5,0.75,1).")
 @click.option("--threshold", type=float, help="Quality below which a variant counts as broken (default: 90 %% of float).")
 @click.option("--slice", "slice_names", multiple=True, help="Slice by 'label', a metadata key or 'length' (repeatable).")
-@click.option("--layout", type=click.Choice(["NCHW", "NHWC", "NHW"]), help="Image layout (default: detected).")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC", "NHW"]),
+              help="Image layout (default: detected); a folder of images is also read in it (NCHW or NHWC).")
 @click.option("--value-range", help="Image value range LOW,HIGH (default: detected).")
 @click.option("--calib", type=click.Path(path_type=Path, readable=False),
               help="Calibration data: also measure static-int8 against calibration distribution and size.")
