@@ -34,8 +34,8 @@ def quiet_tensorflow() -> None:
 def captured_stderr() -> Iterator[None]:
     """What native code writes to file descriptor 2 meanwhile goes to quantscope's log (INFO).
 
-    Python's own ``sys.stderr`` (progress bars, error lines) keeps writing to the terminal.
-    Nothing is captured when stderr has no file descriptor (e.g. under a test runner's capture).
+    Python's own ``sys.stderr`` (progress bars, error lines) keeps writing where it did: the
+    terminal, or a test runner's buffer. Nothing is captured when the process has no fd 2.
     """
     try:
         sys.stderr.flush()
@@ -50,7 +50,8 @@ def captured_stderr() -> Iterator[None]:
     with tempfile.TemporaryFile(mode="w+b") as sink, \
             open(saved, "w", closefd=False, encoding=encoding, errors="backslashreplace") as terminal:
         os.dup2(sink.fileno(), fd)
-        sys.stderr = terminal
+        if _writes_to(python_stderr, fd):  # else it writes elsewhere already (a test runner's buffer)
+            sys.stderr = terminal
         try:
             yield
         finally:
@@ -62,6 +63,13 @@ def captured_stderr() -> Iterator[None]:
             text = sink.read(MAX_LOGGED).decode("utf-8", "replace").strip()
             if text:
                 logger.info("TensorFlow said:\n%s", text)
+
+
+def _writes_to(stream: object, fd: int) -> bool:
+    try:
+        return stream.fileno() == fd  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def import_tensorflow() -> None:
