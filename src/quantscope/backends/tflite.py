@@ -37,6 +37,7 @@ from quantscope.analysis.evaluate import Latency, time_calls
 from quantscope.calibrate import Progress
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError, ConversionError, ModelError, OutputError, RuntimeFailure
+from quantscope.importers.tf_quiet import captured_stderr, import_tensorflow, quiet_tensorflow
 from quantscope.io import atomic_write_bytes
 from quantscope.specs import TensorSpec
 
@@ -54,8 +55,6 @@ _INTEGER_KINDS = "iu"
 
 
 def _interpreter_class() -> Any:
-    from quantscope.importers.tf_quiet import quiet_tensorflow
-
     quiet_tensorflow()
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -88,8 +87,6 @@ class TFLiteVariant:
         return self.path.stat().st_size
 
     def _interpreter(self, threads: int | None) -> Any:
-        from quantscope.importers.tf_quiet import captured_stderr
-
         try:
             with captured_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
                 interpreter = _interpreter_class()(model_path=str(self.path), num_threads=threads)
@@ -261,10 +258,7 @@ def convert_keras(
             f"the full-integer TFLite variant(s) {needs_calib} need a representative dataset: pass calib= "
             "(from the CLI: --calib calib.npz)"
         )
-    from quantscope.importers.tf_quiet import import_tensorflow
-
-    import_tensorflow()
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from quantscope.importers.keras import input_specs, quiet
 
@@ -332,10 +326,7 @@ def _converter(tf: Any, source: Any) -> Any:
 
 def _data_specs(source: Any, input_specs: Any) -> list[TensorSpec]:
     if isinstance(source, Path):
-        from quantscope.importers.tf_quiet import import_tensorflow
-
-        import_tensorflow()
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         sig = tf.saved_model.load(str(source)).signatures["serving_default"]
         kw = sig.structured_input_signature[1]

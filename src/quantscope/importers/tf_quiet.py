@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 QUIET_LEVEL = "3"
 MAX_LOGGED = 20_000
@@ -72,8 +73,10 @@ def _writes_to(stream: object, fd: int) -> bool:
         return False
 
 
-def import_tensorflow() -> None:
-    """Import TensorFlow (and Keras) quietly; later imports are then free of start-up chatter."""
+def import_tensorflow() -> Any:
+    """TensorFlow, imported quietly (later imports are then free of its start-up chatter)."""
     quiet_tensorflow()
     with captured_stderr():
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+    return tensorflow
