@@ -75,6 +75,12 @@ class QuantPlan:
     extra: dict[str, Any] = field(default_factory=dict)
     payload: Any = field(default=None, compare=False, repr=False)
 
+    def _repr_html_(self) -> str:
+        """Every node's decision and reason as an HTML table, inline in a notebook."""
+        from quantscope.reporting.notebook import plan_html
+
+        return plan_html(self)
+
     def with_payload(self, payload: Any) -> QuantPlan:
         """This plan carrying ``payload`` (what its method's writer needs)."""
         return replace(self, payload=payload)

@@ -31,9 +31,9 @@ def read_example_inputs(path: str | os.PathLike[str], samples: int) -> Any:
 
 def example_inputs(data: Any) -> Any:
     """A few samples of ``data`` as a framework importer's example inputs (positional if one input)."""
-    batch = next(iter(data.batches(4)))
-    arrays = dict(batch.inputs)
-    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+    from quantscope.importers import example_arrays
+
+    return example_arrays(data)
 
 
 def load_variants(paths: Sequence[Path]) -> dict[str, Model]:

@@ -164,7 +164,10 @@ def test_every_cli_field_is_an_option_of_quantize_and_nothing_else_is() -> None:
     generated = {s.cli: set(s.targets) for s in method_settings()}
     assert generated == fields
     assert declared >= FLAGS_BEFORE  # no flag lost its name
-    fixed = {"-m", "--method", "-o", "--output", "--calib", "--set", "--config", "-h", "--help"}
+    from quantscope.cli.data_options import IMAGE_FLAGS, TEXT_FLAGS
+
+    fixed = {"-m", "--method", "-o", "--output", "--calib", "--set", "--config", "--print-config", "-h", "--help",
+             *IMAGE_FLAGS, *TEXT_FLAGS}
     assert declared - fixed == {opt for name in fields for opt in name.split("/")}
 
 

@@ -27,8 +27,8 @@ from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
 from quantscope.analysis.results import Results, VariantResult
 from quantscope.analysis.sensitivity_pick import add_sensitivity
 from quantscope.analysis.variants import VariantLike, check_outputs, normalize
-from quantscope.data import Dataset
-from quantscope.errors import DataError, ModelError, QuantscopeError
+from quantscope.data import Dataset, as_dataset
+from quantscope.errors import ModelError, QuantscopeError
 from quantscope.io import Model, load
 from quantscope.signals import temp_dir
 
@@ -82,8 +82,8 @@ def analyze(
     float_model = load(model) if isinstance(model, str | os.PathLike) else model
     if not isinstance(float_model, Model):
         raise ModelError(f"analyze() takes a quantscope Model or a path, not {type(model).__name__}")
-    if not isinstance(data, Dataset):
-        raise DataError(f"analyze() takes the evaluation data as a quantscope Dataset, not {type(data).__name__}")
+    data = as_dataset(data, "evaluation data")  # arrays, dicts, feed lists, torch, tf.data
+    calib = None if calib is None else as_dataset(calib, "calibration data")
     check_max_drop(max_drop)
     bound = data.bind(float_model.inputs)  # names, shapes, dtypes; fails before any work
     labels = bound.labels

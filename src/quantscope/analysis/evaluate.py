@@ -32,7 +32,7 @@ class Evaluator:
         data = dataset.bind(self.model.inputs)
         chunks: list[list[np.ndarray]] = []
         done = 0
-        total = len(data)
+        total = data.num_samples  # None when the source cannot tell (a DataLoader)
         for batch in data.batches(self.batch_size):
             chunks.append(run(self.session, batch.inputs))
             done += len(batch.indices)

@@ -220,6 +220,12 @@ class Results:
 
     # --- queries -------------------------------------------------------------------------
 
+    def _repr_html_(self) -> str:
+        """The report's tables and plots, inline in a notebook (self-contained, escaped)."""
+        from quantscope.reporting.notebook import results_html
+
+        return results_html(self)
+
     def variant(self, name: str) -> VariantResult:
         for v in self.variants:
             if v.name == name:

@@ -21,7 +21,7 @@ from quantscope.analysis.quality import Metric, MetricFn
 from quantscope.analysis.recommend import recommend
 from quantscope.analysis.results import Results
 from quantscope.config import CALIBRATION_METHODS, MethodConfig, config_class, method_names
-from quantscope.data import Dataset
+from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError, OutputError, QuantscopeError
 from quantscope.execution.executors import executor_from_options
 from quantscope.io import Model
@@ -92,6 +92,7 @@ def sweep(
     (a quantized variant interleaved with the float model in one process); each variant records
     the worker that timed it (``measured_on``). None: everything runs in this process.
     """
+    data, calib = as_dataset(data, "evaluation data"), None if calib is None else as_dataset(calib, "calibration data")
     if not isinstance(model, Model):
         raise ConfigError(f"sweep() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
     configs = methods if isinstance(methods, dict) else sweep_configs(methods, seed=seed)

@@ -51,7 +51,7 @@ from quantscope.analysis.results import Results, VariantResult
 from quantscope.analysis.sensitivity import candidates, layer_sensitivity, with_excluded
 from quantscope.analysis.sweep import sweep, sweep_configs
 from quantscope.config import MethodConfig
-from quantscope.data import Dataset
+from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError, QualityGateError, QuantscopeError
 from quantscope.execution.executors import executor_from_options
 from quantscope.execution.jobs import quantize_many
@@ -78,6 +78,12 @@ class TuneResult:
     results: Results  # every candidate measured (max_drop set to the budget)
     reasons: list[str]
     float_nodes: tuple[str, ...] = ()  # nodes kept in float by the greedy step, in the order added
+
+    def _repr_html_(self) -> str:
+        """The choice, its reasons and the candidates' report, inline in a notebook."""
+        from quantscope.reporting.notebook import tune_html
+
+        return tune_html(self)
 
 
 def tune_configs(methods: Sequence[str] | None = None, *, seed: int = 0) -> dict[str, MethodConfig]:
@@ -123,6 +129,7 @@ def tune(
     rankings run there, and the float-node steps are quantized there ahead of time, then
     measured in order with the same early stop. None: everything runs in this process.
     """
+    data, calib = as_dataset(data, "evaluation data"), None if calib is None else as_dataset(calib, "calibration data")
     if max_drop is None:
         raise ConfigError("max_drop=None: tune needs a quality budget, a fraction in [0, 1) such as 0.01 for 1 %")
     check_max_drop(max_drop)

@@ -37,6 +37,7 @@ from quantscope.analysis.evaluate import Latency, time_calls
 from quantscope.calibrate import Progress
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError, ConversionError, ModelError, OutputError, RuntimeFailure
+from quantscope.importers.tf_quiet import captured_stderr, import_tensorflow, quiet_tensorflow
 from quantscope.io import atomic_write_bytes
 from quantscope.specs import TensorSpec
 
@@ -54,6 +55,7 @@ _INTEGER_KINDS = "iu"
 
 
 def _interpreter_class() -> Any:
+    quiet_tensorflow()
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
@@ -86,7 +88,10 @@ class TFLiteVariant:
 
     def _interpreter(self, threads: int | None) -> Any:
         try:
-            return _interpreter_class()(model_path=str(self.path), num_threads=threads)
+            with captured_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                interpreter = _interpreter_class()(model_path=str(self.path), num_threads=threads)
+                interpreter.allocate_tensors()
+            return interpreter
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"the LiteRT interpreter cannot load {self.path}: {exc}") from exc
 
@@ -253,7 +258,7 @@ def convert_keras(
             f"the full-integer TFLite variant(s) {needs_calib} need a representative dataset: pass calib= "
             "(from the CLI: --calib calib.npz)"
         )
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from quantscope.importers.keras import input_specs, quiet
 
@@ -321,7 +326,7 @@ def _converter(tf: Any, source: Any) -> Any:
 
 def _data_specs(source: Any, input_specs: Any) -> list[TensorSpec]:
     if isinstance(source, Path):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         sig = tf.saved_model.load(str(source)).signatures["serving_default"]
         kw = sig.structured_input_signature[1]
@@ -406,17 +411,19 @@ def add_to_results(
     options: Any = None,
     metric: Any = None,
 ) -> Any:
-    """``results`` (from :func:`quantscope.analyze` on ``float_model``) with TFLite variants added.
+    """Add the TFLite ``variants`` to ``results`` (from :func:`quantscope.analyze` on
+    ``float_model``), in place, and return it.
 
-    The float ONNX model's outputs on ``data`` are the reference, so the TFLite rows sit beside
+    Every variant is measured before any row is added: a failure leaves ``results`` as it was.
+    ``data`` is anything :func:`quantscope.data.as_dataset` takes. The float ONNX model's outputs on ``data`` are the reference, so the TFLite rows sit beside
     the ONNX ones in the same report, measured the same way. ``metric`` is needed only when the
     analysis used a metric function (pass the same one); built-in metrics are found by name.
     """
-    import dataclasses
-
     from quantscope.analysis.evaluate import predict
     from quantscope.analysis.quality import resolve_metric
+    from quantscope.data import as_dataset
 
+    data = as_dataset(data, "evaluation data")
     bound = data.bind(float_model.inputs)
     primary = resolve_metric(
         metric if metric is not None else results.metric, has_labels=bound.labels is not None,
@@ -425,10 +432,12 @@ def add_to_results(
     batch = (options.eval_batch_size if options is not None else 32)
     reference = predict(float_model, bound, batch_size=batch)
     taken = {v.name for v in results.variants}
-    rows = list(results.variants)
+    rows = []
     for variant in variants:
         if variant.name in taken:
             raise ConfigError(f"the results already have a variant named {variant.name!r}")
+        taken.add(variant.name)
         row, _ = measure(variant, data, reference=reference, metric=primary, options=options)
         rows.append(row)
-    return dataclasses.replace(results, variants=rows)
+    results.variants.extend(rows)
+    return results

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import click
+from rich.text import Text
 
 from quantscope import __version__, signals
 from quantscope.cli.analyze import analyze, demo, report, robustness, sweep, tune
@@ -36,6 +37,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except QuantscopeError as exc:
+            if ctx.obj and ctx.obj.get("verbose") and (exc.__cause__ is not None or exc.__context__ is not None):
+                from quantscope.importers.exporter_errors import clean_traceback
+
+                err_console.print(Text(clean(clean_traceback(exc), newlines=True)), highlight=False)
             err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {markup(str(exc), newlines=True)}", highlight=False)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
@@ -62,10 +67,26 @@ class _Group(click.Group):
 def main(ctx: click.Context, verbose: bool) -> None:
     """Post-training quantization and analysis of trained models, executed by ONNX Runtime."""
     ctx.obj = {"verbose": verbose}
+    quiet_warnings(verbose)
     signals.install()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+def quiet_warnings(verbose: bool) -> None:
+    """Deprecation and future warnings of the libraries underneath (NumPy, Keras, TensorFlow, torch)
+    are for their callers, not for quantscope's users: hidden unless ``-v``, which also lets
+    TensorFlow's C++ logging through (see :mod:`quantscope.importers.tf_quiet`)."""
+    import os
+    import warnings
+
+    if verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=r"(?i).*deprecat")
 
 
 class _SafeFormatter(logging.Formatter):

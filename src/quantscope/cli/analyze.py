@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
+from quantscope.cli.data_options import DataOptions, data_options
+from quantscope.cli.names import configs_for
 from quantscope.cli.options import (
     ANALYZE_METRICS,
     analysis_flags,
@@ -69,20 +72,21 @@ def checked_results(path: Path) -> Any:
               help="Variant to measure sensitivity for (repeatable); default: the recommended int8 variant.")
 @click.option("--backend", type=click.Choice(["onnx", "openvino"]), default="onnx", show_default=True,
               help="openvino: also run every model with OpenVINO's CPU runtime (rows '<name> [openvino]').")
+@data_options()
 def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, metric: str, report_dir: Path | None,
             max_drop: str | None, top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool,
             seed: int, output_names: tuple[str, ...], calib: Path | None,
-            sensitivity_variants: tuple[str, ...], backend: str) -> None:
+            sensitivity_variants: tuple[str, ...], backend: str, data_options: DataOptions) -> None:
     """Measure MODEL_PATH and its quantized VARIANT_PATHS side by side on --data."""
     import quantscope as qs
 
     budget = parse_max_drop(max_drop)
     options = analysis_options(runs, batch, top, samples, memory, latency, seed, sensitivity_variants)
     model = qs.load(model_path)
-    data = dataset(data_path)
+    data = dataset(data_path, data_options, "--data")
     with step_progress("analyzing") as update:
         results = qs.analyze(model, list(variant_paths), data, metric=metric, max_drop=budget,
-                             calib=dataset(calib) if calib is not None else None, options=options,
+                             calib=dataset(calib, data_options, "--calib") if calib is not None else None, options=options,
                              progress=update, output=list(output_names) or None)
     if backend == "openvino":
         from quantscope.backends import openvino
@@ -93,9 +97,12 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
 
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path, readable=False))
-@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz or folder).")
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz, a folder of .npz or images, a .txt of texts).")
 @analysis_flags
-@click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: every one.")
+@click.option("-m", "--method", "methods", multiple=True, metavar="METHOD[/CALIBRATOR]",
+              help="Only this method or variant, e.g. static-int8 or static-int8/minmax (repeatable); default: every one.")
+@click.option("--save-models", "save_dir", type=click.Path(path_type=Path, readable=False),
+              help="Keep every quantized model of the sweep here (<model>.<variant>.onnx with its sidecar).")
 @click.option("--robustness", "with_robustness", is_flag=True,
               help="Also evaluate every variant under shifted data (needs --modality).")
 @click.option("--modality", type=click.Choice(_MODALITIES), help="The data's modality, for --robustness.")
@@ -104,10 +111,12 @@ def analyze(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, 
                    "(dynamic range, full integer, float16) are measured beside quantscope's. openvino: every "
                    "model is also run by OpenVINO's CPU runtime (the variants are saved under REPORT_DIR/openvino).")
 @executor_flags
+@data_options()
 def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_dir: Path | None, max_drop: str | None,
           top: int, samples: int, runs: int, batch: int, memory: bool, latency: bool, seed: int,
-          output_names: tuple[str, ...], methods: tuple[str, ...], with_robustness: bool, modality: str | None,
-          backend: str, scheduler: str | None, workers: int | None) -> None:
+          output_names: tuple[str, ...], methods: tuple[str, ...], save_dir: Path | None, with_robustness: bool,
+          modality: str | None, backend: str, scheduler: str | None, workers: int | None,
+          data_options: DataOptions) -> None:
     """Quantize MODEL_PATH with every method and calibrator, and measure them all on --data."""
     import quantscope as qs
     from quantscope.errors import ConfigError, OutputError
@@ -116,8 +125,10 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
     budget = parse_max_drop(max_drop)
     if with_robustness and modality is None:
         raise ConfigError("--robustness needs --modality image, text or tabular")
+    if save_dir is not None:
+        check_output_dir(save_dir)
     options = analysis_options(runs, batch, top, samples, memory, latency, seed)
-    calib_data, eval_data = dataset(calib), dataset(data_path)
+    calib_data, eval_data = dataset(calib, data_options, "--calib"), dataset(data_path, data_options, "--data")
     if backend == "tflite":
         from quantscope.importers import from_path
 
@@ -128,11 +139,12 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
     else:
         model = qs.load(model_path)
     rob = {"modality": modality} if with_robustness else None
+    if save_dir is None and backend == "openvino":
+        save_dir = (report_dir or Path(".")) / "openvino"
     with job_executor(scheduler, workers) as executor, step_progress("sweeping") as update:
-        results = qs.sweep(model, calib_data, eval_data, methods=list(methods) or None, metric=metric,
+        results = qs.sweep(model, calib_data, eval_data, methods=configs_for(methods, seed), metric=metric,
                            max_drop=budget, options=options, seed=seed, robustness=rob, progress=update,
-                           output=list(output_names) or None, executor=executor,
-                           save_dir=(report_dir or Path(".")) / "openvino" if backend == "openvino" else None)
+                           save_dir=save_dir, output=list(output_names) or None, executor=executor)
     if backend == "openvino":
         from quantscope.backends import openvino
 
@@ -162,7 +174,7 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
 
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path, readable=False))
-@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz or folder).")
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), required=True, help="Calibration data (.npz, a folder of .npz or images, a .txt of texts).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path, readable=False), required=True,
               help="Evaluation data (.npz or a folder of .npz); 'labels' enable accuracy.")
 @click.option("--max-drop", required=True, help="Quality budget, e.g. 1% (of the float value): exit 4 if nothing meets it.")
@@ -170,7 +182,9 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
               help="What to minimize inside the budget: size on disk, or batch-1 one-thread latency.")
 @click.option("--metric", type=click.Choice(ANALYZE_METRICS), default="auto", show_default=True,
               help="Primary quality metric (auto: accuracy with labels, else top-1 agreement).")
-@click.option("-m", "--method", "methods", multiple=True, help="Only this method (repeatable); default: the usual candidates.")
+@click.option("-m", "--method", "methods", multiple=True, metavar="METHOD[/CALIBRATOR]",
+              help="Only this method or variant, e.g. static-int8 or static-int8/minmax (repeatable); "
+                   "default: the usual candidates.")
 @click.option("--max-float-nodes", type=int, default=8, show_default=True,
               help="At most this many nodes kept in float to meet the budget.")
 @click.option("-o", "--output", type=click.Path(), help="Write the chosen model (and its sidecar JSON) here.")
@@ -179,9 +193,10 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample subset.")
 @output_names("--output-name")
 @executor_flags
+@data_options()
 def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objective: str, metric: str,
          methods: tuple[str, ...], max_float_nodes: int, output: str | None, report_dir: Path | None, seed: int,
-         output_names: tuple[str, ...], scheduler: str | None, workers: int | None) -> None:
+         output_names: tuple[str, ...], scheduler: str | None, workers: int | None, data_options: DataOptions) -> None:
     """Find the smallest (or fastest) configuration of MODEL_PATH within --max-drop, and say why."""
     import quantscope as qs
     from quantscope.errors import QualityGateError
@@ -194,11 +209,11 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
         from quantscope.quantization import sidecar_path
 
         check_output_path(output, *inputs, siblings=[sidecar_path(output).name, out_data_name(output)])
-    calib_data, eval_data = dataset(calib), dataset(data_path)
+    calib_data, eval_data = dataset(calib, data_options, "--calib"), dataset(data_path, data_options, "--data")
     try:
         with job_executor(scheduler, workers) as executor, step_progress("tuning") as update:
             best = qs.tune(model, calib_data, eval_data, max_drop=budget, objective=objective, metric=metric,
-                           methods=list(methods) or None, max_float_nodes=max_float_nodes, seed=seed,
+                           methods=configs_for(methods, seed), max_float_nodes=max_float_nodes, seed=seed,
                            progress=update, output=list(output_names) or None, executor=executor)
     except QualityGateError as exc:
         for line in getattr(exc, "reasons", []):
@@ -232,7 +247,8 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
 @click.option("--severities", help="Comma-separated severities in [0, 1] (default 0,0.25,0.5,0.75,1).")
 @click.option("--threshold", type=float, help="Quality below which a variant counts as broken (default: 90 %% of float).")
 @click.option("--slice", "slice_names", multiple=True, help="Slice by 'label', a metadata key or 'length' (repeatable).")
-@click.option("--layout", type=click.Choice(["NCHW", "NHWC", "NHW"]), help="Image layout (default: detected).")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC", "NHW"]),
+              help="Image layout (default: detected); a folder of images is also read in it (NCHW or NHWC).")
 @click.option("--value-range", help="Image value range LOW,HIGH (default: detected).")
 @click.option("--calib", type=click.Path(path_type=Path, readable=False),
               help="Calibration data: also measure static-int8 against calibration distribution and size.")
@@ -240,11 +256,12 @@ def tune(model_path: Path, calib: Path, data_path: Path, max_drop: str, objectiv
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every shift.")
 @output_names("--output", "--output-name")
 @executor_flags
+@data_options(layout=False)
 def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Path, modality: str,
                report_dir: Path | None, metric: str, shift_names: tuple[str, ...], severities: str | None,
                threshold: float | None, slice_names: tuple[str, ...], layout: str | None, value_range: str | None,
                calib: Path | None, calibration_sizes: str | None, seed: int, output_names: tuple[str, ...],
-               scheduler: str | None, workers: int | None) -> None:
+               scheduler: str | None, workers: int | None, data_options: DataOptions) -> None:
     """Evaluate MODEL_PATH and quantized VARIANT_PATHS under shifted data: where does each break?"""
     import quantscope as qs
     from quantscope.analysis.robustness import DEFAULT_CALIBRATION_SIZES, DEFAULT_SEVERITIES
@@ -254,7 +271,9 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
 
     model = qs.load(model_path)
     variants = load_variants(variant_paths)
-    data = dataset(data_path)
+    if layout in ("NCHW", "NHWC"):  # images are read in the layout the shifts are told
+        data_options = dataclasses.replace(data_options, layout=layout)
+    data = dataset(data_path, data_options, "--data")
     if metric == "auto":
         metric = "accuracy" if data.labels is not None else "agreement"
     bounds = parse_floats(value_range, "--value-range")
@@ -267,7 +286,7 @@ def robustness(model_path: Path, variant_paths: tuple[Path, ...], data_path: Pat
             severities=parse_floats(severities, "--severities") or DEFAULT_SEVERITIES, threshold=threshold,
             slices=list(slice_names) or None, seed=seed, layout=layout,
             value_range=(bounds[0], bounds[1]) if bounds else None,
-            calibration=dataset(calib) if calib is not None else None,
+            calibration=dataset(calib, data_options, "--calib") if calib is not None else None,
             calibration_sizes=[int(v) for v in sizes] if sizes else DEFAULT_CALIBRATION_SIZES,
             progress=update, output=list(output_names) or None, executor=executor,
         )

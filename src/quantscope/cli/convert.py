@@ -21,6 +21,20 @@ def source_paths(source: str) -> list[Path]:
     return [Path(module)] if sep and module.endswith(".py") else []
 
 
+def parse_dynamic(specs: tuple[str, ...]) -> dict[str, list[int]]:
+    """``("input_ids:1", "input_ids:2", "0:1")`` → ``{"input_ids": [1, 2], "0": [1]}``; exit 3 otherwise."""
+    from quantscope.errors import ConfigError
+
+    axes: dict[str, list[int]] = {}
+    for spec in specs:
+        name, sep, axis = spec.rpartition(":")
+        if not sep or not name or not axis.strip().isdigit():
+            raise ConfigError(f"--dynamic takes INPUT:AXIS (an input name or position, and an axis >= 1), "
+                              f"e.g. --dynamic input_ids:1, not {spec!r}")
+        axes.setdefault(name, []).append(int(axis))
+    return axes
+
+
 @click.command()
 @click.argument("source")
 @click.option("-o", "--output", type=click.Path(), required=True, help="Output .onnx path (never SOURCE or --example).")
@@ -33,18 +47,19 @@ def source_paths(source: str) -> list[Path]:
 @click.option("--opset", type=int, help="ONNX opset to export (default: the converter's).")
 @click.option("--default-ops", is_flag=True,
               help="scikit-learn: write linear models and scalers as MatMul graphs (quantizable), not ai.onnx.ml ops.")
+@click.option("--dynamic", "dynamic_axes", multiple=True, metavar="INPUT:AXIS",
+              help="Export this axis of this input (by name or position) as dynamic, besides the batch, e.g. "
+                   "--dynamic input_ids:1 for the sequence length (repeatable; PyTorch and Keras).")
 @click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance of the output check.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance of the output check.")
 def convert(source: str, output: str, example_path: Path | None, samples: int, trust: bool, opset: int | None,
-            default_ops: bool, rtol: float, atol: float) -> None:
+            default_ops: bool, dynamic_axes: tuple[str, ...], rtol: float, atol: float) -> None:
     """Convert a PyTorch, Keras/TensorFlow or scikit-learn model to a checked ONNX file.
 
     SOURCE is a .keras/.h5 file, a SavedModel directory, a pickle/joblib file (needs --trust),
-    or 'module:function' (also 'file.py:function') returning (model, example_inputs).
+    a torch.export program (.pt2), a TorchScript archive (.pt/.pth/.ts; it holds code: needs
+    --trust), or 'module:function' (also 'file.py:function') returning (model, example_inputs).
     """
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     import quantscope as qs
     from quantscope.importers import from_path, is_factory_spec, load_factory, to_onnx
     from quantscope.model_io import check_output_path, out_data_name
@@ -58,6 +73,8 @@ def convert(source: str, output: str, example_path: Path | None, samples: int, t
         kwargs["opset"] = opset
     if default_ops:
         kwargs["default_ops"] = True
+    if dynamic_axes:
+        kwargs["dynamic"] = parse_dynamic(dynamic_axes)
     if is_factory_spec(source):
         if str(Path.cwd()) not in sys.path:
             sys.path.insert(0, str(Path.cwd()))  # like `python -m`: modules beside you import

@@ -91,14 +91,15 @@ def config_object(path: Path) -> dict[str, Any]:
     return read_config_file(path)
 
 
-def dataset(path: Path) -> Any:
-    """The dataset in ``path``: a folder of .npz files, or one .npz file (refused if it cannot be read)."""
-    import quantscope as qs
+def dataset(path: Path, options: Any = None, what: str = "data") -> Any:
+    """The dataset in ``path`` (:meth:`quantscope.Dataset.from_path`: .npz/.npy, a folder of them,
+    images, a .txt of texts), read with the command's data options (refused if it cannot be read)."""
+    from quantscope.cli.data_options import read_dataset
     from quantscope.cli.files import readable
     from quantscope.errors import DataError
 
-    readable(path, "data", DataError)
-    return qs.Dataset.from_folder(path) if path.is_dir() else qs.Dataset.from_npz(path)
+    readable(path, what, DataError)
+    return read_dataset(path, options, what)
 
 
 ANALYZE_METRICS = ("auto", "accuracy", "top5", "agreement", "cosine", "cosine_min", "sqnr_db", "kl",
@@ -118,7 +119,7 @@ def analysis_flags(f: F) -> F:
     """The options shared by ``analyze`` and ``sweep``."""
     for option in reversed((
         click.option("--data", "data_path", type=click.Path(path_type=Path, readable=False), required=True,
-                     help="Evaluation data (.npz or a folder of .npz); 'labels' enable accuracy."),
+                     help="Evaluation data (.npz, a folder of .npz, images, or a .txt of texts); 'labels' enable accuracy."),
         click.option("--metric", type=click.Choice(ANALYZE_METRICS), default="auto", show_default=True,
                      help="Primary quality metric (auto: accuracy with labels, else top-1 agreement)."),
         click.option("--report", "report_dir", type=click.Path(path_type=Path, readable=False),

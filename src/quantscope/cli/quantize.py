@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from quantscope.cli.data_options import DataOptions, data_options
 from quantscope.cli.files import readable
 from quantscope.cli.options import config_object, dataset, method_options, method_settings
 from quantscope.cli.output import console, fmt_bytes, progress_bar, say, warn
@@ -48,41 +49,64 @@ def _epilog() -> str:
     calibrators = "\n".join(f"  {name:<13} {calibrator(name).help}" for name in calibrator_names())
     return (
         f"\b\nMethods (-m/--method):\n{methods}\n\n\b\nCalibrators (--calibration, static-int8):\n{calibrators}\n\n"
+        "-m also takes a variant as sweep and tune print it: -m static-int8/entropy is -m static-int8 "
+        "--calibration entropy, -m cluster-4 is -m cluster --bits 4.\n\n"
+        "--print-config writes the effective config as TOML on stdout (the --config format) and exits: "
+        "nothing is calibrated or written, -o and --calib are not read.\n\n"
         "A method option given for a method that does not have it is refused. With --config, the file "
         "is the base: options and --set override its fields, an option and a --set for the same field "
         "are refused, and -m/--method must name the file's method or be left out (exit 3 otherwise)."
     )
 
 
+def _config(method: str | None, config_file: Path | None, opts: dict[str, Any], settings: tuple[str, ...]) -> Any:
+    """The effective config: ``--config`` file, then the method options, then ``--set``."""
+    from quantscope.config.compose import config_from_options
+
+    file = config_object(config_file) if config_file is not None else None
+    return config_from_options(method, file, method_settings(), opts, settings, file_name=f"--config {config_file}")
+
+
 @click.command(epilog=_epilog())
 @click.argument("model_path", type=click.Path(path_type=Path, readable=False))
-@click.option("-m", "--method", default=None,
-              help="Quantization method (listed below).  [default: the config file's, else static-int8]")
-@click.option("-o", "--output", "output", type=click.Path(), required=True,
-              help="Output .onnx path (never an input; the sidecar is written beside it, together).")
-@click.option("--calib", type=click.Path(path_type=Path, readable=False), help="Calibration data (.npz or a folder of .npz).")
+@click.option("-m", "--method", default=None, metavar="METHOD[/CALIBRATOR]",
+              help="Quantization method (listed below), or a variant name as sweep and tune print it.  "
+                   "[default: the config file's, else static-int8]")
+@click.option("-o", "--output", "output", type=click.Path(),
+              help="Output .onnx path (never an input; the sidecar is written beside it, together).  [required]")
+@click.option("--calib", type=click.Path(path_type=Path, readable=False), help="Calibration data: .npz, a folder of .npz, a folder of images, or a .txt of texts (see the data options).")
+@data_options()
 @method_options
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config field, value as JSON (repeatable), e.g. --set min_size=0.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, readable=False),
-              help="JSON config (same schema as the sidecar's 'config'); options override its fields.")
-def quantize(model_path: Path, method: str | None, output: str, calib: Path | None,
-             settings: tuple[str, ...], config_file: Path | None, **opts: Any) -> None:
+              help="TOML or JSON config (same schema as the sidecar's 'config'); options override its fields.")
+@click.option("--print-config", is_flag=True, help="Print the effective config as TOML and exit (see below).")
+def quantize(model_path: Path, method: str | None, output: str | None, calib: Path | None,
+             settings: tuple[str, ...], config_file: Path | None, print_config: bool, data_options: DataOptions,
+             **opts: Any) -> None:
     """Quantize MODEL_PATH and write the quantized model plus a sidecar JSON (config, plan, versions)."""
     import quantscope as qs
-    from quantscope.config.compose import config_from_options
+    from quantscope.cli.names import split_method
     from quantscope.errors import ConfigError, DataError
     from quantscope.model_io import check_output_path, out_data_name
     from quantscope.quantization import sidecar_path
 
+    method, opts = split_method(method, opts)
+    if print_config:
+        from quantscope.config.toml import config_to_toml
+
+        click.echo(config_to_toml(_config(method, config_file, opts, settings)), nl=False)
+        return
+    if output is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
     model = qs.load(model_path)
     for note in model.notes:  # e.g. an old IR version upgraded on load
         warn(note, "note")
     inputs = (model_path, *model.data_files, readable(calib, "--calib", DataError), config_file)
     check_output_path(output, model.path, *inputs, siblings=[sidecar_path(output).name, out_data_name(output)])
-    file = config_object(config_file) if config_file is not None else None
-    config = config_from_options(method, file, method_settings(), opts, settings, file_name=f"--config {config_file}")
-    data = dataset(calib) if calib is not None else None
+    config = _config(method, config_file, opts, settings)
+    data = dataset(calib, data_options, "--calib") if calib is not None else None
     if data is None and config.needs_calibration:
         raise ConfigError(f"{config.method} needs calibration data: add --calib calib.npz")
     start = time.perf_counter()

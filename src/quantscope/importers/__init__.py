@@ -27,7 +27,7 @@ from quantscope.io import Model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMPORTERS", "Importer", "from_path", "importer_for", "is_factory_spec", "load_factory", "to_onnx"]
+__all__ = ["IMPORTERS", "Importer", "example_arrays", "from_path", "importer_for", "is_factory_spec", "load_factory", "to_onnx"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,9 @@ class Importer:
 
 
 IMPORTERS: tuple[Importer, ...] = (
-    Importer("torch", "torch", f"{__name__}.torch", ("torch",), ("torch", "onnxscript")),
+    Importer(
+        "torch", "torch", f"{__name__}.torch", ("torch",), ("torch", "onnxscript"), (".pt", ".pth", ".ts", ".pt2"),
+    ),
     Importer(
         "keras", "tensorflow", f"{__name__}.keras", ("keras", "tf_keras", "tensorflow"),
         ("tensorflow", "tf2onnx"), (".keras", ".h5"),
@@ -84,12 +86,13 @@ def to_onnx(obj: Any, example_inputs: Any = None, **kwargs: Any) -> Model:
     ``obj`` is a ``torch.nn.Module``, a Keras model, a scikit-learn estimator or pipeline, a
     :class:`Model` (returned as is), or a path (see :func:`from_path`). ``example_inputs`` are
     what the model is called with (a tensor/array, a tuple of them, or a dict keyed by input
-    name), batch first; they fix the input types and are used to check the conversion.
-    Keyword arguments go to the framework's importer (``rtol``, ``atol`` for the check are
+    name), batch first, or a quantscope ``Dataset`` (its first batch); they fix the input types
+    and are used to check the conversion. Keyword arguments go to the framework's importer (``rtol``, ``atol`` for the check are
     understood by all). The caller's model is not modified.
     """
     if isinstance(obj, Model):
         return obj
+    example_inputs = example_arrays(example_inputs)
     if isinstance(obj, str | os.PathLike):
         return from_path(obj, example_inputs, **kwargs)
     importer = importer_for(obj)
@@ -98,14 +101,16 @@ def to_onnx(obj: Any, example_inputs: Any = None, **kwargs: Any) -> Model:
 
 
 def from_path(path: str | os.PathLike[str], example_inputs: Any = None, *, trust: bool = False, **kwargs: Any) -> Model:
-    """Convert a model file: ``.onnx``, ``.keras``/``.h5``, a SavedModel directory, or a pickle.
+    """Convert a model file: ``.onnx``, ``.keras``/``.h5``, a SavedModel directory, a pickle, a
+    TorchScript archive (``.pt``/``.pth``/``.ts``) or a ``torch.export`` program (``.pt2``).
 
     A pickle or joblib file (``.pkl``, ``.pickle``, ``.joblib``) runs code while it loads, a
     SavedModel runs its graph while it converts, and a Keras file with Lambda layers or custom
-    objects runs their code: each is read only with ``trust=True`` (``--trust`` on the command
+    objects runs their code, and so does a TorchScript archive: each is read only with ``trust=True`` (``--trust`` on the command
     line; see :mod:`quantscope.importers.trust`): load only files you made or whose source you trust.
     """
     p = Path(path)
+    example_inputs = example_arrays(example_inputs)
     if not p.exists():
         raise ConfigError(f"model path not found: {p}")
     suffix = p.suffix.lower()
@@ -126,9 +131,24 @@ def from_path(path: str | os.PathLike[str], example_inputs: Any = None, *, trust
             return _call(imp.load().convert_file, imp.name, p, example_inputs, trust=trust, **kwargs)
     raise ConfigError(
         f"cannot tell what kind of model {p} is from its suffix {suffix or '(none)'}; quantscope reads "
-        ".onnx, .keras, .h5, SavedModel directories, and (with trust) .pkl/.pickle/.joblib files; "
-        "for a PyTorch model use a 'module:function' that returns the model and example inputs"
+        ".onnx, .keras, .h5, SavedModel directories, torch.export programs (.pt2) and (with trust) "
+        ".pkl/.pickle/.joblib files and TorchScript archives (.pt/.pth/.ts); for a PyTorch module use a "
+        "'module:function' that returns the model and example inputs"
     )
+
+
+def example_arrays(example_inputs: Any, samples: int = 4) -> Any:
+    """Example inputs as importers take them: a quantscope ``Dataset`` becomes its first batch
+    (one array for a single input, else a dict by input name); anything else is returned as is."""
+    from quantscope.data import Dataset
+
+    if not isinstance(example_inputs, Dataset):
+        return example_inputs
+    batch = next(iter(example_inputs.batches(samples)), None)
+    if batch is None:
+        raise ConfigError("the example Dataset holds no samples; give at least one")
+    arrays = dict(batch.inputs)
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
 def _call(fn: Any, name: str, *args: Any, **kwargs: Any) -> Model:

@@ -17,13 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
-import tf2onnx
 
-from quantscope.errors import ConfigError, ConversionError
-from quantscope.importers._proto import finalize
-from quantscope.importers.check import DEFAULT_ATOL, DEFAULT_RTOL, check_outputs
-from quantscope.io import Model
+from quantscope.importers.tf_quiet import captured_stderr, import_tensorflow
+
+import_tensorflow()  # first, quietly: TensorFlow's C++ logging starts on import
+
+import tensorflow as tf  # noqa: E402
+import tf2onnx  # noqa: E402
+
+from quantscope.errors import ConfigError, ConversionError  # noqa: E402
+from quantscope.importers._proto import finalize  # noqa: E402
+from quantscope.importers.check import DEFAULT_ATOL, DEFAULT_RTOL, check_outputs  # noqa: E402
+from quantscope.io import Model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +38,10 @@ RANDOM_EXAMPLES = 4
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Keras and the TFLite converter print to stdout; library code must not."""
+    """Keras and the TFLite converter print to stdout, TensorFlow's C++ side to stderr; library
+    code must not: both go to the log."""
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink):
+    with contextlib.redirect_stdout(sink), captured_stderr():
         yield
     if sink.getvalue().strip():
         logger.debug("tensorflow said: %s", sink.getvalue().strip()[:2000])
@@ -56,6 +62,28 @@ def input_specs(model: Any) -> list[tf.TensorSpec]:
         name = name.split(":")[0]
         specs.append(tf.TensorSpec([None, *shape[1:]], tf.as_dtype(t.dtype), name=name))
     return specs
+
+
+def free_axes(specs: list[tf.TensorSpec], dynamic: Mapping[str | int, Sequence[int]] | None) -> list[tf.TensorSpec]:
+    """``specs`` with the axes named in ``dynamic`` (by input name or position) left free (None)."""
+    if not dynamic:
+        return specs
+    names = [s.name for s in specs]
+    free: dict[int, set[int]] = {}
+    for key, dims in dynamic.items():
+        index = names.index(str(key)) if str(key) in names else int(key) if str(key).isdigit() else -1
+        if not 0 <= index < len(specs):
+            raise ConfigError(f"dynamic axes for {key!r}: the model's inputs are {names} (or their positions)")
+        rank = len(specs[index].shape)
+        bad = [d for d in dims if not 1 <= d < rank]
+        if bad:
+            raise ConfigError(f"dynamic axis {bad[0]} of {names[index]!r}: it has axes 0..{rank - 1}, and axis 0 "
+                              "(the batch) is free already")
+        free.setdefault(index, set()).update(dims)
+    return [
+        tf.TensorSpec([None if i in free.get(k, ()) else d for i, d in enumerate(s.shape)], s.dtype, name=s.name)
+        for k, s in enumerate(specs)
+    ]
 
 
 def output_names(model: Any, n: int) -> list[str]:
@@ -111,11 +139,16 @@ def convert(
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
     source: str | None = None,
+    dynamic: Mapping[str | int, Sequence[int]] | None = None,
 ) -> Model:
-    """Convert a Keras model; ``example_inputs`` (batch first) default to seeded random data."""
+    """Convert a Keras model; ``example_inputs`` (batch first) default to seeded random data.
+
+    ``dynamic`` frees more axes than the batch in the input signature, per input name or
+    position, e.g. ``{"tokens": [1]}`` for the sequence length.
+    """
     if not hasattr(model, "inputs") or not callable(model):
         raise ConfigError(f"the keras importer converts a Keras model, not a {type(model).__name__}")
-    specs = input_specs(model)
+    specs = free_axes(input_specs(model), dynamic)
     arrays, random = example_arrays(specs, example_inputs)
 
     def call(*args: tf.Tensor) -> list[tf.Tensor]:

@@ -105,6 +105,17 @@ SECTIONS = [
 def render_html(results: Results) -> str:
     """The whole page as one string."""
     name = str(results.model.get("name") or results.model.get("path") or "model")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>quantscope report: {_e(name)}</title><style>{CSS}</style></head><body>"
+        f"{report_body(results)}</body></html>\n"
+    )
+
+
+def report_body(results: Results, *, nav: bool = True) -> str:
+    """The report's header, sections and footer (the page's body; a notebook shows it inline)."""
+    name = str(results.model.get("name") or results.model.get("path") or "model")
     parts = {
         "variants": _variants(results),
         "tradeoffs": _tradeoffs(results),
@@ -116,7 +127,7 @@ def render_html(results: Results) -> str:
         "notes": _notes(results),
     }
     present = [(sid, title) for sid, title in SECTIONS if parts[sid]]
-    nav = "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title in present)
+    links = "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title in present)
     data = results.data
     subtitle = (f"{data.get('name', 'data')}: {data.get('samples', '?')} samples"
                 f"{', with labels' if data.get('labels') else ''}; primary metric "
@@ -124,14 +135,12 @@ def render_html(results: Results) -> str:
                 f"{'; created ' + str(results.created) if results.created else ''}")
     body = "".join(_section(sid, title, parts[sid]) for sid, title in present)
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>quantscope report: {_e(name)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>quantscope report: {_e(name)}</h1><p class=\"muted\">{_e(subtitle)}</p>"
         f'<p class="summary" id="summary">{_e(f.summary_sentence(results))}</p>'
         + (f'<p class="muted" id="timing-setting">{_e(f.timing_setting(results))}</p>' if f.timing_setting(results)
-           else "") +
-        f"<nav>{nav}</nav></header><main>{body}</main>{_footer(results)}</body></html>\n"
+           else "")
+        + (f"<nav>{links}</nav>" if nav else "")
+        + f"</header><main>{body}</main>{_footer(results)}"
     )
 
 

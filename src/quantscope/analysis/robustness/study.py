@@ -38,7 +38,7 @@ from quantscope.analysis.robustness.shifting import Shifter, ShiftsArg, resolve_
 from quantscope.analysis.robustness.slices import slices_of
 from quantscope.calibrate import Progress
 from quantscope.config import StaticInt8
-from quantscope.data import Dataset
+from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError
 from quantscope.io import Model
 
@@ -110,6 +110,7 @@ def robustness(
     :mod:`quantscope.execution`): every cell of the grid (shift × severity × model) is one job
     there; None: all in this process, one session per model.
     """
+    data = as_dataset(data, "evaluation data")
     modality = S.check_modality(modality)
     models = named_models(model, variants, reference)
     float_model = models[reference]
