@@ -1,17 +1,12 @@
 """The dataset: a source of samples plus the transforms applied to each batch.
 
-A :class:`Dataset` is an immutable, re-iterable, deterministic sequence of samples.
-Each sample maps model input names to arrays; it may carry a label and metadata (e.g. a
-slice name). Bound to a model, samples are delivered as the model takes them: batched on
-its batch axis, or one whole feed per run (:mod:`quantscope.data.feeding`). :meth:`Dataset.take`, :meth:`Dataset.map`
-and :meth:`Dataset.bind` return new datasets and read nothing until the data is
-iterated, with :meth:`Dataset.batches`.
-
-Memory: a single ``.npz`` is read once, when the dataset is created (after its headers are
-checked against :mod:`quantscope.data.limits`), and batches are views of it; a ``.npy`` file
-is memory-mapped. Folders of arrays or images, ``.txt`` files and framework datasets are
-streamed. In memory arrays are never copied for batches that are contiguous slices. Caller data is
-never modified: arrays handed out are read-only views, or new arrays.
+An immutable, re-iterable, deterministic sequence of samples ({input name: array}, with an
+optional label and metadata). Bound to a model, samples come as the model takes them: batched
+on its batch axis, or one whole feed per run (:mod:`quantscope.data.feeding`). ``take``, ``map``
+and ``bind`` return new datasets and read nothing until :meth:`Dataset.batches` iterates.
+Memory: one ``.npz`` is read once (its headers checked first, :mod:`quantscope.data.limits`),
+``.npy`` is memory-mapped, folders, texts and framework datasets are streamed; caller data is
+never modified (read-only views or new arrays).
 """
 
 from __future__ import annotations

@@ -75,25 +75,24 @@ class DecomposedHardSwishPass(RewritePass):
     summary = "rewrote {n} decomposed HardSwish chain(s) as x·HardSigmoid(x) (one integer Mul each)"
 
     def rewrite(self, graph: ir.Graph, names: NameAllocator) -> list[str]:
-        notes: list[str] = []
-        for last in list(graph):
-            if last.graph is not graph:
-                continue  # removed by an earlier match
-            found = match(last)
-            if found is None or last.outputs[0].is_graph_output():
-                continue
-            x, chain = found
-            base = last.name or "hardswish"
-            gate = node(names, "HardSigmoid", [x], base=base, attributes={"alpha": 1 / 6, "beta": 0.5},
-                        dtypes=[ir.DataType.FLOAT], shapes=[x.shape])
-            product = node(names, "Mul", [x, gate.outputs[0]], base=base, dtypes=[ir.DataType.FLOAT],
-                           shapes=[last.outputs[0].shape])
-            graph.insert_after(last, [gate, product])
-            ir.convenience.replace_all_uses_with(last.outputs[0], product.outputs[0])
-            for old in reversed(chain):
-                graph.remove(old, safe=True)
-            notes.append(f"{' → '.join(node_label(n) for n in chain)} became x·HardSigmoid(x)")
-        return notes
+        return [note for last in list(graph) if (note := self._replace(graph, names, last))]
 
+    @staticmethod
+    def _replace(graph: ir.Graph, names: NameAllocator, last: ir.Node) -> str | None:
+        """Rewrite the chain ending at ``last``; the note, or None when it is not one (or already gone)."""
+        found = match(last) if last.graph is graph else None
+        if found is None or last.outputs[0].is_graph_output():
+            return None
+        x, chain = found
+        base = last.name or "hardswish"
+        gate = node(names, "HardSigmoid", [x], base=base, attributes={"alpha": 1 / 6, "beta": 0.5},
+                    dtypes=[ir.DataType.FLOAT], shapes=[x.shape])
+        product = node(names, "Mul", [x, gate.outputs[0]], base=base, dtypes=[ir.DataType.FLOAT],
+                       shapes=[last.outputs[0].shape])
+        graph.insert_after(last, [gate, product])
+        ir.convenience.replace_all_uses_with(last.outputs[0], product.outputs[0])
+        for old in reversed(chain):
+            graph.remove(old, safe=True)
+        return f"{' → '.join(node_label(n) for n in chain)} became x·HardSigmoid(x)"
 
 __all__ = ["DecomposedHardSwishPass", "match"]
