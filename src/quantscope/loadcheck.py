@@ -33,7 +33,7 @@ import onnx
 import onnx_ir as ir
 
 from quantscope._loadcheck_window import crash_window
-from quantscope.errors import RuntimeCrashError, RuntimeFailure
+from quantscope.errors import OutputError, RuntimeCrashError, RuntimeFailure
 from quantscope.signals import temp_dir
 
 logger = logging.getLogger(__name__)
@@ -182,7 +182,13 @@ def _model_file(model: ModelLike, tmp: Path) -> str:
         if not isinstance(model, ir.Model):
             raise TypeError("check_loads() takes a Model, onnx_ir.Model, onnx.ModelProto or a path")
     path = tmp / "model.onnx"
-    ir.save(model, path, external_data="model.onnx.data")
+    try:
+        ir.save(model, path, external_data="model.onnx.data")
+    except OSError as exc:  # a full disk, a file-size limit: the user's to fix, not a bug
+        raise OutputError(
+            f"cannot write the temporary copy of the model that ONNX Runtime's load check needs in {tmp.parent}: "
+            f"{exc.strerror or exc}; free space there or point TMPDIR at a disk with room"
+        ) from exc
     return str(path)
 
 

@@ -131,9 +131,12 @@ def estimate_energy(
 
     With ``runtime`` (the default) the graph priced is the one ONNX Runtime runs
     (:func:`runtime_graph`); without, the graph as written. Shapes come from one run on that sample.
+    Only inputs whose first axis the model leaves free are cut to one sample: scalars and fixed
+    leading axes (a ``[layers, batch, H]`` state) are fed as they are.
     """
-    one = {k: np.asarray(v)[:1] for k, v in feeds.items()}
-    if any(v.shape[0] == 0 for v in one.values()):
+    free = {spec.name for spec in model.inputs if spec.shape and not isinstance(spec.shape[0], int)}
+    one = {k: np.asarray(v)[:1] if k in free else np.asarray(v) for k, v in feeds.items()}
+    if any(v.size == 0 for v in one.values()):
         raise DataError("energy estimation needs at least one sample of input data")
     try:
         counts = count_operations(model, one, runtime=runtime)
