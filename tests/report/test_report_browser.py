@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from chromium_cdp import INSTALL_HINT, Browser, PageCheck, chromium_binary
 from PIL import Image
-from report_fixtures import make_results
 
 from quantscope.reporting import render
 from quantscope.reporting.html import SECTIONS
+from report_fixtures import make_results
 
 XSS = "<img src=x onerror=\"console.error('escaped badly')\">"
 

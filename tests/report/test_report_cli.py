@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from report_fixtures import make_results
 
 import quantscope as qs
 from quantscope import cli
 from quantscope.cli import main
 from quantscope.reporting import load_results
+from report_fixtures import make_results
 
 
 def test_report_verb_re_renders_into_another_directory(

@@ -16,7 +16,6 @@ import matplotlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from report_fixtures import make_results
 from rich.console import Console
 
 from quantscope.analysis.results import LatencyResult, LayerError, Results, VariantResult
@@ -27,6 +26,7 @@ from quantscope.reporting.html import SECTIONS, render_html
 from quantscope.reporting.markdown import md_escape, render_markdown
 from quantscope.reporting.svgbars import hbar_chart
 from quantscope.reporting.text import render_text
+from report_fixtures import make_results
 
 HOSTILE = "<script>alert('x')</script> | $\\alpha$ & \"q\" `t` *b*"
 
