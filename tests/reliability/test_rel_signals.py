@@ -73,8 +73,9 @@ def test_signal_at_several_moments_leaves_old_or_new_pair(workload, signum) -> N
     side = out.with_name(out.stem + ".quantscope.json")
     old = (out.read_bytes(), side.read_bytes())
     startup, total = _timings(args)
-    moments: list[float | str] = [startup * 0.5, *(startup + f * (total - startup) for f in (0.2, 0.5, 0.8)),
-                                  STAGING, STAGING, total * 1.1]
+    # start-up, mid-run, late in the run, during the staged writes (between the renames), after the end
+    moments: list[float | str] = [startup * 0.5, *(startup + f * (total - startup) for f in (0.3, 0.8)),
+                                  STAGING, total * 1.1]
     seen = []
     for moment in moments:
         out.write_bytes(old[0])  # each run starts over the old pair

@@ -44,7 +44,7 @@ Timer = Callable[[Model, Model], PairedLatency]
 DYNAMIC_SIZE = 64  # a symbolic dimension other than the batch is timed at this size
 MIN_FLOAT_MS = 0.1  # a float model faster than this per call is not timed against int8 (microseconds either way)
 MAX_REGIONS = 16  # the largest regions are timed; smaller ones keep the planner's decision
-BUDGET_S = 30.0  # region timing stops after this long; the rest keep the planner's decision
+BUDGET_S = 10.0  # region timing stops after this long; the rest keep the planner's decision
 ROUNDS = 30
 TOO_FAST = (f"the float model runs in under {MIN_FLOAT_MS} ms per call at batch 1: too short to tell int8 from "
             "float, every region keeps the planner's decision")
