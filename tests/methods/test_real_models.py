@@ -28,7 +28,7 @@ def test_ppocr_cls_static_int8_keeps_top1(ppocr_cls_onnx: Path, tmp_path: Path) 
     name = model.inputs[0].name
     calib = qs.Dataset.from_arrays({name: x_cal})
     evaluation = qs.Dataset.from_arrays({name: x_eval}, labels=labels)
-    q = qs.quantize(model, qs.StaticInt8(calibration="percentile"), calib)
+    q = qs.quantize(model, qs.StaticInt8(calibration="percentile", measure=False), calib)
     path = q.save(tmp_path / "cls.int8.onnx")
     size_ratio = path.stat().st_size / ppocr_cls_onnx.stat().st_size
     assert size_ratio < 0.5  # a small MobileNet: names and per-channel scales weigh too
@@ -58,7 +58,7 @@ def test_minilm_static_int8_keeps_embeddings(
     eval_sent = [sentences[i] for i in order[100:]]
     calib = qs.Dataset.from_arrays(realmodels.minilm_dataset(cal_sent, minilm_tokenizer_json))
     evaluation = qs.Dataset.from_arrays(realmodels.minilm_dataset(eval_sent, minilm_tokenizer_json))
-    q = qs.quantize(model, qs.StaticInt8(calibration="mse", batch_size=8), calib)
+    q = qs.quantize(model, qs.StaticInt8(calibration="mse", batch_size=8, measure=False), calib)
 
     decisions = q.plan.decisions
     quantized_matmuls = [d for d in decisions if d.op_type == "MatMul" and d.action == "quantized"]
