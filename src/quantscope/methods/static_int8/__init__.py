@@ -2,9 +2,8 @@
 
 from quantscope.methods.static_int8.method import (
     StaticInt8Method,
-    calibration_of,
     preview,
     s8s8_warning,
 )
 
-__all__ = ["StaticInt8Method", "calibration_of", "preview", "s8s8_warning"]
+__all__ = ["StaticInt8Method", "preview", "s8s8_warning"]

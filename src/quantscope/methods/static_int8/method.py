@@ -39,7 +39,7 @@ from quantscope.algorithms.equalization import equalized
 from quantscope.algorithms.range_selection import RangeSelection
 from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig, StaticInt8
-from quantscope.config.calibration import Calibration, StatisticsRequest
+from quantscope.config.calibration import StatisticsRequest
 from quantscope.errors import UnsupportedModelError
 from quantscope.graph.queries import const_array, node_label, nodes_by_label
 from quantscope.io import Model
@@ -53,11 +53,6 @@ from quantscope.plan import NodeDecision, QuantPlan, TensorQuant, WeightQuant
 from quantscope.runtime import int16_saturation_risk
 
 logger = logging.getLogger(__name__)
-
-
-def calibration_of(config: StaticInt8) -> Calibration:
-    """The calibration value static-int8's flat config fields describe."""
-    return config.as_calibration()
 
 
 def s8s8_warning() -> str:
@@ -94,7 +89,7 @@ class StaticInt8Method(Method):
         extra = merged_kinds(bias_correction.request(nodes) if config.bias_correction else {},
                              smoothquant.request(nodes) if config.smoothquant is not False else {},
                              smoothquant.request(nodes, ("gram",)) if config.gptq else {})
-        return StatisticsRequest(tensors, calibration_of(config), extra=extra)
+        return StatisticsRequest(tensors, config.as_calibration(), extra=extra)
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
         assert isinstance(config, StaticInt8)
@@ -107,7 +102,7 @@ class StaticInt8Method(Method):
         decisions = planner.decisions.ordered()
         if not planner.decisions.any_quantized():
             raise nothing_found(config.method, decisions)
-        ranges = RangeSelection.of(stats, calibration_of(config).method, (i.name for i in model.inputs)) if stats else None
+        ranges = RangeSelection.of(stats, config.as_calibration().method, (i.name for i in model.inputs)) if stats else None
         activations = _activations(model, config, ranges, planner.points)
         reduce_range = config.reduce_range
         notes = list(model.notes)
