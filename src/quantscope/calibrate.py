@@ -40,6 +40,7 @@ class TensorStats:
     num_samples: int
     skipped: Mapping[str, str] = field(default_factory=dict)
     calibration: Calibration | None = None
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # of the first calibration batch
 
     def __contains__(self, name: object) -> bool:
         return name in self.observers
@@ -98,8 +99,10 @@ def collect(
     }
     total = len(data) if _has_len(data) else None
     done = 0
+    input_shapes: dict[str, tuple[int, ...]] = {}
     for batch in data.batches(batch_size, require_finite=True):
         feeds = batch.inputs
+        input_shapes = input_shapes or {name: tuple(np.shape(v)) for name, v in feeds.items()}
         for name in input_names & observers.keys():
             observers[name].update(feeds[name])
         observed.observe(feeds, observers)
@@ -119,7 +122,8 @@ def collect(
                 "the inputs were finite; the float model itself overflows on this data"
             )
     logger.info("calibrated %d tensors on %d samples (%s)", len(observers), done, calibration.method)
-    return TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration)
+    return TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration,
+                       input_shapes=input_shapes)
 
 
 @dataclass

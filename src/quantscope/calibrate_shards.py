@@ -117,7 +117,7 @@ def collect_sharded(
     total = sum(part.num_samples for part in parts)
     logger.info("calibrated %d tensors on %d samples in %d shards", len(observers), total, len(parts))
     return TensorStats(observers=observers, num_samples=total, skipped=parts[0].skipped,
-                       calibration=request.calibration)
+                       calibration=request.calibration, input_shapes=parts[0].input_shapes)
 
 
 def _default_shards(executor: Any) -> int:

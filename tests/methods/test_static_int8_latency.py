@@ -65,7 +65,7 @@ def _plan(model: qs.Model, config: qs.StaticInt8, timer):
     prepared = method.prepare(model, config)
     data = {"x": np.random.default_rng(1).standard_normal((8, 3, 8, 8)).astype(np.float32)}
     quiet = qs.StaticInt8(measure=False, num_samples=8)
-    stats = collect(prepared, qs.Dataset.from_arrays(data).bind(prepared.inputs), method.statistics(prepared, quiet))
+    stats = collect(prepared, qs.Dataset.from_arrays(data).bind(prepared.inputs), method.statistics(prepared, config))
     plan = method.plan(prepared, quiet, stats)
     return choose_regions(method, prepared, config, stats, plan, timer=timer), prepared
 
@@ -94,12 +94,54 @@ def test_a_region_slower_in_int8_is_kept_float_whole_and_recorded() -> None:
     assert latency["verdict"] == "faster" and not plan.warnings
 
 
-def test_when_int8_loses_everywhere_the_plan_still_quantizes_and_says_float_is_faster() -> None:
+def test_when_int8_loses_everywhere_every_node_is_kept_float_and_the_plan_says_so() -> None:
     timer = fake_timer({"conv_a": (1.0, 2.0), "conv_b": (1.0, 2.0)})
-    plan, _ = _plan(_two_regions(), qs.StaticInt8(num_samples=8), timer)
-    assert {d.node for d in plan.decisions if d.action == "quantized"} >= {"conv_a", "conv_b"}
-    assert plan.extra["latency"]["verdict"] == "slower"
-    assert any("float model is the faster choice" in w for w in plan.warnings)
+    plan, prepared = _plan(_two_regions(), qs.StaticInt8(num_samples=8), timer)
+    assert not plan.quantized_nodes
+    convs = [d for d in plan.decisions if d.op_type == "Conv"]
+    assert all(d.action == "float" and "kept float for speed" in d.reason for d in convs)
+    latency = plan.extra["latency"]
+    assert latency["fastest_int8"]["verdict"] == "slower" and latency["verdict"] == "same"
+    assert any("kept every node float" in w and "--objective size" in w for w in plan.warnings)
+    written = StaticInt8Method().apply(prepared, qs.StaticInt8(num_samples=8, measure=False), plan)
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in written.ir.graph)
+
+
+def _one_region() -> qs.Model:
+    """``conv_in (3 input channels, 3x3) → Relu → conv_pw (1x1) → Relu``: one integer region of two kinds."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.2, "w_in"),
+             numpy_helper.from_array(rng.standard_normal((8, 8, 1, 1)).astype(np.float32) * 0.2, "w_pw")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w_in"], ["a"], name="conv_in", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["ra"], name="relu_in"),
+        helper.make_node("Conv", ["ra", "w_pw"], ["b"], name="conv_pw"),
+        helper.make_node("Relu", ["b"], ["y"], name="relu_pw"),
+    ]
+    graph = helper.make_graph(nodes, "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 8, 8])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return qs.Model.from_proto(onnx.shape_inference.infer_shapes(proto))
+
+
+def test_a_losing_kind_inside_the_only_region_is_found_and_kept_float() -> None:
+    # the first conv loses in int8, the pointwise one wins: as a whole the region is a tie
+    timer = fake_timer({"conv_in": (1.0, 2.0), "conv_pw": (2.0, 1.0)})
+    plan, _ = _plan(_one_region(), qs.StaticInt8(num_samples=8), timer)
+    decisions = {d.node: d for d in plan.decisions}
+    assert decisions["conv_in"].action == "float" and "kept float for speed" in decisions["conv_in"].reason
+    assert decisions["conv_pw"].action == "quantized"
+    parts = {p["part"]: p for p in plan.extra["parts"]}
+    assert parts["every Conv/few input channels (1 node(s))"]["decision"] == "float"
+    assert parts["every Conv/pointwise (1 node(s))"]["decision"] == "int8"
+    assert plan.extra["latency"]["verdict"] == "faster" and plan.extra["latency"]["speed"] == pytest.approx(1.5)
+
+
+def test_a_region_clearly_faster_is_not_searched_further() -> None:
+    calls: list[str] = []
+    plan, _ = _plan(_one_region(), qs.StaticInt8(num_samples=8), fake_timer({"conv_in": (2.0, 1.0), "conv_pw": (2.0, 1.0)}, calls))
+    assert "parts" not in plan.extra and calls == ["timed"]
+    assert all(d.action != "float" for d in plan.decisions if d.op_type == "Conv")
 
 
 @pytest.mark.parametrize("config", [qs.StaticInt8(num_samples=8, objective="accuracy"),
@@ -128,7 +170,8 @@ def test_real_measurement_on_the_digits_cnn_keeps_its_invariants(tmp_path: Path)
     calib = qs.Dataset.from_npz(EXAMPLES / "digits_calib.npz")
     q = qs.quantize(model, qs.StaticInt8(num_samples=32, target_threads=1), calib)
     latency = q.plan.extra["latency"]
-    assert q.plan.quantized_nodes  # never a plan without integer nodes
+    # integer nodes, or (int8 measured slower here) every node float and a warning saying so
+    assert q.plan.quantized_nodes or any("kept every node float" in w for w in q.plan.warnings)
     if latency["measured"]:  # a loaded machine may make the float model look too fast to time
         assert latency["threads"] == 1 and latency["batch"] == 1
         assert latency["float_ms"] > 0 and latency["int8_ms"] > 0

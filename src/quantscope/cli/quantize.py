@@ -33,7 +33,7 @@ def _speed_line(model: Any, q: Any) -> str:
         return f"speed against float: not measured ({planned.get('reason', 'not asked')})"
     threads = planned.get("threads", 1)
     try:
-        m = measure_paired_latency(model, q.model, synthetic_feeds(model), threads=threads)
+        m = measure_paired_latency(model, q.model, synthetic_feeds(model, shapes=planned.get("inputs")), threads=threads)
     except QuantscopeError as exc:
         return f"speed against float: not measured ({exc})"
     return (

@@ -4,8 +4,13 @@ After planning, the written int8 model is timed against the float model (paired,
 rounds: :func:`quantscope.analysis.evaluate.time_paired`, batch 1, the config's
 ``target_threads``). With several regions (:mod:`.regions`), each region is timed kept float
 against the full int8 model; a region whose float version is measurably faster stays float as a
-whole, so no new float/integer round trip appears. The plan records every measurement
-(``plan.extra["regions"]``, ``plan.extra["latency"]``) and the reason of every node kept float.
+whole, so no new float/integer round trip appears. When the choice is still not clearly faster
+than float, parts of the remaining regions (:mod:`.parts`: node kinds such as depthwise
+convolutions, and stretches in graph order) are timed kept float one at a time and kept float
+where that is measurably faster. If int8 still loses, the plan keeps every node float: a model
+written for speed is never slower than float on the machine that measured it. The plan records
+every measurement (``plan.extra["regions"]``, ``["parts"]``, ``["latency"]``) and the reason of
+every node kept float. Inputs are timed at the calibration data's sizes.
 
 Timings are of the machine quantscope runs on: the same model may be planned differently on
 another CPU. The timer is injectable, so the mechanism is testable without timing anything.
@@ -27,14 +32,15 @@ from quantscope.calibrate import TensorStats
 from quantscope.config import StaticInt8
 from quantscope.errors import QuantscopeError
 from quantscope.io import Model
-from quantscope.methods.static_int8.regions import Region, find_regions
+from quantscope.methods.static_int8.parts import Part, parts
+from quantscope.methods.static_int8.regions import INTEGER, Region, find_regions
 from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session, run
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-    from quantscope.methods.base import Method
+    from quantscope.methods.static_int8.method import StaticInt8Method
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +51,31 @@ DYNAMIC_SIZE = 64  # a symbolic dimension other than the batch is timed at this 
 MIN_FLOAT_MS = 0.1  # a float model faster than this per call is not timed against int8 (microseconds either way)
 MAX_REGIONS = 16  # the largest regions are timed; smaller ones keep the planner's decision
 BUDGET_S = 10.0  # region timing stops after this long; the rest keep the planner's decision
+REFINE_BELOW = 1.25  # a choice slower than this against float has its regions' parts timed too
+SCREEN_BUDGET_S = 12.0  # timing each part alone stops after this long
+REFINE_BUDGET_S = 20.0  # timing the winning parts together stops after this long
 ROUNDS = 30
+MAX_ROUNDS = 600
+TIMING_S = 0.4  # a timing of a fast model lasts about this long (more rounds, up to MAX_ROUNDS)
 TOO_FAST = (f"the float model runs in under {MIN_FLOAT_MS} ms per call at batch 1: too short to tell int8 from "
             "float, every region keeps the planner's decision")
 
 
-def synthetic_feeds(model: Model, *, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """One input per model input: the batch dimension ``batch``, other symbolic ones :data:`DYNAMIC_SIZE`,
+def synthetic_feeds(
+    model: Model, *, batch: int = 1, seed: int = 0, shapes: Mapping[str, Sequence[int]] | None = None,
+) -> dict[str, np.ndarray]:
+    """One input per model input: the batch dimension ``batch``, other symbolic ones as in ``shapes``
+    (e.g. the calibration data's: the sizes the model is used at) or else :data:`DYNAMIC_SIZE`;
     floats small normal values, integers 0 (a valid index), booleans False."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for spec in model.inputs:
-        shape = [d if isinstance(d, int) and d >= 0 else batch if i == 0 else DYNAMIC_SIZE
-                 for i, d in enumerate(spec.shape or ())]
+        seen = list((shapes or {}).get(spec.name, ()))
+        dims = list(spec.shape or ())
+        if len(seen) != len(dims):
+            seen = []
+        shape = [d if isinstance(d, int) and d >= 0 else batch if i == 0 else int(seen[i]) if seen else DYNAMIC_SIZE
+                 for i, d in enumerate(dims)]
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             feeds[spec.name] = (rng.standard_normal(shape) * 0.5).astype(dtype)
@@ -79,8 +97,14 @@ def paired_timer(feeds: Mapping[str, np.ndarray], *, threads: int, rounds: int =
         if held is None or held[0] is not reference:
             held = references[id(reference)] = (reference, make_session(reference, threads=threads))
         ref_session, session = held[1], make_session(variant, threads=threads)
+        start = time.perf_counter()
+        for _ in range(3):
+            run(ref_session, feeds)
+        per_call = (time.perf_counter() - start) / 3
+        # a fast model gets more rounds: a timing shorter than a scheduler slice is luck, not a measurement
+        count = int(min(MAX_ROUNDS, max(rounds, TIMING_S / max(2 * per_call, 1e-6))))
         return time_paired(lambda: run(ref_session, feeds), lambda: run(session, feeds), batch=1, threads=threads,
-                           rounds=rounds, seed=seed)
+                           rounds=count, seed=seed)
     return timer
 
 
@@ -100,19 +124,21 @@ def _excluding(config: StaticInt8, labels: Sequence[str]) -> StaticInt8:
 class _Search:
     """One latency search: the method, its inputs, and the timer."""
 
-    def __init__(self, method: Method, model: Model, config: StaticInt8, stats: TensorStats | None, timer: Timer):
+    def __init__(self, method: StaticInt8Method, model: Model, config: StaticInt8, stats: TensorStats | None, timer: Timer):
         self.method, self.model, self.stats, self.timer = method, model, stats, timer
         self.quiet = dataclasses.replace(config, measure=False)
+        self.found: list[Region] = []
+        self.ranges: dict[str, tuple[tuple[float, float], str, str]] = {}  # every variant plans over the same statistics
 
     def variant(self, labels: Sequence[str]) -> tuple[QuantPlan, Model]:
         config = _excluding(self.quiet, labels) if labels else self.quiet
-        plan = self.method.plan(self.model, config, self.stats)
+        plan = self.method.plan(self.model, config, self.stats, range_memo=self.ranges)
         return plan, self.method.apply(self.model, config, plan)
 
     def regions(self, plan: QuantPlan, full: Model, whole: PairedLatency) -> tuple[list[dict[str, Any]], list[Region]]:
         """Each region timed kept float against ``full``; the records and the regions that lose in int8."""
         graph = self.model.ir.graph
-        regions = find_regions(graph, plan.decisions)
+        regions = self.found = find_regions(graph, plan.decisions)
         records: list[dict[str, Any]] = []
         losing: list[Region] = []
         start = time.perf_counter()
@@ -140,6 +166,63 @@ class _Search:
                 losing.append(region)
         return records, losing
 
+    def refine(self, choice: _Choice) -> tuple[_Choice, list[dict[str, Any]]]:
+        """Parts of the regions still int8 (:mod:`.parts`) kept float: each part is first timed kept
+        float against ``choice`` (screening), then the parts that won are added in order of their
+        gain, each kept only if the model is still measurably faster with it float. Returns the
+        better choice and a record per part."""
+        graph = self.model.ir.graph
+        records: list[dict[str, Any]] = []
+        start = time.perf_counter()
+        screened: list[tuple[float, Part, dict[str, Any], tuple[QuantPlan, Model]]] = []
+        for region in self.found:
+            for part in parts(graph, region):
+                if set(part.nodes) <= set(choice.labels):
+                    continue
+                record: dict[str, Any] = {"part": part.name, "region": region.index, "nodes": len(part.nodes)}
+                records.append(record)
+                if time.perf_counter() - start > SCREEN_BUDGET_S:
+                    record.update(decision="int8", reason=f"not timed: part timing stopped after {SCREEN_BUDGET_S:.0f} s")
+                    continue
+                timed = self._timed_without(choice, part, record)
+                if timed is not None and record["verdict"] == "faster":
+                    screened.append((timed[0].speed, part, record, timed[1]))
+        for rank, (_, part, record, variant) in enumerate(sorted(screened, key=lambda t: -t[0])):
+            if rank > 0:  # the best was timed against this very choice; the others against an older one
+                if time.perf_counter() - start > REFINE_BUDGET_S:
+                    record.update(reason=f"won alone, not timed with the others: stopped after {REFINE_BUDGET_S:.0f} s")
+                    continue
+                timed = self._timed_without(choice, part, record)
+                if timed is None or record["verdict"] != "faster":
+                    record.update(decision="int8", reason="won alone, not with the parts kept float before it")
+                    continue
+                variant = timed[1]
+            record.update(decision="float", reason="the model is measurably faster with this part float")
+            text = (f"kept float for speed: {part.name} measured {record['float_ms']:.3f} ms with it float "
+                    f"vs {record['int8_ms']:.3f} ms int8 (model time, this machine)")
+            labels = [*choice.labels, *(n for n in part.nodes if n not in choice.labels)]
+            choice = _Choice(labels, {**choice.reasons, **{n: text for n in part.nodes if n not in choice.reasons}},
+                             variant[0], variant[1], choice.vs_float)
+        for record in records:
+            record.setdefault("decision", "int8")
+            record.setdefault("reason", "not measurably slower in int8")
+            record.pop("verdict", None)
+        return choice, records
+
+    def _timed_without(self, choice: _Choice, part: Part, record: dict[str, Any]
+                       ) -> tuple[PairedLatency, tuple[QuantPlan, Model]] | None:
+        """``choice`` with ``part`` kept float too, timed against ``choice`` (into ``record``)."""
+        labels = [*choice.labels, *(n for n in part.nodes if n not in choice.labels)]
+        try:
+            variant = self.variant(labels)
+        except QuantscopeError as exc:  # nothing would be left int8: the final check decides that
+            record.update(decision="int8", reason=f"not timed: {exc}")
+            return None
+        m = self.timer(choice.model, variant[1])
+        record.update(int8_ms=round(m.reference.median_ms, 4), float_ms=round(m.variant.median_ms, 4),
+                      verdict=speed_verdict(m.low, m.high, m.speed))
+        return m, variant
+
     @staticmethod
     def _untimed(count: int, region: Region, whole: PairedLatency, start: float) -> str | None:
         if count == 1:
@@ -151,18 +234,42 @@ class _Search:
         return None
 
 
-def _kept_float(plan: QuantPlan, losing: list[Region], records: list[dict[str, Any]]) -> QuantPlan:
-    """``plan`` with the reasons of the nodes of losing regions saying why they are float."""
-    reason_of: dict[str, str] = {}
+def _region_reasons(losing: list[Region], records: list[dict[str, Any]]) -> dict[str, str]:
+    reasons: dict[str, str] = {}
     for region in losing:
         rec = records[region.index]
         text = (f"kept float for speed: region {region.index} ({rec['nodes']} node(s)) measured "
                 f"{rec['float_ms']:.3f} ms float vs {rec['int8_ms']:.3f} ms int8 (model time, this machine)")
-        reason_of.update(dict.fromkeys(region.nodes, text))
+        reasons.update(dict.fromkeys(region.nodes, text))
+    return reasons
+
+
+def _kept_float(plan: QuantPlan, reasons: Mapping[str, str]) -> QuantPlan:
+    """``plan`` with the nodes in ``reasons`` (kept float by the search) saying why they are float."""
     decisions = tuple(
-        dataclasses.replace(d, reason=reason_of[d.node]) if d.node in reason_of else d for d in plan.decisions
+        dataclasses.replace(d, reason=reasons[d.node]) if d.node in reasons and d.action == "float" else d
+        for d in plan.decisions
     )
     return dataclasses.replace(plan, decisions=decisions)
+
+
+def _all_float(plan: QuantPlan, reason: str) -> QuantPlan:
+    """``plan`` with every integer node kept float: what objective speed writes when int8 loses everywhere."""
+    decisions = tuple(dataclasses.replace(d, action="float", reason=reason) if d.action in INTEGER else d
+                      for d in plan.decisions)
+    extra = {k: v for k, v in plan.extra.items() if k not in ("bias_correction", "gptq_gain_db")}
+    return dataclasses.replace(plan, decisions=decisions, activations=(), weights=(), extra=extra).with_payload({})
+
+
+@dataclasses.dataclass
+class _Choice:
+    """The variant chosen so far: the labels kept float (with why), its plan and model, and its time against float."""
+
+    labels: list[str]
+    reasons: dict[str, str]
+    plan: QuantPlan
+    model: Model
+    vs_float: PairedLatency
 
 
 def _with_extra(plan: QuantPlan, **extra: Any) -> QuantPlan:
@@ -170,19 +277,20 @@ def _with_extra(plan: QuantPlan, **extra: Any) -> QuantPlan:
 
 
 def choose_regions(
-    method: Method, model: Model, config: StaticInt8, stats: TensorStats | None, plan: QuantPlan,
+    method: StaticInt8Method, model: Model, config: StaticInt8, stats: TensorStats | None, plan: QuantPlan,
     *, timer: Timer | None = None,
 ) -> QuantPlan:
     """``plan`` with the regions that are slower in int8 on this machine kept float (``objective="speed"``).
 
-    Records ``extra["latency"]`` (the chosen model against float) and ``extra["regions"]``. Never
-    returns a plan without quantized nodes: when int8 loses everywhere, the faster int8 variant is
-    kept and a warning says the float model is faster here.
+    Records ``extra["latency"]`` (the chosen model against float), ``extra["regions"]`` and, when
+    the choice was still slower than :data:`REFINE_BELOW` against float, ``extra["parts"]``. A
+    model written for speed is never measurably slower than float: when every int8 variant tried
+    loses, every node is kept float (with the measured speed as the reason, and a warning).
     """
     if config.objective != "speed" or not config.measure:
         why = "--no-measure" if config.objective == "speed" else f"objective {config.objective!r}"
         return _with_extra(plan, latency={"measured": False, "reason": why})
-    feeds = synthetic_feeds(model, seed=config.seed)
+    feeds = synthetic_feeds(model, seed=config.seed, shapes=stats.input_shapes if stats is not None else None)
     search = _Search(method, model, config, stats, timer or paired_timer(feeds, threads=config.target_threads, seed=config.seed))
     try:
         if timer is None and measure_latency(model, feeds, threads=config.target_threads, runs=15).median_ms < MIN_FLOAT_MS:
@@ -194,16 +302,31 @@ def choose_regions(
         logger.warning("static-int8: latency not measured (%s)", exc)
         return _with_extra(plan, latency={"measured": False, "reason": str(exc)})
     records, losing = search.regions(plan, full, whole)
-    chosen, final = plan, whole
+    choice = _Choice([], {}, plan, full, whole)
     if losing and len(losing) < len(records):
         labels = [label for region in losing for label in region.nodes]
         candidate, written = search.variant(labels)
         measured = timer(model, written)
         if measured.speed >= whole.speed:
-            chosen, final = _kept_float(candidate, losing, records), measured
+            choice = _Choice(labels, _region_reasons(losing, records), candidate, written, measured)
         else:
             for region in losing:
                 records[region.index].update(decision="int8", reason="kept int8: the selection was not faster overall")
+    part_records: list[dict[str, Any]] = []
+    if choice.vs_float.speed < REFINE_BELOW:
+        refined, part_records = search.refine(choice)
+        if refined.labels != choice.labels:
+            choice = dataclasses.replace(refined, vs_float=timer(model, refined.model))
+    final = choice.vs_float
+    chosen = _kept_float(choice.plan, choice.reasons)
+    fallback: dict[str, Any] = {}
+    if speed_verdict(final.low, final.high, final.speed) == "slower":
+        fallback = {"fastest_int8": _measurement(final)}
+        chosen = _all_float(plan, (
+            f"kept float for speed: the fastest int8 variant found ran {final.speed:.2f}x the speed of float "
+            f"on this machine (batch 1, {config.target_threads} thread(s))"))
+        final = timer(model, method.apply(model, search.quiet, chosen))
+        logger.warning("static-int8 kept every node float: int8 was slower than float on this machine")
     latency = {
         "measured": True, "batch": 1, "threads": config.target_threads,
         "inputs": {k: list(v.shape) for k, v in feeds.items()},
@@ -211,10 +334,12 @@ def choose_regions(
         **{k: v for k, v in _measurement(final).items() if k in ("speed", "interval", "verdict")},
         "reference": "the prepared float model (its rewrites, e.g. folded BatchNorm, may make it faster than the original)",
         "note": "timed on the machine that quantized; another CPU may decide other regions",
+        **fallback,
     }
-    chosen = _with_extra(chosen, latency=latency, regions=records)
-    if latency["verdict"] == "slower":
-        warning = (f"static-int8 ran {final.speed:.2f}x the speed of float on this machine (batch 1, "
-                   f"{config.target_threads} thread(s)): the float model is the faster choice here")
+    chosen = _with_extra(chosen, latency=latency, regions=records, **({"parts": part_records} if part_records else {}))
+    if not chosen.quantized_nodes:
+        warning = (f"static-int8 (objective speed) kept every node float: int8 ran slower than float on this machine "
+                   f"(batch 1, {config.target_threads} thread(s)); the file is the float model. "
+                   "Use --objective size for a smaller int8 model that runs slower here")
         chosen = dataclasses.replace(chosen, warnings=(*chosen.warnings, warning))
     return chosen

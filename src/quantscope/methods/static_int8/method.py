@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ from quantscope.io import Model
 from quantscope.methods import register
 from quantscope.methods.base import Method, nothing_found, prepare_model, select
 from quantscope.methods.static_int8.latency import choose_regions
-from quantscope.methods.static_int8.planner import Planner, Point
+from quantscope.methods.static_int8.planner import Planner, Point, observed_source
 from quantscope.methods.static_int8.writer import QuantizedWeights, weight_key, write
 from quantscope.numerics.affine import QParams, activation_qparams, quantize, weight_qparams
 from quantscope.plan import NodeDecision, QuantPlan, TensorQuant, WeightQuant
@@ -85,13 +86,18 @@ class StaticInt8Method(Method):
         assert isinstance(config, StaticInt8)
         planner = _planner(model, config, None)
         tensors = tuple(name for name, point in planner.points.items() if point.source == "calibrated")
+        if config.objective == "speed" and config.measure:  # the latency search may keep nodes float,
+            tensors += _fused_outputs(model, planner, set(tensors))  # making points of tensors inside fused patterns
         nodes = [s.node for s in planner.weights]
         extra = merged_kinds(bias_correction.request(nodes) if config.bias_correction else {},
                              smoothquant.request(nodes) if config.smoothquant is not False else {},
                              smoothquant.request(nodes, ("gram",)) if config.gptq else {})
         return StatisticsRequest(tensors, config.as_calibration(), extra=extra)
 
-    def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None) -> QuantPlan:
+    def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None, *,
+             range_memo: dict[str, tuple[tuple[float, float], str, str]] | None = None) -> QuantPlan:
+        """The plan; ``range_memo`` keeps each tensor's chosen range between plans over the same
+        statistics (the latency search plans many variants, and choosing a range is the costly part)."""
         assert isinstance(config, StaticInt8)
         smoothed: list[dict[str, object]] = []
         if config.smoothquant is not False and stats is not None:
@@ -103,7 +109,7 @@ class StaticInt8Method(Method):
         if not planner.decisions.any_quantized():
             raise nothing_found(config.method, decisions)
         ranges = RangeSelection.of(stats, config.as_calibration().method, (i.name for i in model.inputs)) if stats else None
-        activations = _activations(model, config, ranges, planner.points)
+        activations = _activations(model, config, stats, _memoized(ranges, range_memo), planner.points)
         reduce_range = config.reduce_range
         notes = list(model.notes)
         if reduce_range is None:
@@ -170,12 +176,31 @@ class StaticInt8Method(Method):
         return write(clone, config, plan, payload)
 
 
+RangeOf = Callable[[str], tuple[tuple[float, float], str]]
+
+
+def _memoized(ranges: RangeSelection | None, memo: dict[str, tuple[tuple[float, float], str, str]] | None) -> RangeOf | None:
+    """``ranges.range``, answered from ``memo`` where it already knows the tensor (its rule recorded too)."""
+    if ranges is None or memo is None:
+        return ranges.range if ranges is not None else None
+
+    def range_of(name: str) -> tuple[tuple[float, float], str]:
+        if name not in memo:
+            lo_hi, source = ranges.range(name)
+            memo[name] = (lo_hi, source, ranges.rules.get(name, ""))
+        lo_hi, source, rule = memo[name]
+        ranges.rules.setdefault(name, rule)
+        return lo_hi, source
+    return range_of
+
+
 def _activations(
-    model: Model, config: StaticInt8, ranges: RangeSelection | None, points: dict[str, Point]
+    model: Model, config: StaticInt8, stats: TensorStats | None, range_of: RangeOf | None, points: dict[str, Point]
 ) -> list[TensorQuant]:
     """The parameters of every activation point: calibrated, fixed, shared, or those of an int8 table."""
     dtype = _act_dtype(config)
     value_producers = {out.name: node for node in nodes_by_label(model.ir.graph).values() for out in node.outputs if out.name}
+    values = {out.name: out for node in value_producers.values() for out in node.outputs if out.name}
     resolved: dict[str, QParams] = {}
     activations: list[TensorQuant] = []
     for name, point in _ordered_points(points):
@@ -195,8 +220,12 @@ def _activations(
             qp = activation_qparams(*lo_hi, dtype=dtype)
             source = "fixed:[0, 1] output range"
         else:
-            assert ranges is not None
-            lo_hi, source = ranges.range(name)
+            assert range_of is not None and stats is not None
+            # a point planned with more nodes float than the statistics were taken for: its source's range
+            observed = name if name in stats or name not in values else observed_source(values[name], stats).name or name
+            if observed not in stats:
+                raise UnsupportedModelError(f"no calibration statistics for tensor {name!r}: calibrate for this plan")
+            lo_hi, source = range_of(observed)
             qp = activation_qparams(*lo_hi, dtype=dtype)
         resolved[name] = qp
         activations.append(
@@ -206,6 +235,14 @@ def _activations(
             )
         )
     return activations
+
+
+def _fused_outputs(model: Model, planner: Planner, known: set[str]) -> tuple[str, ...]:
+    """Float outputs of the integer nodes of ``planner`` that are not points yet."""
+    nodes = nodes_by_label(model.ir.graph)
+    names = [out.name for d in planner.decisions.ordered() if d.action in ("quantized", "fused") and d.node in nodes
+             for out in nodes[d.node].outputs if out.name and out.dtype == ir.DataType.FLOAT]
+    return tuple(n for n in dict.fromkeys(names) if n not in known)
 
 
 def _range_of(qp: QParams) -> tuple[float, float]:

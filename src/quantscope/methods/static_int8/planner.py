@@ -45,6 +45,19 @@ class WeightSlot:
     axis: int | None
 
 
+def observed_source(value: ir.Value, stats: TensorStats) -> ir.Value:
+    """``value``, or the tensor that data-movement ops (shared-scale rules) made it from, when only
+    that one has statistics: a Reshape or MaxPool output lies within its input's range."""
+    hops = 0
+    while (value.name or "") not in stats and hops < 16:
+        producer = value.producer()
+        if producer is None or rule_for(producer.op_type).kind != "shared_scale" or producer.inputs[0] is None:
+            break
+        value = producer.inputs[0]
+        hops += 1
+    return value
+
+
 class Planner:
     def __init__(self, model: Model, config: StaticInt8, stats: TensorStats | None, selection: Selection) -> None:
         self.graph = model.ir.graph
@@ -61,13 +74,7 @@ class Planner:
         if self.stats is None:
             return None
         # tensors behind data-movement ops share their source's parameters: check the source
-        hops = 0
-        while (value.name or "") not in self.stats and hops < 16:
-            producer = value.producer()
-            if producer is None or rule_for(producer.op_type).kind != "shared_scale" or producer.inputs[0] is None:
-                break
-            value = producer.inputs[0]
-            hops += 1
+        value = observed_source(value, self.stats)
         name = value.name or ""
         if name not in self.stats:
             if name in self.points and self.points[name].source != "calibrated":
