@@ -339,7 +339,7 @@ def choose_regions(
     chosen = _with_extra(chosen, latency=latency, regions=records, **({"parts": part_records} if part_records else {}))
     if not chosen.quantized_nodes:
         warning = (f"static-int8 (objective speed) kept every node float: int8 ran slower than float on this machine "
-                   f"(batch 1, {config.target_threads} thread(s)); the file is the float model. "
+                   f"(batch 1, {config.target_threads} thread(s)); the file is the float model after quantscope's graph rewrites. "
                    "Use --objective size for a smaller int8 model that runs slower here")
         chosen = dataclasses.replace(chosen, warnings=(*chosen.warnings, warning))
     return chosen
