@@ -31,14 +31,14 @@ def _speed_line(model: Any, q: Any) -> str:
     planned = q.plan.extra.get("latency") or {}
     if planned.get("measured") is False:
         return f"speed against float: not measured ({planned.get('reason', 'not asked')})"
-    threads = planned.get("threads", 1)
+    threads, batch = planned.get("threads", 1), planned.get("batch", 1)
     try:
-        m = measure_paired_latency(model, q.model, synthetic_feeds(model, shapes=planned.get("inputs")), threads=threads)
+        m = measure_paired_latency(model, q.model, synthetic_feeds(model, batch=batch, shapes=planned.get("inputs")), threads=threads)
     except QuantscopeError as exc:
         return f"speed against float: not measured ({exc})"
     return (
         f"speed against float on this machine: {m.speed:.2f}x (95% interval {m.low:.2f}-{m.high:.2f}, "
-        f"{speed_verdict(m.low, m.high, m.speed)}), batch 1, {threads} thread(s)"
+        f"{speed_verdict(m.low, m.high, m.speed)}), batch {batch}, {threads} thread(s)"
     )
 
 

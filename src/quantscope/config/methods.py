@@ -83,6 +83,9 @@ class StaticInt8(MethodConfig):
                                        help="SmoothQuant migration strength in (0, 1]; 0 searches it per layer.")
     objective: str = setting("speed", cli="--objective", choices=OBJECTIVES, help=_OBJECTIVE)
     target_threads: int = setting(1, cli="--target-threads", help="Threads the speed measurement uses (deployment's).")
+    target_batch: int = setting(1, cli="--target-batch",
+                                help="Batch size the speed measurement uses (deployment's; a model with a fixed "
+                                     "batch is timed at its own).")
     measure: bool = setting(True, cli="--no-measure", cli_value=False,
                             help="Skip timing int8 against float (objective speed then keeps every region int8).")
 
@@ -107,6 +110,7 @@ class StaticInt8(MethodConfig):
         check_int("bins", self.bins, 128, 1 << 16)
         check_int("seed", self.seed, 0)
         check_int("target_threads", self.target_threads, 1)
+        check_int("target_batch", self.target_batch, 1)
         check_bool("reduce_range", self.reduce_range, optional=True)
         check_bool("smoothquant", self.smoothquant, optional=True)
         for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction",

@@ -1,7 +1,7 @@
 """Latency-aware static-int8: measure where integer execution wins on this machine, keep float where it loses.
 
 After planning, the written int8 model is timed against the float model (paired, interleaved
-rounds: :func:`quantscope.analysis.evaluate.time_paired`, batch 1, the config's
+rounds: :func:`quantscope.analysis.evaluate.time_paired`, the config's ``target_batch`` and
 ``target_threads``). With several regions (:mod:`.regions`), each region is timed kept float
 against the full int8 model; a region whose float version is measurably faster stays float as a
 whole, so no new float/integer round trip appears. When the choice is still not clearly faster
@@ -57,7 +57,7 @@ REFINE_BUDGET_S = 20.0  # timing the winning parts together stops after this lon
 ROUNDS = 30
 MAX_ROUNDS = 600
 TIMING_S = 0.4  # a timing of a fast model lasts about this long (more rounds, up to MAX_ROUNDS)
-TOO_FAST = (f"the float model runs in under {MIN_FLOAT_MS} ms per call at batch 1: too short to tell int8 from "
+TOO_FAST = (f"the float model runs in under {MIN_FLOAT_MS} ms per call: too short to tell int8 from "
             "float, every region keeps the planner's decision")
 
 
@@ -84,7 +84,17 @@ def synthetic_feeds(
     return feeds
 
 
-def paired_timer(feeds: Mapping[str, np.ndarray], *, threads: int, rounds: int = ROUNDS, seed: int = 0) -> Timer:
+def _batch_of(model: Model, feeds: Mapping[str, np.ndarray]) -> int:
+    """The batch the feeds carry: the first dimension of the first input that has one."""
+    for spec in model.inputs:
+        shape = np.shape(feeds[spec.name])
+        if shape:
+            return int(shape[0])
+    return 1
+
+
+def paired_timer(feeds: Mapping[str, np.ndarray], *, threads: int, batch: int = 1, rounds: int = ROUNDS,
+                 seed: int = 0) -> Timer:
     """A :data:`Timer` over ``feeds``, sessions made with deployment options (``threads``).
 
     The session of a reference model (the float model, the full int8 model) is made once and
@@ -103,7 +113,7 @@ def paired_timer(feeds: Mapping[str, np.ndarray], *, threads: int, rounds: int =
         per_call = (time.perf_counter() - start) / 3
         # a fast model gets more rounds: a timing shorter than a scheduler slice is luck, not a measurement
         count = int(min(MAX_ROUNDS, max(rounds, TIMING_S / max(2 * per_call, 1e-6))))
-        return time_paired(lambda: run(ref_session, feeds), lambda: run(session, feeds), batch=1, threads=threads,
+        return time_paired(lambda: run(ref_session, feeds), lambda: run(session, feeds), batch=batch, threads=threads,
                            rounds=count, seed=seed)
     return timer
 
@@ -290,8 +300,11 @@ def choose_regions(
     if config.objective != "speed" or not config.measure:
         why = "--no-measure" if config.objective == "speed" else f"objective {config.objective!r}"
         return _with_extra(plan, latency={"measured": False, "reason": why})
-    feeds = synthetic_feeds(model, seed=config.seed, shapes=stats.input_shapes if stats is not None else None)
-    search = _Search(method, model, config, stats, timer or paired_timer(feeds, threads=config.target_threads, seed=config.seed))
+    feeds = synthetic_feeds(model, batch=config.target_batch, seed=config.seed,
+                            shapes=stats.input_shapes if stats is not None else None)
+    batch = _batch_of(model, feeds)
+    search = _Search(method, model, config, stats,
+                     timer or paired_timer(feeds, threads=config.target_threads, batch=batch, seed=config.seed))
     try:
         if timer is None and measure_latency(model, feeds, threads=config.target_threads, runs=15).median_ms < MIN_FLOAT_MS:
             return _with_extra(plan, latency={"measured": False, "reason": TOO_FAST})
@@ -324,11 +337,11 @@ def choose_regions(
         fallback = {"fastest_int8": _measurement(final)}
         chosen = _all_float(plan, (
             f"kept float for speed: the fastest int8 variant found ran {final.speed:.2f}x the speed of float "
-            f"on this machine (batch 1, {config.target_threads} thread(s))"))
+            f"on this machine (batch {batch}, {config.target_threads} thread(s))"))
         final = timer(model, method.apply(model, search.quiet, chosen))
         logger.warning("static-int8 kept every node float: int8 was slower than float on this machine")
     latency = {
-        "measured": True, "batch": 1, "threads": config.target_threads,
+        "measured": True, "batch": batch, "threads": config.target_threads,
         "inputs": {k: list(v.shape) for k, v in feeds.items()},
         "float_ms": round(final.reference.median_ms, 4), "int8_ms": round(final.variant.median_ms, 4),
         **{k: v for k, v in _measurement(final).items() if k in ("speed", "interval", "verdict")},
@@ -339,7 +352,7 @@ def choose_regions(
     chosen = _with_extra(chosen, latency=latency, regions=records, **({"parts": part_records} if part_records else {}))
     if not chosen.quantized_nodes:
         warning = (f"static-int8 (objective speed) kept every node float: int8 ran slower than float on this machine "
-                   f"(batch 1, {config.target_threads} thread(s)); the file is the float model after quantscope's graph rewrites. "
+                   f"(batch {batch}, {config.target_threads} thread(s)); the file is the float model after quantscope's graph rewrites. "
                    "Use --objective size for a smaller int8 model that runs slower here")
         chosen = dataclasses.replace(chosen, warnings=(*chosen.warnings, warning))
     return chosen
