@@ -22,7 +22,7 @@ from quantscope.data import Dataset
 from quantscope.errors import EmptyDatasetError, NonFiniteDataError, RuntimeFailure
 from quantscope.io import Model
 from quantscope.numerics.observers import TensorObserver
-from quantscope.runtime import Reduced, exposing, make_session, reducing, run
+from quantscope.runtime import Reduced, exposing, make_session, reducing, run, with_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ def collect(
         data = data.take(calibration.num_samples, seed=calibration.seed)
     input_names = {spec.name for spec in model.inputs}
     targets = [n for n in names if n not in input_names]
-    observed = _Observed.build(model, targets, data, reduce=not calibration.needs_histograms)
+    extra_names = [n for n in request.extra if n not in input_names]
+    observed = _Observed.build(model, targets, data, reduce=not calibration.needs_histograms, extra=extra_names)
+    features = _feature_stats(request)
     skipped = dict(observed.skipped)
     carried = set(observed.outputs.values()) | observed.reduced.keys()
     for n in targets:
@@ -105,7 +107,9 @@ def collect(
         input_shapes = input_shapes or {name: tuple(np.shape(v)) for name, v in feeds.items()}
         for name in input_names & observers.keys():
             observers[name].update(feeds[name])
-        observed.observe(feeds, observers)
+        for name in input_names & features.keys():
+            features[name].update(feeds[name])
+        observed.observe(feeds, observers, features)
         done += batch.size
         if progress is not None:
             progress(done, total)
@@ -122,8 +126,25 @@ def collect(
                 "the inputs were finite; the float model itself overflows on this data"
             )
     logger.info("calibrated %d tensors on %d samples (%s)", len(observers), done, calibration.method)
-    return TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration,
-                       input_shapes=input_shapes)
+    stats = TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration,
+                        input_shapes=input_shapes)
+    if not request.extra:
+        return stats
+    from quantscope.algorithms.activation_stats import ExtraStats, with_extra
+
+    seen = {name: f for name, f in features.items() if f.rows}
+    logger.info("gathered %s on %d tensor(s) in the same pass", "/".join(sorted({k for f in seen.values() for k in f.kinds})),
+                len(seen))
+    return with_extra(stats, ExtraStats(tensors=seen, num_samples=done))
+
+
+def _feature_stats(request: StatisticsRequest) -> dict[str, Any]:
+    """A running :class:`~quantscope.algorithms.activation_stats.FeatureStats` per tensor of ``request.extra``."""
+    if not request.extra:
+        return {}
+    from quantscope.algorithms.activation_stats import FeatureStats
+
+    return {name: FeatureStats(tuple(kinds)) for name, kinds in request.extra.items()}
 
 
 @dataclass
@@ -142,18 +163,25 @@ class _Observed:
     reduced: dict[str, Reduced]
     skipped: dict[str, str]
     whole: Any = None  # session exposing the reduced tensors whole, made on the first need
+    extra: list[str] = field(default_factory=list)  # tensors returned whole for the algorithms' statistics
 
     @classmethod
-    def build(cls, model: Model, targets: list[str], data: Dataset, *, reduce: bool) -> _Observed:
+    def build(cls, model: Model, targets: list[str], data: Dataset, *, reduce: bool, extra: list[str] | None = None
+              ) -> _Observed:
         """Tensors inside If/Loop/Scan bodies come out through their holders; when ONNX Runtime
         cannot return them (e.g. a Loop whose tensor changes shape between iterations), checked
         on the first sample, only the main-graph tensors are observed and the body tensors stay float.
         """
         exposed, outputs, reduced = reducing(model, targets) if reduce else (*exposing(model, targets), {})
+        more = [n for n in dict.fromkeys(extra or ()) if n not in outputs]
+        if more:  # main-graph tensors (MatMul/Gemm/Conv inputs): each is its own graph output
+            exposed = with_outputs(exposed, more)
+        known = {v.name for v in exposed.ir.graph.outputs}
+        extra = [n for n in dict.fromkeys(extra or ()) if n in known]
         session = make_session(exposed, optimization="basic", lean=True)
         first = next(iter(data.batches(1)), None) if any(o != t for o, t in outputs.items()) else None
         if first is None:
-            return cls(model, session, outputs, reduced, {})
+            return cls(model, session, outputs, reduced, {}, extra=extra)
         try:
             run(session, first.inputs, list(outputs))
         except RuntimeFailure as exc:
@@ -161,20 +189,28 @@ class _Observed:
             reason = f"inside an If/Loop/Scan body whose tensors ONNX Runtime could not return ({exc})"
             left_out = {t: reason for o, t in outputs.items() if o != t}
             kept = [t for t in targets if t not in left_out]
-            exposed, outputs, reduced = reducing(model, kept) if reduce else (*exposing(model, kept), {})
-            return cls(model, make_session(exposed, optimization="basic", lean=True), outputs, reduced, left_out)
-        return cls(model, session, outputs, reduced, {})
+            return cls.build(model, kept, data, reduce=reduce, extra=extra)._left_out(left_out)
+        return cls(model, session, outputs, reduced, {}, extra=extra)
+
+    def _left_out(self, skipped: dict[str, str]) -> _Observed:
+        self.skipped = skipped
+        return self
 
     @property
     def wanted(self) -> list[str]:
-        return [*self.outputs, *(o for outs in self.reduced.values() for o in outs)]
+        whole = [*self.outputs, *(n for n in self.extra if n not in self.outputs)]
+        return [*whole, *(o for outs in self.reduced.values() for o in outs)]
 
     def fetch(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = self.wanted
         return dict(zip(wanted, run(self.session, feeds, wanted), strict=True)) if wanted else {}
 
-    def observe(self, feeds: Mapping[str, np.ndarray], observers: Mapping[str, TensorObserver]) -> None:
+    def observe(self, feeds: Mapping[str, np.ndarray], observers: Mapping[str, TensorObserver],
+                features: Mapping[str, Any] | None = None) -> None:
         got = self.fetch(feeds)
+        for name in self.extra:
+            if features is not None and name in features:
+                features[name].update(got[name])
         for name, tensor in self.outputs.items():
             array = got[name]
             if array.size or name == tensor:  # empty from a body: its If branch did not run
@@ -220,7 +256,7 @@ def _batch_within_budget(observed: _Observed, data: Dataset, batch_size: int) ->
     if first is None:
         return batch_size
     got = observed.fetch(first.inputs)
-    per_sample = sum(int(got[o].nbytes) for o in observed.outputs)
+    per_sample = sum(int(got[o].nbytes) for o in dict.fromkeys([*observed.outputs, *observed.extra]))
     per_sample += max((4 * int(got[outs[3]]) for outs in observed.reduced.values()), default=0)
     if per_sample * batch_size <= ACTIVATION_BUDGET_BYTES:
         return batch_size

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quantscope.algorithms.activation_stats import observe, with_extra
+from quantscope.algorithms.activation_stats import extra_of, observe, with_extra
 from quantscope.calibrate import Progress, TensorStats, collect
 from quantscope.config import MethodConfig
 from quantscope.data import Dataset, as_dataset
@@ -160,7 +160,7 @@ def quantize(
     request = method.statistics(prepared, config)
     if request is not None and request.tensors and bound is not None:
         stats = _collect(prepared, bound, request, progress, executor)
-        if request.extra:  # statistics the algorithms read (GPTQ's XᵀX, ...): to move into collect()
+        if request.extra and extra_of(stats) is None:  # the sharded pass gathers only ranges: the rest here
             stats = with_extra(stats, observe(prepared, bound, request))
         calibration = {
             "samples": stats.num_samples,

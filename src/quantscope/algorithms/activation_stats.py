@@ -3,10 +3,10 @@
 A :class:`~quantscope.config.calibration.StatisticsRequest` may name, per tensor, extra kinds of
 statistic (:data:`~quantscope.config.calibration.STATISTIC_KINDS`): per-feature ``mean``,
 ``absmax``, ``min`` and ``max`` over the last axis, the summed second moments ``gram = Σ xᵀx`` over rows (GPTQ's and
-AWQ's layer error), and ``channel_mean`` over axis 1 (a Conv's input channels). :func:`observe`
-gathers them in one pass over the bound calibration data, the same seeded subset and batches
-as :func:`quantscope.calibrate.collect`. (This pass belongs in ``collect`` itself: one run over
-the data for both; it is separate only while the two evolve apart.)
+AWQ's layer error), and ``channel_mean`` over axis 1 (a Conv's input channels).
+:func:`quantscope.calibrate.collect` gathers them in the same pass as the ranges (one run of
+the model per batch); :func:`observe` gathers them alone, over the same seeded subset and
+batches, where ranges came from elsewhere (calibration shards on an executor).
 """
 
 from __future__ import annotations

@@ -1,0 +1,45 @@
+"""The algorithms' statistics (means, absmax, XᵀX, channel means) gathered in calibration's own pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import quantscope as qs
+from quantscope.algorithms.activation_stats import extra_of, observe
+from quantscope.calibrate import collect
+from quantscope.config.calibration import Calibration, MinMax, StatisticsRequest
+
+
+def _mlp() -> qs.Model:
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((6, 5)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal((5, 3)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 3])], inits)
+    return qs.Model.from_proto(onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])))
+
+
+def test_extra_statistics_come_from_the_calibration_pass_and_equal_a_separate_pass() -> None:
+    model = _mlp()
+    x = np.random.default_rng(1).standard_normal((24, 4, 6)).astype(np.float32)
+    data = qs.Dataset.from_arrays({"x": x}).bind(model.inputs)
+    calibration = Calibration(method=MinMax(), num_samples=None, batch_size=8, seed=3)
+    request = StatisticsRequest(("h", "r"), calibration, extra={"x": ("mean", "gram"), "r": ("absmax", "gram", "mean")})
+    stats = collect(model, data, request)
+    together = extra_of(stats)
+    alone = observe(model, data, request)
+    assert together is not None and set(together.tensors) == {"x", "r"}
+    for name in ("x", "r"):
+        a, b = together[name], alone[name]
+        assert a.rows == b.rows == 24 * 4
+        np.testing.assert_allclose(a.gram, b.gram, rtol=1e-6)
+        np.testing.assert_allclose(a.mean, b.mean, rtol=1e-6)
+    rows = x.reshape(-1, 6).astype(np.float64)
+    np.testing.assert_allclose(together["x"].gram, rows.T @ rows, rtol=1e-5)  # against NumPy
+    np.testing.assert_allclose(together["r"].absmax, alone["r"].absmax)
+    assert stats.num_samples == 24 and stats.range("r")[0] >= 0.0  # the ranges are still there
