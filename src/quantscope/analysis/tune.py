@@ -35,9 +35,9 @@ from quantscope.analysis.budget import (
     variants_within_budget,
 )
 from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
+from quantscope.analysis.evaldata import prepare_eval
 from quantscope.analysis.layers import worst_nodes
-from quantscope.analysis.outputs import choose_outputs, output_indices
-from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
+from quantscope.analysis.quality import Metric, MetricFn
 from quantscope.analysis.recommend import (
     OBJECTIVES,
     Objective,
@@ -141,9 +141,8 @@ def tune(
     opts = _options(options, objective, seed)
     if not isinstance(model, Model):
         raise ConfigError(f"tune() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
-    measured = choose_outputs(model, output)
-    primary = resolve_metric(metric, has_labels=data.bind(model.inputs).labels is not None,
-                             output=output_indices(model, measured)[0])
+    setup = prepare_eval(model, data, metric, output=output)  # data, NaN/inf, labels: before any work
+    measured, primary = setup.outputs, setup.metric
     if executor is not None:
         executor = executor_from_options(executor=executor)
     results = sweep(model, calib, data, methods=configs, metric=primary, max_drop=max_drop, options=opts,
