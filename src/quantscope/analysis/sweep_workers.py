@@ -28,6 +28,7 @@ from quantscope.execution.fanout import JobEvent
 from quantscope.execution.inputs import JobInput
 from quantscope.execution.jobs import quantize_many, time_variants
 from quantscope.io import Model
+from quantscope.leftovers import owned_prefix
 from quantscope.quantization import QuantizedModel
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def workers_see(executor: Any, folder: Path) -> bool:
     sees = getattr(executor, "sees_path", None)
     if sees is None:  # on this machine
         return True
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".quantscope-probe-") as probe:
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=owned_prefix(".quantscope-probe-")) as probe:
         probe.write(b"quantscope")
         probe.flush()
         file = JobInput.from_path(probe.name)
