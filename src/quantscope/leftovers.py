@@ -58,7 +58,12 @@ def start_time(pid: int) -> int | None:
 
 
 def _no_proc(pid: int) -> int | None:
-    """Without ``/proc``: 0 while a process of that PID exists (age unknown), None when none does."""
+    """Without ``/proc``: 0 while a process of that PID exists (age unknown), None when none does.
+
+    On Windows, where ``os.kill`` would end the process, every owner counts as alive.
+    """
+    if os.name == "nt":
+        return 0
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
