@@ -155,3 +155,20 @@ def test_sweep_where_every_variant_failed_says_why() -> None:
     assert isinstance(mixed, UnsupportedModelError) and mixed.exit_code == 3
     assert "nothing to quantize" in str(mixed)
     assert all_failed_error([]).exit_code == 3
+
+
+def test_a_sweep_reads_the_data_for_the_check_once(files: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sweep -> analyze -> per-layer error: the finite check is one pass, however many steps ask."""
+    checks: list[str] = []
+    real = qs.Dataset.require_finite
+
+    def counted(self: qs.Dataset, purpose: str = "evaluation") -> qs.Dataset:
+        checks.append(purpose)
+        return real(self, purpose)
+
+    monkeypatch.setattr(qs.Dataset, "require_finite", counted)
+    model = qs.load(files["model"])
+    data = qs.Dataset.from_arrays(files["x"], labels=np.arange(16) % 10)
+    qs.sweep(model, None, data, methods=["float16", "weight-int8"],
+             options=AnalysisOptions(latency=False, memory=False, energy=False, layers=True))
+    assert checks == ["evaluation"]

@@ -81,13 +81,12 @@ def checked_eval_data(model: Model, data: Dataset, what: str = "the evaluation d
     """
     bound = data.bind(model.inputs)
     seen = _checked.get(data)
-    if seen is not None and model in seen:
-        return bound
-    try:
-        for _ in bound.require_finite("evaluation").batches(CHECK_BATCH, feeds=False):
-            pass
-    except NonFiniteDataError as exc:
-        raise NonFiniteDataError(f"{what} ({_describe(data)}): {exc}") from exc
+    if seen is None or model not in seen:
+        try:
+            for _ in bound.require_finite("evaluation").batches(CHECK_BATCH, feeds=False):
+                pass
+        except NonFiniteDataError as exc:
+            raise NonFiniteDataError(f"{what} ({_describe(data)}): {exc}") from exc
     for checked in (data, bound):  # steps handed either one do not read it again
         _checked.setdefault(checked, weakref.WeakSet()).add(model)
     return bound
