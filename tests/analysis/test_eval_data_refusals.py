@@ -172,3 +172,15 @@ def test_a_sweep_reads_the_data_for_the_check_once(files: dict, monkeypatch: pyt
     qs.sweep(model, None, data, methods=["float16", "weight-int8"],
              options=AnalysisOptions(latency=False, memory=False, energy=False, layers=True))
     assert checks == ["evaluation"]
+
+
+@pytest.mark.parametrize("command", ["sweep", "tune"])
+def test_when_every_candidate_fails_the_exit_is_3_with_the_reason(tmp_path: Path, command: str) -> None:
+    model = Path(tinymodels.save(tinymodels.no_quantizable_ops(), tmp_path / "noq.onnx"))
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32))
+    extra = ("--max-drop", "0.1") if command == "tune" else FAST
+    code, text = _run(command, model, "--calib", data, "--data", data, "-m", "weight-int8", "-m", "dynamic-int8",
+                      *extra)
+    assert code == 3, text
+    assert "every variant of the sweep failed" in text and "weight-int8: not applicable" in text

@@ -52,7 +52,7 @@ from quantscope.analysis.recommend import (
 )
 from quantscope.analysis.results import Results, VariantResult
 from quantscope.analysis.sensitivity import candidates, layer_sensitivity, with_excluded
-from quantscope.analysis.sweep import sweep, sweep_configs
+from quantscope.analysis.sweep import all_failed_error, sweep, sweep_configs
 from quantscope.analysis.tune_prune import FloatNode, prune
 from quantscope.config import MethodConfig
 from quantscope.data import Dataset, as_dataset
@@ -156,6 +156,8 @@ def tune(
     allowed = allowed_drop(results)
     reasons = [_budget_sentence(results, allowed)]
     measured = [v for v in results.variants if v.kind != "float" and results.drop(v) is not None]
+    if not any(v.kind != "float" for v in results.variants):  # every candidate failed: not a quality verdict
+        raise all_failed_error(results.notes)
     if not measured:
         raise QualityGateError(
             f"no candidate could be quantized and measured on this model ({'; '.join(results.notes) or 'no notes'}); "
