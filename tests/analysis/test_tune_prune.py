@@ -31,9 +31,14 @@ def _rank_first(monkeypatch: pytest.MonkeyPatch, order: list[str]) -> list[tuple
 
 def test_an_exclusion_that_buys_nothing_is_quantized_again(fragile, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     model, calib, data, _ = fragile
-    _rank_first(monkeypatch, ["fc2", "fc1", "fc3"])
+    calls = _rank_first(monkeypatch, ["fc2", "fc1", "fc3"])
     best = qs.tune(model, calib, data, max_drop=0.05, methods=["static-int8"])
     results = best.results
+    # the nodes are ranked on the candidate exactly as its config makes it (every algorithm it enables)
+    (ranked_config, base_name), = calls
+    assert ranked_config.to_dict() == results.variant(base_name).config
+    assert best.config.exclude.names and {**best.config.to_dict(), "exclude": None} == {
+        **ranked_config.to_dict(), "exclude": None}
     allowed = allowed_drop(results)
     assert best.float_nodes == ("fc1",)
     assert best.config.exclude.names == ("fc1",)
