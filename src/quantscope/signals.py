@@ -4,7 +4,8 @@
 :class:`Terminated` (a :class:`KeyboardInterrupt`), so every ``finally`` and ``with`` block that
 cleans up after Ctrl-C also cleans up after SIGTERM. :func:`deferred` holds SIGINT and SIGTERM
 back for a few renames that must happen together. :func:`temp_dir` makes a folder registered for
-removal on any exit: its ``with`` block, :func:`cleanup`, or ``atexit`` as the last resort.
+removal on any exit: its ``with`` block, :func:`cleanup`, or ``atexit`` as the last resort; what
+SIGKILL leaves (it cannot be caught) the next run removes (:mod:`quantscope.leftovers`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+
+from quantscope import leftovers
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +106,15 @@ def cleanup() -> None:
 
 @contextlib.contextmanager
 def temp_dir(prefix: str = "quantscope-", directory: str | os.PathLike[str] | None = None) -> Iterator[Path]:
-    """A new folder (in ``directory``, else ``$TMPDIR``) removed when the block ends, however it ends."""
+    """A new folder (in ``directory``, else ``$TMPDIR``) removed when the block ends, however it ends.
+
+    Its name carries this process as its owner (:func:`quantscope.leftovers.owned_prefix`), and
+    the folder's leftovers of killed quantscope processes are removed first (once per process).
+    """
+    where = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+    leftovers.remove_stale(where)
     with deferred():  # made and registered together: no folder escapes the registry
-        path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+        path = Path(tempfile.mkdtemp(prefix=leftovers.owned_prefix(prefix), dir=where))
         _Registry.folders.add(path)
     try:
         yield path

@@ -7,6 +7,8 @@ hard link) inside the folder; if a rename fails, the renames already done are un
 The folder, backups and anything staged but not committed go when the ``with`` block ends,
 on success, error or signal. A model and its sidecar are written this way
 (:meth:`quantscope.quantization.QuantizedModel.save`); a report folder's files can be too.
+The staging folder's name carries this process (:mod:`quantscope.leftovers`): one that SIGKILL
+left behind is removed by the next transaction in that directory.
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ import numpy as np
 
 from quantscope.analysis.budget import check_max_drop, quality_gate
 from quantscope.analysis.context import data_name, machine_info, model_info
+from quantscope.analysis.evaldata import prepare_eval
 from quantscope.analysis.measure import Stepper, latency_feeds, measure_variant, noise_notes
 from quantscope.analysis.options import FLOAT_NAME, AnalysisOptions, StepProgress
-from quantscope.analysis.outputs import choose_outputs, output_indices
 from quantscope.analysis.params import parameter_bytes
-from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
+from quantscope.analysis.quality import Metric, MetricFn
 from quantscope.analysis.results import Results, VariantResult
 from quantscope.analysis.sensitivity_pick import add_sensitivity
 from quantscope.analysis.variants import VariantLike, check_outputs, normalize
@@ -74,7 +74,8 @@ def analyze(
     :mod:`quantscope.analysis.outputs`); further outputs add ``metric[output]`` quality keys.
 
     Raises :class:`DataMismatchError` when ``data`` does not fit the model,
-    :class:`EmptyDatasetError` for no samples, :class:`ModelError` when a variant's outputs
+    :class:`NonFiniteDataError` for a NaN or infinity in it, :class:`DataError` for labels the
+    metric cannot use (named, with the fix), :class:`EmptyDatasetError` for no samples, :class:`ModelError` when a variant's outputs
     differ from the float model's. A variant quantized from a different float model
     (fingerprint mismatch) is measured with a warning.
     """
@@ -85,12 +86,10 @@ def analyze(
     data = as_dataset(data, "evaluation data")  # arrays, dicts, feed lists, torch, tf.data
     calib = None if calib is None else as_dataset(calib, "calibration data")
     check_max_drop(max_drop)
-    bound = data.bind(float_model.inputs)  # names, shapes, dtypes; fails before any work
-    labels = bound.labels
-    measured = choose_outputs(float_model, output)
-    indices = output_indices(float_model, measured)
-    primary = resolve_metric(metric, has_labels=labels is not None, name=metric_name, higher_is_better=higher_is_better,
-                             output=indices[0])
+    # names, shapes, dtypes, NaN/inf, labels: fails before any model runs
+    setup = prepare_eval(float_model, data, metric, metric_name=metric_name, higher_is_better=higher_is_better,
+                         output=output)
+    bound, labels, primary, measured, indices = setup.data, setup.labels, setup.metric, setup.outputs, setup.indices
     extra = dict(zip(measured[1:], indices[1:], strict=True))
     items = normalize(float_model, variants)
     for v in items[1:]:

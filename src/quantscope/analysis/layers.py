@@ -20,6 +20,7 @@ import numpy as np
 import onnx_ir as ir
 
 from quantscope.analysis._capture import Capture, typed
+from quantscope.analysis.evaldata import checked_eval_data
 from quantscope.analysis.results import LayerError
 from quantscope.data import Dataset
 from quantscope.graph.queries import node_label
@@ -55,6 +56,7 @@ def layer_errors(
     pairs = match_tensors(f_model, q_model, plan)
     if not pairs:
         return []
+    checked_eval_data(float_model, data)  # NaN/inf (a no-op for data an analysis already checked)
     subset = data.take(samples, seed=seed).bind(float_model.inputs)
     f_run = BodyCapture(f_model, [f for f, _, _ in pairs])
     q_run = BodyCapture(q_model, [q for _, q, _ in pairs])

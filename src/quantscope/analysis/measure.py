@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from quantscope.analysis.energy import estimate_energy
+from quantscope.analysis.evaldata import require_labels_fit
 from quantscope.analysis.evaluate import Evaluator, measure_latency, measure_paired_latency
 from quantscope.analysis.layers import layer_errors
 from quantscope.analysis.memory import peak_memory
@@ -58,6 +59,7 @@ def measure_variant(
             )
     q = quality(reference, outputs, labels, metric)
     if metric.name not in q:
+        require_labels_fit(labels, np.asarray(outputs[metric.output]), metric, v.name)
         raise DataError(
             f"metric {metric.name!r} cannot be computed on {v.name}'s output {metric.output}; "
             "choose another --metric or another --output"

@@ -274,11 +274,11 @@ class Results:
         return _from_plain(cls, body)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``results.json`` atomically."""
+        """Write ``results.json`` atomically (staged beside it, see :mod:`quantscope.transaction`)."""
+        from quantscope.transaction import write_files
+
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
-        os.replace(tmp, path)
+        write_files(path.parent, {path.name: (json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n").encode()})
         return path
 
     @classmethod

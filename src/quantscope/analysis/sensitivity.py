@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from quantscope.analysis.evaldata import checked_eval_data, checked_labels
 from quantscope.analysis.evaluate import predict
 from quantscope.analysis.options import Mode, StepProgress
 from quantscope.analysis.quality import Metric, quality
@@ -81,8 +82,9 @@ def layer_sensitivity(
     unknown = [n for n in nodes if n not in op_types]
     if unknown:
         raise ConfigError(f"node(s) {unknown} are not in the plan; pick nodes the method quantized")
+    checked_eval_data(model, data)  # NaN/inf (a no-op for data an analysis already checked)
     subset = data.take(samples, seed=seed)
-    labels = subset.labels
+    labels = checked_labels(model, subset.labels, metric)
     ref_outputs = predict(model, subset)
     if mode == "only":
         reference = _value(quality(ref_outputs, ref_outputs, labels, metric), metric)

@@ -17,12 +17,13 @@ from typing import Any
 
 from quantscope.analysis import sweep_workers as on_workers
 from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
+from quantscope.analysis.evaldata import prepare_eval
 from quantscope.analysis.quality import Metric, MetricFn
 from quantscope.analysis.recommend import recommend
 from quantscope.analysis.results import Results
 from quantscope.config import CALIBRATION_METHODS, MethodConfig, config_class, method_names
 from quantscope.data import Dataset, as_dataset
-from quantscope.errors import ConfigError, OutputError, QuantscopeError
+from quantscope.errors import ConfigError, OutputError, QuantscopeError, UnsupportedModelError
 from quantscope.execution.executors import executor_from_options
 from quantscope.io import Model
 from quantscope.quantization import QuantizedModel, quantize
@@ -98,7 +99,8 @@ def sweep(
     configs = methods if isinstance(methods, dict) else sweep_configs(methods, seed=seed)
     if not configs:
         raise ConfigError("nothing to sweep: no method configs")
-    data.bind(model.inputs)  # a data mismatch fails before minutes of quantization
+    # a data mismatch, a NaN or unusable labels fail before minutes of quantization
+    prepare_eval(model, data, metric, metric_name=metric_name, output=output)
     if calib is not None:
         calib.bind(model.inputs)
     notes: list[str] = []
@@ -165,6 +167,30 @@ def _quantize_here(
             notes.append(failure_note(name, exc))
 
 
+_INTERNAL = ": failed with an internal error: "
+
+
+def all_failed_error(notes: Sequence[str]) -> QuantscopeError:
+    """The error for a sweep where no variant was measured, from its notes.
+
+    When every failure was an internal error (a bug, not this model or data), a plain
+    :class:`QuantscopeError` (exit 1) says so; otherwise an :class:`UnsupportedModelError`
+    (exit 3) asks for methods that apply, or for the fix the notes name.
+    """
+    failures = [n for n in notes if _INTERNAL in n or ": not applicable" in n or ": skipped" in n
+                or ": not measured" in n]
+    if failures and all(_INTERNAL in n for n in failures):
+        return QuantscopeError(
+            "every variant of the sweep failed with an internal error, so nothing was measured: "
+            + "; ".join(failures[:3]) + ". Please report it (run with -v for the traceback)"
+        )
+    return UnsupportedModelError(
+        "every variant of the sweep failed (see the notes above), so nothing was measured; "
+        "choose methods that apply to this model (-m), or fix what the notes name"
+        + (f": {'; '.join(failures[:3])}" if failures else "")
+    )
+
+
 def failure_note(name: str, exc: BaseException | None, error: str | None = None) -> str:
     """The note (and logged warning) for a method that failed on this model."""
     if isinstance(exc, QuantscopeError):
@@ -172,7 +198,7 @@ def failure_note(name: str, exc: BaseException | None, error: str | None = None)
         return f"{name}: not applicable to this model: {type(exc).__name__}: {exc}"
     logger.warning("sweep: %s failed with an internal error", name, exc_info=exc)
     what = f"{type(exc).__name__}: {exc}" if exc is not None else error
-    return f"{name}: failed with an internal error: {what}"
+    return f"{name}{_INTERNAL}{what}"
 
 
 def _output_dir(save_dir: str | os.PathLike[str] | None) -> Path | None:

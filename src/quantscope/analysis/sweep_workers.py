@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from quantscope.analysis.evaldata import checked_eval_data
 from quantscope.analysis.measure import latency_feeds, noise_notes
 from quantscope.analysis.options import FLOAT_NAME, AnalysisOptions, StepProgress
 from quantscope.analysis.quality import Metric
@@ -27,6 +28,7 @@ from quantscope.execution.fanout import JobEvent
 from quantscope.execution.inputs import JobInput
 from quantscope.execution.jobs import quantize_many, time_variants
 from quantscope.io import Model
+from quantscope.leftovers import owned_prefix
 from quantscope.quantization import QuantizedModel
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ def workers_see(executor: Any, folder: Path) -> bool:
     sees = getattr(executor, "sees_path", None)
     if sees is None:  # on this machine
         return True
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".quantscope-probe-") as probe:
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=owned_prefix(".quantscope-probe-")) as probe:
         probe.write(b"quantscope")
         probe.flush()
         file = JobInput.from_path(probe.name)
@@ -87,7 +89,7 @@ def timed(
 ) -> Results:
     """``results`` with every measured variant's latency (``names``: only theirs) timed on
     ``executor``, one job each."""
-    feeds = latency_feeds(data.bind(model.inputs), opts)
+    feeds = latency_feeds(checked_eval_data(model, data), opts)
     sources: dict[str, Model | Path | None] = {}
     for v in results.variants:
         if names is not None and v.name not in names:
@@ -123,7 +125,7 @@ def sensitivity(
     from quantscope.analysis.sensitivity_pick import add_sensitivity
     from quantscope.analysis.variants import normalize
 
-    bound = data.bind(model.inputs)
+    bound = checked_eval_data(model, data)
     items = normalize(model, variants)
     notes = list(results.notes)
     measured = add_sensitivity(model, items, list(results.variants), bound, calib, metric, opts, notes, progress,

@@ -11,7 +11,10 @@
    the model) and keep its most sensitive nodes in float, one more at a time, re-measuring after
    each, until the budget is met or ``max_float_nodes`` are float. Nodes are ranked by how much
    quality each buys back when it alone is left in float (all-but sensitivity), measured for the
-   nodes whose own per-layer error is largest.
+   nodes whose own per-layer error is largest (the error of the candidate as its config makes it,
+   every algorithm it enables applied). Once the budget is met with two or more float nodes, each is
+   tried back in int8 (:mod:`quantscope.analysis.tune_prune`) and stays float only when the
+   variant needs it to meet the budget; ``TuneResult.exclusions`` says what each one buys back.
 4. If nothing meets the budget, :class:`QualityGateError` names the closest configuration.
 
 Every candidate measured, the float-node steps included, is in ``TuneResult.results``; the
@@ -35,9 +38,9 @@ from quantscope.analysis.budget import (
     variants_within_budget,
 )
 from quantscope.analysis.compare import AnalysisOptions, StepProgress, analyze
-from quantscope.analysis.layers import worst_nodes
-from quantscope.analysis.outputs import choose_outputs, output_indices
-from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
+from quantscope.analysis.evaldata import prepare_eval
+from quantscope.analysis.layers import layer_errors, worst_nodes
+from quantscope.analysis.quality import Metric, MetricFn
 from quantscope.analysis.recommend import (
     OBJECTIVES,
     Objective,
@@ -49,7 +52,8 @@ from quantscope.analysis.recommend import (
 )
 from quantscope.analysis.results import Results, VariantResult
 from quantscope.analysis.sensitivity import candidates, layer_sensitivity, with_excluded
-from quantscope.analysis.sweep import sweep, sweep_configs
+from quantscope.analysis.sweep import all_failed_error, sweep, sweep_configs
+from quantscope.analysis.tune_prune import FloatNode, prune
 from quantscope.config import MethodConfig
 from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError, QualityGateError, QuantscopeError
@@ -78,6 +82,7 @@ class TuneResult:
     results: Results  # every candidate measured (max_drop set to the budget)
     reasons: list[str]
     float_nodes: tuple[str, ...] = ()  # nodes kept in float by the greedy step, in the order added
+    exclusions: tuple[FloatNode, ...] = ()  # every node the greedy step made float: what it buys, if it stayed
 
     def _repr_html_(self) -> str:
         """The choice, its reasons and the candidates' report, inline in a notebook."""
@@ -141,9 +146,8 @@ def tune(
     opts = _options(options, objective, seed)
     if not isinstance(model, Model):
         raise ConfigError(f"tune() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
-    measured = choose_outputs(model, output)
-    primary = resolve_metric(metric, has_labels=data.bind(model.inputs).labels is not None,
-                             output=output_indices(model, measured)[0])
+    setup = prepare_eval(model, data, metric, output=output)  # data, NaN/inf, labels: before any work
+    measured, primary = setup.outputs, setup.metric
     if executor is not None:
         executor = executor_from_options(executor=executor)
     results = sweep(model, calib, data, methods=configs, metric=primary, max_drop=max_drop, options=opts,
@@ -152,6 +156,8 @@ def tune(
     allowed = allowed_drop(results)
     reasons = [_budget_sentence(results, allowed)]
     measured = [v for v in results.variants if v.kind != "float" and results.drop(v) is not None]
+    if not any(v.kind != "float" for v in results.variants):  # every candidate failed: not a quality verdict
+        raise all_failed_error(results.notes)
     if not measured:
         raise QualityGateError(
             f"no candidate could be quantized and measured on this model ({'; '.join(results.notes) or 'no notes'}); "
@@ -237,6 +243,20 @@ def _greedy(
     best: tuple[float, VariantResult] = (drop_key(results.drop(base)), base)
     previous = results.drop(base)
     kept: list[str] = []
+    step_gains: list[float | None] = []
+
+    def measure(name: str, q: QuantizedModel) -> VariantResult:
+        here = opts if executor is None else dataclasses.replace(opts, latency=False)
+        one = analyze(model, {name: q}, data, metric=metric, max_drop=results.max_drop, calib=calib,
+                      options=here, output=results.outputs or None)
+        if executor is not None and opts.latency:
+            one = sweep_workers.timed(executor, one, model, {name: q}, data, opts, None, names=(name,))
+        return one.variant(name)
+
+    def build(nodes: Sequence[str]) -> tuple[MethodConfig, QuantizedModel]:
+        cfg = with_excluded(config, nodes)
+        return cfg, quantize(model, cfg, cal)
+
     for k, node in enumerate(order[:max_float_nodes], start=1):
         if progress is not None:
             progress(f"keeping {node} in float", k - 1, min(len(order), max_float_nodes))
@@ -249,12 +269,7 @@ def _greedy(
             logger.info("tune: stopped adding float nodes at %s: %s", node, exc)
             break
         name = f"{base.name}+{k}float"
-        here = opts if executor is None else dataclasses.replace(opts, latency=False)
-        one = analyze(model, {name: q}, data, metric=metric, max_drop=results.max_drop, calib=calib,
-                      options=here, output=results.outputs or None)
-        if executor is not None and opts.latency:
-            one = sweep_workers.timed(executor, one, model, {name: q}, data, opts, None, names=(name,))
-        vr = one.variant(name)
+        vr = measure(name, q)
         variants.append(vr)
         merged = dataclasses.replace(results, variants=variants)
         drop = merged.drop(vr)
@@ -262,13 +277,24 @@ def _greedy(
             f"Keeping {node} ({_op(full, node)}) in float took the drop from {_fmt(previous)} to {_fmt(drop)} "
             f"({_bought(previous, drop)})."
         )
+        step_gains.append(None if previous is None or drop is None else previous - drop)
         previous = drop
         if drop_key(drop) < best[0]:
             best = (drop_key(drop), vr)
         if fits(drop, allowed):
+            exclusions = (FloatNode(node, step_gains[0], True),) if k == 1 else ()
+            if k >= 2:
+                pruned = prune(results=results, base=base, nodes=kept, step_gains=step_gains,
+                               chosen=(name, cfg, q, vr), allowed=allowed, build=build, measure=measure)
+                variants.extend(pruned.measured)
+                merged = dataclasses.replace(results, variants=variants)
+                reasons.extend(pruned.reasons)
+                kept, exclusions = list(pruned.nodes), pruned.float_nodes
+                name, cfg, q, vr = pruned.name, pruned.config, pruned.quantized, pruned.variant
+                drop = merged.drop(vr)
             ref = merged.reference
             reasons.append(
-                f"Chose {name}: {base.name} with {k} node(s) kept in float ({', '.join(kept)}), drop {_fmt(drop)} "
+                f"Chose {name}: {base.name} with {len(kept)} node(s) kept in float ({', '.join(kept)}), drop {_fmt(drop)} "
                 f"within the budget {_fmt(allowed)}, {_size(vr.size_bytes)} on disk"
                 + (f" ({ref.size_bytes / vr.size_bytes:.2f}x smaller than float)" if ref and vr.size_bytes else "")
                 + "."
@@ -276,7 +302,7 @@ def _greedy(
             if progress is not None:
                 progress("tuned", k, k)
             return TuneResult(name=name, config=cfg, quantized=q, results=merged, reasons=reasons,
-                              float_nodes=tuple(kept))
+                              float_nodes=tuple(kept), exclusions=exclusions)
     final = dataclasses.replace(results, variants=variants)
     closest = min((v for v in variants if v.kind != "float"), key=lambda v: drop_key(final.drop(v)))
     err = QualityGateError(
@@ -308,7 +334,10 @@ def _rank_nodes(
     least 8) with all-but sensitivity; nodes that buy back nothing follow in per-layer-error order.
     """
     plan = full.plan
-    ranked = worst_nodes(base.layers, [d.node for d in plan.quantized_nodes], model)
+    # the per-layer error of the candidate as its config makes it (every algorithm it enables applied)
+    errors = base.layers or layer_errors(model, full.model, data, plan=plan, samples=opts.layer_samples,
+                                         seed=opts.seed)
+    ranked = worst_nodes(errors, [d.node for d in plan.quantized_nodes], model)
     nodes = candidates(plan, ranked, max(2 * max_float_nodes, 8))
     if not nodes:
         return []

@@ -164,12 +164,9 @@ def sweep(model_path: Path, calib: Path, data_path: Path, metric: str, report_di
             update(1, 1)
     show_results(results, report_dir)
     if not any(v.name != "float" for v in results.variants):
-        from quantscope.errors import UnsupportedModelError
+        from quantscope.analysis.sweep import all_failed_error
 
-        raise UnsupportedModelError(
-            "every variant of the sweep failed (see the notes above), so nothing was measured; "
-            "choose methods that apply to this model (-m), or fix what the notes name"
-        )
+        raise all_failed_error(results.notes)
 
 
 @click.command()

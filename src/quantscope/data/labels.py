@@ -20,11 +20,15 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))[0])
 
 
+def _fits(got: tuple[int, ...], want: tuple[int | str, ...]) -> bool:
+    return len(got) == len(want) and all(isinstance(w, str) or g == w for g, w in zip(got, want, strict=True))
+
+
 def check_labels(
     labels: Any,
     num_classes: int | None = None,
     *,
-    sample_shape: Sequence[int] = (),
+    sample_shape: Sequence[int | str] | None = (),
     what: str = "the labels",
 ) -> np.ndarray:
     """``labels`` as int64 class indices, or a DataError naming them and what is expected.
@@ -32,11 +36,12 @@ def check_labels(
     ``num_classes`` (the length of the model's score axis) bounds the indices to
     ``0 .. num_classes - 1``. ``sample_shape`` is the shape of one sample's labels: ``()``
     for one class per sample (``(N, 1)`` labels are accepted and flattened), ``(T,)`` for
-    one class per token of scores ``(N, T, C)``. Booleans count as classes 0 and 1; strings,
+    one class per token of scores ``(N, T, C)``; a name (str) in it is a dimension whose size
+    is not known, and None skips the shape check. Booleans count as classes 0 and 1; strings,
     non-integer numbers and one-hot rows are refused with the conversion to apply.
     """
     arr = np.asarray(labels)
-    want = tuple(sample_shape)
+    want = tuple(arr.shape[1:] if sample_shape is None else sample_shape)
     expected = (
         f"integer class indices, one per sample (shape (N,){' of 0..' + str(num_classes - 1) if num_classes else ''})"
         if not want
@@ -65,7 +70,7 @@ def check_labels(
         )
     if arr.dtype.kind not in "iub":
         raise DataError(f"{what} have dtype {arr.dtype}; expected {expected}")
-    if arr.shape[1:] != want:
+    if not _fits(arr.shape[1:], want):
         if not want and arr.shape[1:] == (1,):
             arr = arr.reshape(len(arr))
         else:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quantscope.analysis.evaldata import checked_eval_data
 from quantscope.analysis.quality import Metric, MetricFn, resolve_metric
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError
@@ -41,7 +42,7 @@ def materialize(data: Dataset, model: Model) -> EvalArrays:
     inputs: dict[str, list[np.ndarray]] = {}
     labels: list[np.ndarray] = []
     meta: dict[str, list[np.ndarray]] = {}
-    for batch in data.bind(model.inputs).batches(256):
+    for batch in checked_eval_data(model, data).batches(256):
         for k, v in batch.inputs.items():
             inputs.setdefault(k, []).append(np.asarray(v))
         if batch.labels is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from quantscope.analysis import shifts as S
+from quantscope.analysis.evaldata import checked_labels
 from quantscope.analysis.evaluate import Evaluator
 from quantscope.analysis.limitations import write_limitations
 from quantscope.analysis.outputs import choose_outputs, output_indices
@@ -117,6 +118,7 @@ def robustness(
     arrays = materialize(data, float_model)
     measured = output_indices(float_model, choose_outputs(float_model, output))[0]
     metric_ = robustness_metric(metric, arrays.labels is not None, output=measured)
+    arrays = dataclasses.replace(arrays, labels=checked_labels(float_model, arrays.labels, metric_))
     specs = resolve_shifts(shifts, modality)
     grid = severity_grid(severities)
     shifter = Shifter(modality, arrays, inputs=inputs, layout=layout, value_range=value_range, pad_id=pad_id)
