@@ -38,6 +38,7 @@ class _ShardStats:
     observers: dict[str, TensorObserver]
     num_samples: int
     skipped: dict[str, str]
+    input_shapes: dict[str, tuple[int, ...]]
 
 
 def shard_rows(dataset: Dataset, index: int, count: int, batch_size: int) -> Dataset | None:
@@ -70,9 +71,10 @@ def observe_shard(
     shard = shard_rows(dataset, index, count, calibration.batch_size)
     if shard is None:
         return None
-    whole = dataclasses.replace(request, calibration=dataclasses.replace(calibration, num_samples=None))
+    # ranges only: the algorithms' statistics are gathered once, where the shards are merged
+    whole = dataclasses.replace(request, calibration=dataclasses.replace(calibration, num_samples=None), extra={})
     stats = collect(loaded, shard, whole)
-    return _ShardStats(dict(stats.observers), stats.num_samples, dict(stats.skipped))
+    return _ShardStats(dict(stats.observers), stats.num_samples, dict(stats.skipped), dict(stats.input_shapes))
 
 
 def collect_sharded(
