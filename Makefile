@@ -30,9 +30,10 @@ bench: $(VENV)/.bench
 demo: $(VENV)/.core
 	$(BIN)/quantscope demo --out quantscope-demo
 
+# the suite runs on every core (at most 4 workers), a test file per worker at a time
 test: $(VENV)/.test chromium
 	$(BIN)/ruff check src tests examples bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile
 
 # The report's browser test (tests/test_report_browser.py) opens index.html in headless Chromium:
 # install Debian's package when it is missing and we are root (CI is); otherwise say how.
