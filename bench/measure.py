@@ -32,6 +32,7 @@ from bench.models import DET_THRESH, REPO_ROOT, BenchModel
 class JobResult:
     status: str  # ok | not available | failed | out of memory | timeout
     seconds: float | None = None
+    search_s: float | None = None  # of ``seconds``: quantscope's speed search (timing int8 against float)
     peak_rss_mb: float | None = None
     rss_before_mb: float | None = None
     error: str = ""
@@ -82,6 +83,7 @@ def run_job(spec: dict[str, Any], *, mem_limit_mb: float, timeout_s: float) -> J
     return JobResult(
         status=raw["status"],
         seconds=raw.get("seconds"),
+        search_s=raw.get("search_s"),
         peak_rss_mb=raw.get("peak_rss_mb"),
         rss_before_mb=raw.get("rss_before_mb"),
         error=raw.get("error", ""),

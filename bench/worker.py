@@ -78,7 +78,8 @@ def run_quantscope(spec: dict[str, Any]) -> dict[str, Any]:
             raise LookupError(str(exc)) from exc
         raise
     q.save(spec["out"], sidecar=False)
-    return {"seconds": time.perf_counter() - t0}
+    search = (q.plan.extra.get("latency") or {}).get("search_s")  # static-int8's speed search (objective speed)
+    return {"seconds": time.perf_counter() - t0, **({"search_s": search} if search is not None else {})}
 
 
 def run_tflite(spec: dict[str, Any]) -> dict[str, Any]:

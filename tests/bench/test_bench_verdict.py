@@ -41,3 +41,11 @@ def test_missing_figures_are_na() -> None:
 def test_difference_noise() -> None:
     assert math.isclose(difference_noise(0.003, 0.004), 1.96 * 0.005)
     assert difference_noise(None, 0.1) == 0.0
+
+
+def test_quantize_time_against_a_peer_leaves_out_the_speed_search() -> None:
+    from bench.figures import calibration_seconds
+
+    assert calibration_seconds({"seconds": 12.5, "search_s": 10.0}) == 2.5
+    assert calibration_seconds({"seconds": 3.0}) == 3.0  # other methods and the peers time nothing
+    assert calibration_seconds({"status": "failed"}) is None

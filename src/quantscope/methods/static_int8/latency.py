@@ -300,6 +300,7 @@ def choose_regions(
     if config.objective != "speed" or not config.measure:
         why = "--no-measure" if config.objective == "speed" else f"objective {config.objective!r}"
         return _with_extra(plan, latency={"measured": False, "reason": why})
+    began = time.perf_counter()
     feeds = synthetic_feeds(model, batch=config.target_batch, seed=config.seed,
                             shapes=stats.input_shapes if stats is not None else None)
     batch = _batch_of(model, feeds)
@@ -348,6 +349,7 @@ def choose_regions(
         "reference": "the prepared float model (its rewrites, e.g. folded BatchNorm, may make it faster than the original)",
         "note": "timed on the machine that quantized; another CPU may decide other regions",
         **fallback,
+        "search_s": round(time.perf_counter() - began, 2),
     }
     chosen = _with_extra(chosen, latency=latency, regions=records, **({"parts": part_records} if part_records else {}))
     if not chosen.quantized_nodes:
