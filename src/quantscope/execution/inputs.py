@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import os
 import pickle
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,8 +109,10 @@ class JobInput:
                 )
             yield Path(self.path)
             return
-        with tempfile.TemporaryDirectory(prefix="quantscope-job-") as tmp:
-            local = Path(tmp) / self.name
+        from quantscope.signals import temp_dir
+
+        with temp_dir(prefix="quantscope-job-") as tmp:  # owned name: a SIGKILLed worker's copy is swept later
+            local = tmp / self.name
             local.write_bytes(self._value())
             yield local
 
