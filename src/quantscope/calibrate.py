@@ -22,6 +22,7 @@ from quantscope.data import Dataset
 from quantscope.errors import EmptyDatasetError, NonFiniteDataError, RuntimeFailure
 from quantscope.io import Model
 from quantscope.numerics.observers import TensorObserver
+from quantscope.numerics.ranges import Transfer
 from quantscope.runtime import Reduced, exposing, make_session, reducing, run
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class TensorStats:
     num_samples: int
     skipped: Mapping[str, str] = field(default_factory=dict)
     calibration: Calibration | None = None
+    transfers: Mapping[str, Transfer] = field(default_factory=dict)
+    """What each tensor's float consumers make of it, where they are elementwise (for ``auto``:
+    :mod:`quantscope.algorithms.consumer_transfer`)."""
 
     def __contains__(self, name: object) -> bool:
         return name in self.observers
@@ -119,7 +123,19 @@ def collect(
                 "the inputs were finite; the float model itself overflows on this data"
             )
     logger.info("calibrated %d tensors on %d samples (%s)", len(observers), done, calibration.method)
-    return TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration)
+    return TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration,
+                       transfers=consumer_transfers(model, calibration, observers))
+
+
+def consumer_transfers(
+    model: Model, calibration: Calibration, observers: Mapping[str, TensorObserver]
+) -> dict[str, Transfer]:
+    """The consumer transfers ``auto`` calibration judges ranges by (none for other calibrators)."""
+    if calibration.method.name != "auto":
+        return {}
+    from quantscope.algorithms.consumer_transfer import transfers
+
+    return transfers(model, observers, observers)
 
 
 @dataclass

@@ -75,7 +75,7 @@ class RangeSelection:
                 rule, lo_hi = "minmax", minmax_range(obs)
                 rule_source = "minmax, model input"
             else:
-                rule, lo_hi = auto_choice(obs, self.calibrator.max_saturation)
+                rule, lo_hi = auto_choice(obs, self.calibrator.max_saturation, self.stats.transfers.get(name))
                 rule_source = rule
             self.rules[name] = rule
             return lo_hi, f"calibrated:auto/{rule_source}"
