@@ -55,8 +55,6 @@ def test_the_chain_to_the_next_observed_tensor_is_tabulated(tmp_path) -> None:
     m = 2.0 * v
     expected = m * np.clip(m / 6 + 0.5, 0.0, 1.0) + 0.5
     assert np.allclose(t(v)[0], expected, atol=1e-4)
-    lo, hi = t.flat_ends()
-    assert -1.55 <= lo <= -1.45 and hi == 10.0  # HardSwish(2v) is flat below v = -1.5
 
 
 def test_a_per_channel_constant_gives_no_transfer(tmp_path) -> None:
@@ -70,10 +68,8 @@ def test_auto_calibration_judges_the_conv_output_at_its_consumers(tmp_path) -> N
     q = qs.quantize(model, qs.StaticInt8(measure=False), qs.Dataset.from_arrays({"x": x}))
     by_tensor = {a.tensor: a for a in q.plan.activations}
     c1 = by_tensor["c1"]
-    assert c1.source.startswith("calibrated:auto/") and c1.source.endswith("+consumers")
-    # the values HardSwish maps to 0 are clipped, not spent levels on: below -1.5, or below -3 when
-    # preparation has folded the Mul by 2 into the Conv
-    assert -3.1 <= c1.range[0] <= -1.4 and c1.range[1] > 10.0
+    assert c1.source.startswith("calibrated:auto/") and c1.source.endswith("(at consumers)")
+    assert "(at consumers)" not in by_tensor["a"].source  # read by a Conv: judged by its own error
     minmax = qs.quantize(model, qs.StaticInt8(calibration="minmax", measure=False), qs.Dataset.from_arrays({"x": x}))
     held_out = np.random.default_rng(2).normal(0, 1, (32, 3, 8, 8)).astype(np.float32)
     ref = qs.runtime.run(qs.runtime.make_session(model), {"x": held_out})[0]

@@ -336,15 +336,6 @@ class Transfer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return np.stack([np.interp(x, self.grid, row) for row in self.values])
 
-    def flat_ends(self) -> tuple[float, float]:
-        """``(lo, hi)``: the transfer is constant below ``lo`` and above ``hi`` (its saturated regions)."""
-        tol = 1e-6 * max(float(np.ptp(self.values)), 1e-30)
-        same_low = np.all(np.abs(self.values - self.values[:, :1]) <= tol, axis=0)
-        same_high = np.all(np.abs(self.values - self.values[:, -1:]) <= tol, axis=0)
-        lo_i = int(np.argmin(same_low)) - 1 if not same_low.all() else self.grid.size - 1
-        hi_i = self.grid.size - int(np.argmin(same_high[::-1])) if not same_high.all() else 0
-        return float(self.grid[max(lo_i, 0)]), float(self.grid[min(hi_i, self.grid.size - 1)])
-
 
 _SUB_BIN = np.array([0.125, 0.375, 0.625, 0.875])
 
@@ -392,25 +383,15 @@ def transfer_error(obs: TensorObserver, lo: float, hi: float, transfer: Transfer
     return err, float(np.sum(w[changed])) / obs.count
 
 
-def auto_candidates(obs: TensorObserver, transfer: Transfer | None = None) -> dict[str, tuple[float, float]]:
-    """The range of every candidate rule for one tensor (percentile at 99.99 and 99.9).
-
-    With a ``transfer``, each candidate also comes cut to the transfer's flat ends (``+consumers``).
-    """
-    found = {
+def auto_candidates(obs: TensorObserver) -> dict[str, tuple[float, float]]:
+    """The range of every candidate rule for one tensor (percentile at 99.99 and 99.9)."""
+    return {
         "minmax": minmax_range(obs),
         "percentile": percentile_range(obs, 99.99),
         "percentile(99.9)": percentile_range(obs, 99.9),
         "entropy": entropy_range(obs),
         "mse": mse_range(obs),
     }
-    if transfer is not None:
-        flat_lo, flat_hi = transfer.flat_ends()
-        for name, (lo, hi) in list(found.items()):
-            cut = _clamp(obs, max(lo, flat_lo), min(hi, flat_hi))
-            if cut != (lo, hi) and cut[1] > cut[0]:
-                found[f"{name}+consumers"] = cut
-    return found
 
 
 def auto_choice(
@@ -422,15 +403,15 @@ def auto_choice(
     expected squared error than min-max's; a candidate that would saturate more than
     ``max_saturation`` of the values (0.01 % by default) is never chosen, however small its error.
     With a ``transfer`` (what the tensor's float consumers make of it) both the error and the
-    saturated share are judged at the consumers' outputs (:func:`transfer_error`).
-    Returns ``(rule, (lo, hi))``.
+    saturated share are judged at the consumers' outputs (:func:`transfer_error`), and the rule
+    says so (``"mse (at consumers)"``). Returns ``(rule, (lo, hi))``.
     """
     _check_observer(obs)
     check = float(max_saturation)
     if not 0.0 <= check <= 1.0:
         raise ConfigError(f"max_saturation must be in [0, 1], got {max_saturation!r}")
     best = "minmax"
-    ranges = auto_candidates(obs, transfer)
+    ranges = auto_candidates(obs)
     if transfer is not None:
         judged = {name: transfer_error(obs, *r, transfer) for name, r in ranges.items()}
     else:
@@ -439,7 +420,7 @@ def auto_choice(
         error, share = judged[name]
         if share <= check and error < judged[best][0]:
             best = name
-    return best, ranges[best]
+    return (best if transfer is None else f"{best} (at consumers)"), ranges[best]
 
 
 def auto_range(obs: TensorObserver, max_saturation: float = 0.0001) -> tuple[float, float]:
