@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench.models import DET_THRESH, PPOCR_DET_MEMBER, det_dataset
 
 import quantscope as qs
 import realmodels
-from bench.models import DET_THRESH, PPOCR_DET_MEMBER, det_dataset
 from quantscope.runtime import make_session, run
 
 pytestmark = pytest.mark.real
