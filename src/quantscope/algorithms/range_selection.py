@@ -2,9 +2,13 @@
 
 With ``calibration="auto"`` every tensor gets the candidate range (min-max, percentile, entropy,
 MSE) with the least expected quantization error that saturates at most ``max_saturation`` (0.01 %) of its
-values (:func:`quantscope.numerics.ranges.auto_choice`); model inputs always get min-max (an input
-clipped by a calibrator is the classic way a model is wrecked: entropy can clip an image input to
-a small fraction of its range and saturate a large share of its pixels).
+values (:func:`quantscope.numerics.ranges.auto_choice`). Where a tensor's float consumers are an
+elementwise chain up to the next quantized tensor (a scale, a shift, a HardSwish after a Conv),
+the error and the saturated share are judged at the chain's outputs instead of the tensor's own
+(:mod:`quantscope.algorithms.consumer_transfer`): values the chain flattens can be clipped for free.
+Model inputs always get min-max (an input clipped by a calibrator is the classic way a model is
+wrecked: entropy can clip an image input to a small fraction of its range and saturate a large
+share of its pixels).
 
 With an explicit calibrator the ranges are the user's, under a guard (``Calibration.guard``, on
 by default; ``StaticInt8(range_guard=False)`` or ``--no-range-guard`` turns it off): a model input

@@ -103,7 +103,8 @@ class Auto(Calibrator, name="auto",
 
     A candidate that would saturate more than ``max_saturation`` of the tensor's values is never
     chosen, and min-max (which clips nothing) is always a candidate, so the chosen range's
-    expected squared error is never larger than min-max's. Model inputs are protected by the
+    expected squared error is never larger than min-max's (judged at the outputs of a tensor's float
+    elementwise consumers where it has such a chain, when the statistics carry it). Model inputs are protected by the
     methods (they get min-max) through :mod:`quantscope.algorithms.range_selection`.
     """
 
