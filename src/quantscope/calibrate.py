@@ -22,6 +22,7 @@ from quantscope.data import Dataset
 from quantscope.errors import EmptyDatasetError, NonFiniteDataError, RuntimeFailure
 from quantscope.io import Model
 from quantscope.numerics.observers import TensorObserver
+from quantscope.numerics.ranges import Transfer
 from quantscope.runtime import Reduced, exposing, make_session, reducing, run, with_outputs
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class TensorStats:
     skipped: Mapping[str, str] = field(default_factory=dict)
     calibration: Calibration | None = None
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # of the first calibration batch
+    transfers: Mapping[str, Transfer] = field(default_factory=dict)
+    """What each tensor's float consumers make of it, where they are elementwise (for ``auto``:
+    :mod:`quantscope.algorithms.consumer_transfer`)."""
 
     def __contains__(self, name: object) -> bool:
         return name in self.observers
@@ -127,7 +131,7 @@ def collect(
             )
     logger.info("calibrated %d tensors on %d samples (%s)", len(observers), done, calibration.method)
     stats = TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration,
-                        input_shapes=input_shapes)
+                        input_shapes=input_shapes, transfers=consumer_transfers(model, calibration, observers))
     if not request.extra:
         return stats
     from quantscope.algorithms.activation_stats import ExtraStats, with_extra
@@ -145,6 +149,17 @@ def _feature_stats(request: StatisticsRequest) -> dict[str, Any]:
     from quantscope.algorithms.activation_stats import FeatureStats
 
     return {name: FeatureStats(tuple(kinds)) for name, kinds in request.extra.items()}
+
+
+def consumer_transfers(
+    model: Model, calibration: Calibration, observers: Mapping[str, TensorObserver]
+) -> dict[str, Transfer]:
+    """The consumer transfers ``auto`` calibration judges ranges by (none for other calibrators)."""
+    if calibration.method.name != "auto":
+        return {}
+    from quantscope.algorithms.consumer_transfer import transfers
+
+    return transfers(model, observers, observers)
 
 
 @dataclass

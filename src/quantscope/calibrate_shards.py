@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from quantscope.calibrate import TensorStats, collect
+from quantscope.calibrate import TensorStats, collect, consumer_transfers
 from quantscope.config.calibration import StatisticsRequest
 from quantscope.data import Dataset
 from quantscope.errors import ConfigError, EmptyDatasetError, QuantscopeError
@@ -118,8 +118,12 @@ def collect_sharded(
     }
     total = sum(part.num_samples for part in parts)
     logger.info("calibrated %d tensors on %d samples in %d shards", len(observers), total, len(parts))
+    transfers = {}
+    if request.calibration.method.name == "auto":  # judged at the consumers, as collect() does
+        loaded = model if isinstance(model, Model) else model_in.load_model()
+        transfers = consumer_transfers(loaded, request.calibration, observers)
     return TensorStats(observers=observers, num_samples=total, skipped=parts[0].skipped,
-                       calibration=request.calibration, input_shapes=parts[0].input_shapes)
+                       calibration=request.calibration, input_shapes=parts[0].input_shapes, transfers=transfers)
 
 
 def _default_shards(executor: Any) -> int:

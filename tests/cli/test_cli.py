@@ -301,6 +301,15 @@ def _percentile(side: dict[str, Any], proto: onnx.ModelProto, result: Result) ->
         a["source"] for a in side["plan"]["activations"] if a["source"].startswith("calibrated")
     }
     assert sources == {"calibrated:percentile"}
+    assert side["config"]["range_guard"] is False and side["plan"]["extra"]["ranges"]["guard"] is False
+
+
+def _percentile_guarded(side: dict[str, Any], proto: onnx.ModelProto, result: Result) -> None:
+    assert side["config"]["range_guard"] is True
+    by_tensor = {a["tensor"]: a["source"] for a in side["plan"]["activations"]}
+    inputs = [i.name for i in proto.graph.input if i.name in by_tensor]
+    assert inputs and all(by_tensor[n] == "calibrated:minmax, guard against percentile" for n in inputs)
+    assert set(side["plan"]["extra"]["ranges"]["guarded"]) >= set(inputs)
 
 
 def _batch_and_seed(side: dict[str, Any], proto: onnx.ModelProto, result: Result) -> None:
@@ -328,7 +337,8 @@ OPTION_CASES: list[tuple[str, list[str], Check]] = [
     ("exclude-name", ["--exclude-name", "conv2"], _exclude_name),
     ("exclude-regex", ["--exclude-regex", "^conv[12]$"], _exclude_regex),
     ("num-samples", ["--num-samples", "8"], _num_samples),
-    ("percentile", ["--calibration", "percentile", "--percentile", "99.5"], _percentile),
+    ("percentile", ["--calibration", "percentile", "--percentile", "99.5", "--no-range-guard"], _percentile),
+    ("percentile-guarded", ["--calibration", "percentile", "--percentile", "99.5"], _percentile_guarded),
     (
         "batch-size-seed",
         ["--batch-size", "4", "--seed", "5", "--num-samples", "10"],

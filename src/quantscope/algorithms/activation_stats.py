@@ -153,7 +153,8 @@ def with_extra(stats: TensorStats | None, extra: ExtraStats) -> TensorStats:
     """``stats`` with ``extra`` attached (methods read it as ``stats.extra``)."""
     base = stats or TensorStats(observers={}, num_samples=extra.num_samples)
     return StatsWithExtra(observers=base.observers, num_samples=base.num_samples, skipped=base.skipped,
-                          calibration=base.calibration, input_shapes=base.input_shapes, extra=extra)
+                          calibration=base.calibration, input_shapes=base.input_shapes, transfers=base.transfers,
+                          extra=extra)
 
 
 def extra_of(stats: TensorStats | None) -> ExtraStats | None:

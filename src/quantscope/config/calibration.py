@@ -103,7 +103,8 @@ class Auto(Calibrator, name="auto",
 
     A candidate that would saturate more than ``max_saturation`` of the tensor's values is never
     chosen, and min-max (which clips nothing) is always a candidate, so the chosen range's
-    expected squared error is never larger than min-max's. Model inputs are protected by the
+    expected squared error is never larger than min-max's (judged at the outputs of a tensor's float
+    elementwise consumers where it has such a chain, when the statistics carry it). Model inputs are protected by the
     methods (they get min-max) through :mod:`quantscope.algorithms.range_selection`.
     """
 
@@ -153,13 +154,21 @@ def calibrator_from_dict(d: Mapping[str, Any]) -> Calibrator:
 
 @dataclass(frozen=True, kw_only=True)
 class Calibration:
-    """How to calibrate: the range rule, a seeded subset of ``num_samples``, batches, histogram bins."""
+    """How to calibrate: the range rule, a seeded subset of ``num_samples``, batches, histogram bins.
+
+    ``guard`` (on by default) protects a model from an explicit calibrator's worst ranges: a model
+    input, or a tensor whose range would saturate a large share of its values or make its expected
+    quantization error several times min-max's, keeps its min-max range instead, and the plan says
+    which (:mod:`quantscope.algorithms.range_selection`). Off, the calibrator's ranges are used as
+    they are and only a warning names them.
+    """
 
     method: Calibrator = dataclasses.field(default_factory=MinMax)
     num_samples: int | None = 256
     batch_size: int = 16
     seed: int = 0
     bins: int = 2048
+    guard: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.method, str):
@@ -170,6 +179,8 @@ class Calibration:
             _check_int(name, getattr(self, name), lo, hi)
         if self.num_samples is not None:
             _check_int("num_samples", self.num_samples, 1, None)
+        if not isinstance(self.guard, bool):
+            raise ConfigError(f"guard must be True or False, got {self.guard!r}")
 
     @property
     def needs_histograms(self) -> bool:
@@ -182,6 +193,7 @@ class Calibration:
             "batch_size": self.batch_size,
             "seed": self.seed,
             "bins": self.bins,
+            "guard": self.guard,
         }
 
     @classmethod

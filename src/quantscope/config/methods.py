@@ -55,6 +55,10 @@ class StaticInt8(MethodConfig):
     max_saturation: float = setting(0.0001, cli="--max-saturation",
                                     help="--calibration auto: largest share of a tensor's values a range may "
                                          "saturate (default 0.0001).")
+    range_guard: bool = setting(True, cli="--no-range-guard", cli_value=False,
+                                help="With an explicit --calibration: keep min-max for model inputs and for tensors "
+                                     "the calibrator would clip heavily (listed in the plan); --no-range-guard "
+                                     "only warns.")
     percentile: float = setting(99.99, cli="--percentile",
                                 help="Percentile for --calibration percentile (default 99.99).")
     num_samples: int = setting(256, cli="--num-samples", help="Calibration samples to use (seeded subset).")
@@ -113,7 +117,7 @@ class StaticInt8(MethodConfig):
         check_int("target_batch", self.target_batch, 1)
         check_bool("reduce_range", self.reduce_range, optional=True)
         check_bool("smoothquant", self.smoothquant, optional=True)
-        for flag in ("per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction",
+        for flag in ("range_guard", "per_channel", "integer_io", "quantize_activation_matmul", "equalize", "bias_correction",
                      "gptq", "measure"):
             check_bool(flag, getattr(self, flag))
 
@@ -122,7 +126,7 @@ class StaticInt8(MethodConfig):
         cls = type(calibrator(self.calibration))
         params = {f.name: getattr(self, f.name) for f in dataclasses.fields(cls) if hasattr(self, f.name)}
         return Calibration(method=calibrator(self.calibration, **params), num_samples=self.num_samples,
-                           batch_size=self.batch_size, seed=self.seed, bins=self.bins)
+                           batch_size=self.batch_size, seed=self.seed, bins=self.bins, guard=self.range_guard)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,12 +8,15 @@ The calibrator values of :mod:`quantscope.config.calibration` call these.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from quantscope.errors import ConfigError
 from quantscope.numerics.tensor_observer import TensorObserver
 
 __all__ = [
+    "Transfer",
     "auto_choice",
     "auto_range",
     "entropy_range",
@@ -22,6 +25,7 @@ __all__ = [
     "percentile_range",
     "quantization_error",
     "saturation",
+    "transfer_error",
 ]
 
 
@@ -322,6 +326,63 @@ def saturation(obs: TensorObserver, lo: float, hi: float) -> float:
     return min(clipped / obs.count, 1.0)
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """What a tensor's float consumers make of it: ``values[k]`` is output ``k`` at ``grid`` (ascending)."""
+
+    grid: np.ndarray
+    values: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.stack([np.interp(x, self.grid, row) for row in self.values])
+
+
+_SUB_BIN = np.array([0.125, 0.375, 0.625, 0.875])
+
+
+def _samples(obs: TensorObserver) -> tuple[np.ndarray, np.ndarray]:
+    """Points standing for the observed values (four per histogram bin, both sides) and their weights."""
+    xs, ws = [], []
+    for positive in (True, False):
+        counts, width, top = _side_data(obs, positive)
+        nz = np.flatnonzero(counts)
+        if nz.size == 0:
+            continue
+        mag = np.minimum((nz[:, None] + _SUB_BIN[None, :]) * width, top)
+        xs.append((mag if positive else -mag).ravel())
+        ws.append(np.repeat(counts[nz].astype(np.float64) / _SUB_BIN.size, _SUB_BIN.size))
+    if not xs:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(xs), np.concatenate(ws)
+
+
+def _fake_quant(x: np.ndarray, lo: float, hi: float, num_levels: int = 256) -> np.ndarray:
+    steps = num_levels - 1
+    scale = (hi - lo) / steps if hi > lo else 1.0
+    zero = float(np.clip(np.rint(-lo / scale), 0, steps))
+    return (np.clip(np.rint(x / scale) + zero, 0, steps) - zero) * scale
+
+
+def transfer_error(obs: TensorObserver, lo: float, hi: float, transfer: Transfer) -> tuple[float, float]:
+    """``(error, saturated share)`` of the range ``(lo, hi)`` judged at the consumers' outputs.
+
+    The error is the expected squared difference of the transfer's outputs between the quantized
+    and the float values, per element; the saturated share counts only clipped values whose
+    outputs the clipping changes (clipping inside a region the consumers flatten costs nothing).
+    """
+    _check_observer(obs)
+    x, w = _samples(obs)
+    if obs.count == 0 or x.size == 0:
+        return 0.0, 0.0
+    ref = transfer(x)
+    got = transfer(_fake_quant(x, min(lo, 0.0), max(hi, 0.0)))
+    err = float(np.sum(w * np.sum((got - ref) ** 2, axis=0))) / obs.count
+    clipped_x = np.clip(x, lo, hi)
+    tol = 1e-4 * max(float(np.ptp(transfer.values)), 1e-30)
+    changed = (clipped_x != x) & (np.max(np.abs(transfer(clipped_x) - ref), axis=0) > tol)
+    return err, float(np.sum(w[changed])) / obs.count
+
+
 def auto_candidates(obs: TensorObserver) -> dict[str, tuple[float, float]]:
     """The range of every candidate rule for one tensor (percentile at 99.99 and 99.9)."""
     return {
@@ -333,13 +394,17 @@ def auto_candidates(obs: TensorObserver) -> dict[str, tuple[float, float]]:
     }
 
 
-def auto_choice(obs: TensorObserver, max_saturation: float = 0.0001) -> tuple[str, tuple[float, float]]:
+def auto_choice(
+    obs: TensorObserver, max_saturation: float = 0.0001, transfer: Transfer | None = None,
+) -> tuple[str, tuple[float, float]]:
     """The candidate with the least expected quantization error that clips at most ``max_saturation``.
 
     Min-max is always a candidate (it clips nothing), so the chosen range never has a larger
     expected squared error than min-max's; a candidate that would saturate more than
     ``max_saturation`` of the values (0.01 % by default) is never chosen, however small its error.
-    Returns ``(rule, (lo, hi))``.
+    With a ``transfer`` (what the tensor's float consumers make of it) both the error and the
+    saturated share are judged at the consumers' outputs (:func:`transfer_error`), and the rule
+    says so (``"mse (at consumers)"``). Returns ``(rule, (lo, hi))``.
     """
     _check_observer(obs)
     check = float(max_saturation)
@@ -347,11 +412,15 @@ def auto_choice(obs: TensorObserver, max_saturation: float = 0.0001) -> tuple[st
         raise ConfigError(f"max_saturation must be in [0, 1], got {max_saturation!r}")
     best = "minmax"
     ranges = auto_candidates(obs)
-    errors = {name: quantization_error(obs, *r) for name, r in ranges.items()}
-    for name, r in ranges.items():
-        if saturation(obs, *r) <= check and errors[name] < errors[best]:
+    if transfer is not None:
+        judged = {name: transfer_error(obs, *r, transfer) for name, r in ranges.items()}
+    else:
+        judged = {name: (quantization_error(obs, *r), saturation(obs, *r)) for name, r in ranges.items()}
+    for name in ranges:
+        error, share = judged[name]
+        if share <= check and error < judged[best][0]:
             best = name
-    return best, ranges[best]
+    return (best if transfer is None else f"{best} (at consumers)"), ranges[best]
 
 
 def auto_range(obs: TensorObserver, max_saturation: float = 0.0001) -> tuple[float, float]:
