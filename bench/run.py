@@ -103,12 +103,12 @@ def versions() -> dict[str, str]:
 
 
 def code_version() -> str:
-    """The commit the benchmark ran from, and whether the tree had changes."""
+    """The commit the benchmark ran from, and whether the tree had changes (other than the results this run writes)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "bench"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "bench", ":!bench/RESULTS.*"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" with uncommitted changes" if dirty else "")
