@@ -48,14 +48,14 @@ Timer = Callable[[Model, Model], PairedLatency]
 """Times ``(reference, variant)`` in paired rounds; ``speed`` > 1 when the variant is faster."""
 
 DYNAMIC_SIZE = 64  # a symbolic dimension other than the batch is timed at this size
-MIN_FLOAT_MS = 0.1  # a float model faster than this per call is not timed against int8 (microseconds either way)
+MIN_FLOAT_MS = 0.005  # a float model faster than this per call is not timed against int8 (a few microseconds)
 MAX_REGIONS = 16  # the largest regions are timed; smaller ones keep the planner's decision
 BUDGET_S = 10.0  # region timing stops after this long; the rest keep the planner's decision
 REFINE_BELOW = 1.25  # a choice slower than this against float has its regions' parts timed too
 SCREEN_BUDGET_S = 12.0  # timing each part alone stops after this long
 REFINE_BUDGET_S = 20.0  # timing the winning parts together stops after this long
 ROUNDS = 30
-MAX_ROUNDS = 600
+MAX_ROUNDS = 5000
 TIMING_S = 0.4  # a timing of a fast model lasts about this long (more rounds, up to MAX_ROUNDS)
 TOO_FAST = (f"the float model runs in under {MIN_FLOAT_MS} ms per call: too short to tell int8 from "
             "float, every region keeps the planner's decision")
