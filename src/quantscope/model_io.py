@@ -167,8 +167,9 @@ def fingerprint_file(path: str | os.PathLike[str]) -> str:
 def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
     """Load an ONNX model file (external data included), validate it and infer shapes.
 
-    External data over ~1.8 GB stays on disk, memory-mapped tensor by tensor (protobuf cannot
-    hold a message over 2 GB). A model older than IR version 4 is upgraded to opset
+    External data stays on disk, memory-mapped tensor by tensor when a tensor is read (protobuf
+    cannot hold a message over 2 GB, and a copy of every weight in memory is what a large model
+    cannot afford); the extents of the external tensors are checked against their files here. A model older than IR version 4 is upgraded to opset
     :data:`UPGRADE_OPSET` (see :func:`upgrade`). Raises :class:`ModelError` naming the problem
     for missing, unreadable, corrupt or invalid files.
     """
@@ -182,15 +183,9 @@ def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
             + ", ".join(str(f) for f in missing)
             + f"; keep them beside the model (in {p.parent}) under the names it refers to"
         )
-    lazy = sum(f.stat().st_size for f in data_files) > _EXTERNAL_THRESHOLD
-    if not lazy:
-        try:
-            onnx.load_external_data_for_model(proto, str(p.parent))
-        except (onnx.checker.ValidationError, RuntimeError, ValueError, OSError) as exc:
-            raise ModelError(
-                f"cannot read the external data of {p}: {exc}; keep the .data files beside the model "
-                "and re-export it if they are truncated"
-            ) from exc
+    lazy = bool(data_files)
+    if lazy:
+        _check_external_extents(proto, p)
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(
             f"{p} parsed as an empty ONNX model (no nodes, no outputs); it is probably not a model file"
@@ -211,6 +206,36 @@ def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
     )
     logger.debug("loaded %s (opset %d, %d nodes)", p, model.opset, len(proto.graph.node))
     return model
+
+
+def _check_external_extents(proto: onnx.ModelProto, p: Path) -> None:
+    """Every external tensor lies inside its data file (nothing is read): a truncated file is named at load."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    sizes: dict[str, int] = {}
+    for tensor in _get_all_tensors(proto):
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        if info.location not in sizes:
+            sizes[info.location] = (p.parent / info.location).stat().st_size
+        end = int(info.offset or 0) + (int(info.length) if info.length else _nbytes(tensor))
+        if end > sizes[info.location]:
+            raise ModelError(
+                f"cannot read the external data of {p}: tensor {tensor.name!r} ends at byte {end} of "
+                f"{info.location}, which holds {sizes[info.location]}; keep the .data files beside the model "
+                "and re-export it if they are truncated"
+            )
+
+
+def _nbytes(tensor: onnx.TensorProto) -> int:
+    """The bytes a tensor's shape and element type take (0 when the type is not a whole-byte one)."""
+    try:
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+    bits = ir.DataType(tensor.data_type).bitwidth
+    return int(np.prod(tensor.dims, dtype=np.int64)) * itemsize if bits % 8 == 0 else 0
 
 
 def _read_proto(p: Path) -> onnx.ModelProto:

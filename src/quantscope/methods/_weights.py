@@ -18,6 +18,7 @@ from quantscope.methods._recurrent import (
     rows,
 )
 from quantscope.methods.base import Decisions, Selection
+from quantscope.numerics.chunks import all_finite
 
 Recurrent = Literal["rows", "native"]
 """How a method takes LSTM/GRU/RNN weights: ``rows`` flattened to ``[directions*gates*hidden, K]``
@@ -141,7 +142,7 @@ def finite_groups(
     """Sites grouped by (weight tensor, axis) so a shared weight is computed once; NaN/inf weights stay float."""
     groups: dict[tuple[str, int | None], list[WeightSite]] = {}
     for site in sites:
-        if not np.all(np.isfinite(site.array)):
+        if not all_finite(site.array):
             decisions.keep(site.node, "weight holds NaN or infinity; kept float")
             continue
         groups.setdefault((site.value.name or site.label, axis_of(site)), []).append(site)
