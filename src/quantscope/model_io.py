@@ -20,6 +20,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from quantscope.errors import ModelError, OutputError
+from quantscope.model_stream import model_pieces
 from quantscope.output_paths import check_output_path
 from quantscope.specs import TensorSpec
 from quantscope.transaction import Transaction, write_files
@@ -47,24 +48,18 @@ class Model:
     def from_proto(cls, proto: onnx.ModelProto, *, path: Path | None = None) -> Model:
         return cls(ir=ir.from_proto(proto), path=path, fingerprint=_fingerprint_proto(proto))
 
-    @cached_property
-    def _proto(self) -> onnx.ModelProto:
-        return inline_external(ir.to_proto(self.ir), self.ir)
-
     def to_proto(self) -> onnx.ModelProto:
-        """A protobuf copy of the model (safe to modify)."""
-        proto = onnx.ModelProto()
-        proto.CopyFrom(self._proto)
-        return proto
+        """A protobuf copy of the model (safe to modify), external tensors read into it."""
+        return inline_external(ir.to_proto(self.ir), self.ir)
 
     @cached_property
     def _bytes(self) -> bytes:
-        return self._proto.SerializeToString()
+        if tensor_bytes(self.ir) > _TWO_GB:
+            raise ModelError("model is larger than 2 GB and cannot be serialized in memory; save it first")
+        return b"".join(model_pieces(self.ir))  # tensor by tensor: no protobuf copy of the weights
 
     def serialize(self) -> bytes:
         """The model as bytes, for ONNX Runtime sessions (cached)."""
-        if self._proto.ByteSize() > _TWO_GB:
-            raise ModelError("model is larger than 2 GB and cannot be serialized in memory; save it first")
         return self._bytes
 
     @property
@@ -378,10 +373,9 @@ def write_staged(
     staged = transaction.path(name)
     try:
         if tensor_bytes(model.ir) <= _EXTERNAL_THRESHOLD:
-            proto = inline_external(ir.to_proto(model.ir), model.ir)
-            if not value_info:
-                del proto.graph.value_info[:]
-            staged.write_bytes(proto.SerializeToString())
+            with open(staged, "wb") as fh:  # tensor by tensor, from their arrays or memory maps
+                for piece in model_pieces(model.ir, value_info=value_info):
+                    fh.write(piece)
         else:
             data_name = out_data_name(name)
             transaction.path(data_name)

@@ -32,8 +32,7 @@ from quantscope.model_io import (
     write_staged,
 )
 from quantscope.plan import QuantPlan
-from quantscope.runtime import make_session
-from quantscope.safe_load import loading_or_avoided
+from quantscope.safe_load import check_in_process, loading_or_avoided
 from quantscope.transaction import Transaction
 
 logger = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ class QuantizedModel:
         out = check_output_path(path, *sources, siblings=[side, out_data_name(path)])
         with Transaction(out.parent) as transaction:
             staged = write_staged(self.model, transaction, out.name, value_info=False)
-            make_session(staged, optimization="basic")
+            check_in_process(staged)
             if sidecar:
                 text = json.dumps(self.sidecar(fingerprint_file(staged)), indent=2)
                 transaction.write_bytes(side, text.encode("utf-8"))
@@ -170,12 +169,13 @@ def quantize(
     # else: nothing to observe (data-free, or nothing quantizable found: the plan says why)
     plan = method.plan(prepared, config, stats)
     quantized = method.apply(prepared, config, plan)
+    plan = plan.with_payload(None)  # written into the model: the payload's arrays need not stay alive
     # the result must load and run in ONNX Runtime, at its default level, before we call it a success
     quantized, plan = loading_or_avoided(method, prepared, config, stats, plan, quantized, _one_feed(bound))
     return QuantizedModel(
         model=quantized,
         config=config,
-        plan=plan.with_payload(None),  # written now: the payload's arrays need not stay alive
+        plan=plan.with_payload(None),  # a re-written plan (crash avoided) carries one again
         source_fingerprint=model.fingerprint,
         source_path=model.path,
         source_data_files=model.data_files,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -22,13 +24,32 @@ from quantscope.errors import RuntimeCrashError
 from quantscope.graph.queries import node_label
 from quantscope.loadcheck import check_loads
 from quantscope.methods.base import Method
-from quantscope.model_io import Model
+from quantscope.model_io import Model, tensor_bytes
 from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session
 
 logger = logging.getLogger(__name__)
 
 MAX_AVOIDANCE_ROUNDS = 3
+IN_PROCESS_CHECK_BYTES = 256 * 2**20
+"""Models whose weights take more are loaded by ONNX Runtime only in the load check's child
+process: a session in this process would hold another copy of every weight."""
+
+
+def check_in_process(model: Model | str | os.PathLike[str]) -> None:
+    """ONNX Runtime loads ``model`` (at its basic level) here when it is small, so that a refusal
+    is reported with the runtime's own message; a large one is loaded in a child process
+    (:func:`~quantscope.loadcheck.check_loads`, whose memory is its own), refusals included."""
+    weights = tensor_bytes(model.ir) if isinstance(model, Model) else _file_bytes(Path(model))
+    if weights <= IN_PROCESS_CHECK_BYTES:
+        make_session(model, optimization="basic")
+    elif not isinstance(model, Model):  # a model in memory is checked by loading_or_avoided's child
+        check_loads(model, diagnose=False)
+
+
+def _file_bytes(path: Path) -> int:
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
 def loading_or_avoided(
@@ -42,7 +63,7 @@ def loading_or_avoided(
 ) -> tuple[Model, QuantPlan]:
     """``quantized`` and its plan when ONNX Runtime loads and runs it; else a re-written model that
     keeps the crashing nodes float, or :class:`RuntimeCrashError`."""
-    make_session(quantized, optimization="basic")  # a refusal (not a crash) is reported in-process
+    check_in_process(quantized)
     labels = {node_label(n) for n in prepared.ir.graph.all_nodes()}
     kept: list[str] = []
     for _ in range(MAX_AVOIDANCE_ROUNDS):
@@ -60,7 +81,7 @@ def loading_or_avoided(
             config = _with_excluded(config, culprits)
             plan = method.plan(prepared, config, stats)
             quantized = method.apply(prepared, config, plan)
-            make_session(quantized, optimization="basic")
+            check_in_process(quantized)
             continue
         if kept:
             plan = dataclasses.replace(plan, notes=(*plan.notes, _note(kept)))
@@ -84,4 +105,4 @@ def _note(kept: list[str]) -> str:
     )
 
 
-__all__ = ["MAX_AVOIDANCE_ROUNDS", "loading_or_avoided"]
+__all__ = ["IN_PROCESS_CHECK_BYTES", "MAX_AVOIDANCE_ROUNDS", "check_in_process", "loading_or_avoided"]

@@ -299,8 +299,10 @@ def _rtn_params(x: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, 
 
 
 def _codes(x: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: int) -> np.ndarray:
-    q = np.round(x / scale) + zero
-    return np.clip(q, 0, (1 << bits) - 1).astype(np.uint8)
+    q = x / scale
+    np.round(q, out=q)
+    q += zero
+    return np.clip(q, 0, (1 << bits) - 1, out=q).astype(np.uint8)
 
 
 def _sq_error(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 16 * 2**20
 """Input bytes processed at a time; a chunk holds at least one row."""
 
 __all__ = ["CHUNK_BYTES", "all_finite", "row_slices"]

@@ -14,6 +14,7 @@ from quantscope.graph.rewrite import cast
 from quantscope.io import Model
 from quantscope.methods.base import finalize
 from quantscope.methods.float16.schema import Switch, all_graphs, all_nodes, switches
+from quantscope.model_stream import release_pages
 from quantscope.numerics.half import to_float16
 
 F32 = ir.DataType.FLOAT
@@ -68,6 +69,7 @@ class Writer:
             tensor = value.const_value
             assert tensor is not None
             half = self.counts.add(tensor.numpy())
+            release_pages(tensor)  # a memory-mapped float32 source: its pages are not needed again
             if in_place:
                 value.const_value = ir.tensor(half, name=value.name)
                 value.type = ir.TensorType(F16)
