@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quantscope.numerics import blockwise, chunks, packing
+from quantscope.numerics import affine, blockwise, chunks, dynamic, half, packing
 
 
 @pytest.fixture
@@ -51,3 +51,30 @@ def test_pack_bits_in_chunks_equals_whole(bits: int, monkeypatch: pytest.MonkeyP
     parts = packing.pack_bits(codes, bits)
     np.testing.assert_array_equal(parts, whole)
     np.testing.assert_array_equal(packing.unpack_bits(parts, bits, codes.size), codes)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_weight_quantization_in_chunks_equals_whole(axis: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = np.random.default_rng(1).standard_normal((48, 20)).astype(np.float32) * 3
+    qp = affine.weight_qparams(w, axis)
+    q = affine.quantize(w, qp)
+    safe = dynamic.u8s8_safe_weight_qparams(w, axis)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 256)  # 3 rows at a time
+    monkeypatch.setattr(affine, "CHUNK_BYTES", 256)
+    np.testing.assert_array_equal(affine.weight_qparams(w, axis).scale, qp.scale)
+    np.testing.assert_array_equal(affine.quantize(w, qp), q)
+    np.testing.assert_array_equal(dynamic.u8s8_safe_weight_qparams(w, axis).scale, safe.scale)
+    expected = np.max(np.abs(w), axis=None if axis is None else 1 - axis)
+    np.testing.assert_array_equal(affine.abs_max(w, axis), expected)
+
+
+def test_float16_conversion_in_chunks_equals_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = np.random.default_rng(2).standard_normal((30, 7)).astype(np.float32)
+    x[3, 2], x[20, 1], x[29, 6] = 1e6, 1e-30, np.nan
+    whole = half.to_float16(x)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 64)
+    parts = half.to_float16(x)
+    np.testing.assert_array_equal(parts.array, whole.array)
+    assert (parts.clamped_large, parts.raised_tiny, parts.max_abs_error) == (
+        whole.clamped_large, whole.raised_tiny, whole.max_abs_error)
+    assert (parts.clamped_large, parts.raised_tiny) == (1, 1)

@@ -54,7 +54,13 @@ from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
 from quantscope.methods._recurrent import is_recurrent, rows
-from quantscope.methods._weights import WeightSite, decide_site, finite_groups, weight_sites
+from quantscope.methods._weights import (
+    WeightSite,
+    decide_site,
+    finite_groups,
+    release,
+    weight_sites,
+)
 from quantscope.methods.base import (
     Decisions,
     Method,
@@ -184,6 +190,7 @@ class _WeightOnlyMethod(Method):
             if config.algorithm == "hqq":
                 rtn_sqnr = blockwise_sqnr(w, _quantize(w, config, k_axis, "rtn", recurrent=recurrent), k_axis)
                 gains.append(sqnr - rtn_sqnr)
+            release(group[0].value)
             scheme = (
                 f"{config.bits}-bit block-wise, {bq.block_size} values per block along "
                 f"K={bq.k}, {'symmetric' if config.symmetric else 'asymmetric'}, {config.algorithm}"
