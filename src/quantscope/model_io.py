@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -387,7 +389,30 @@ def write_staged(
     return staged
 
 
+IN_PROCESS_CHECK_BYTES = 64 * 2**20
+"""Model files (or in-memory weights) larger than this are checked by the ONNX checker and loaded by
+ONNX Runtime in a child process only: checking them here would hold another copy of every weight."""
+
+_CHECK_CHILD = (
+    "import sys, onnx\n"
+    "try:\n"
+    "    onnx.checker.check_model(sys.argv[1])\n"
+    "except onnx.checker.ValidationError as exc:\n"
+    "    print((str(exc).strip().splitlines() or [repr(exc)])[0], file=sys.stderr)\n"
+    "    sys.exit(3)\n"
+)
+
+
 def _check_file(path: Path) -> None:
+    if path.stat().st_size > IN_PROCESS_CHECK_BYTES:  # an inline model this big: parsed in a child
+        done = subprocess.run([sys.executable, "-c", _CHECK_CHILD, str(path)], capture_output=True, text=True,
+                              check=False)
+        if done.returncode == 3:
+            raise ModelError(f"refusing to write an invalid model: {done.stderr.strip().splitlines()[-1]}")
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise ModelError(f"the ONNX checker could not read the written model: {tail}")
+        return
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-__all__ = ["model_pieces", "release_pages"]
+__all__ = ["model_pieces", "raw_view", "release_pages"]
 
 _GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
 _INITIALIZER = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
@@ -67,7 +67,7 @@ def model_pieces(model: ir.Model, *, value_info: bool = True) -> Iterator[bytes 
 
 
 def _initializer_pieces(name: str, tensor: ir.TensorProtocol) -> Iterator[bytes | memoryview]:
-    data = _raw_view(tensor)
+    data = raw_view(tensor)
     if data is None:  # strings and unusual layouts: the serializer's own encoding
         proto = ir.serde.serialize_tensor(tensor)
         proto.name = name
@@ -93,7 +93,7 @@ def _initializer_pieces(name: str, tensor: ir.TensorProtocol) -> Iterator[bytes 
     release_pages(tensor)
 
 
-def _raw_view(tensor: ir.TensorProtocol) -> memoryview | None:
+def raw_view(tensor: ir.TensorProtocol) -> memoryview | None:
     """The tensor's ``raw_data`` bytes without a copy where possible; None for strings."""
     if tensor.dtype == ir.DataType.STRING:
         return None

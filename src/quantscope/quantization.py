@@ -69,7 +69,8 @@ class QuantizedModel:
 
     def save(self, path: str | os.PathLike[str], *, sidecar: bool = True,
              inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
-        """Write the model and its sidecar JSON together, after ONNX Runtime has loaded the model.
+        """Write the model and its sidecar JSON together, after ONNX Runtime has loaded the model
+        (here; a large model was loaded by :func:`quantize`'s check in a child process instead).
 
         The sidecar goes to ``<name>.quantscope.json`` beside the model. Both are written to a
         hidden folder beside ``path`` and renamed into place as one

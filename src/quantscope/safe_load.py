@@ -24,27 +24,23 @@ from quantscope.errors import RuntimeCrashError
 from quantscope.graph.queries import node_label
 from quantscope.loadcheck import check_loads
 from quantscope.methods.base import Method
-from quantscope.model_io import Model, tensor_bytes
+from quantscope.model_io import IN_PROCESS_CHECK_BYTES, Model, tensor_bytes
 from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session
 
 logger = logging.getLogger(__name__)
 
 MAX_AVOIDANCE_ROUNDS = 3
-IN_PROCESS_CHECK_BYTES = 256 * 2**20
-"""Models whose weights take more are loaded by ONNX Runtime only in the load check's child
-process: a session in this process would hold another copy of every weight."""
-
-
 def check_in_process(model: Model | str | os.PathLike[str]) -> None:
     """ONNX Runtime loads ``model`` (at its basic level) here when it is small, so that a refusal
-    is reported with the runtime's own message; a large one is loaded in a child process
+    is reported with the runtime's own message. A large one is not: a session here would hold
+    another copy of every weight; :func:`loading_or_avoided` loads it in a child process
     (:func:`~quantscope.loadcheck.check_loads`, whose memory is its own), refusals included."""
     weights = tensor_bytes(model.ir) if isinstance(model, Model) else _file_bytes(Path(model))
     if weights <= IN_PROCESS_CHECK_BYTES:
         make_session(model, optimization="basic")
-    elif not isinstance(model, Model):  # a model in memory is checked by loading_or_avoided's child
-        check_loads(model, diagnose=False)
+    else:
+        logger.debug("%s: large model, loaded by ONNX Runtime in the load check's child only", model)
 
 
 def _file_bytes(path: Path) -> int:
