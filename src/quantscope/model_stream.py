@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-__all__ = ["model_pieces", "raw_view", "release_pages"]
+__all__ = ["model_pieces", "raw_view", "release_all", "release_pages"]
 
 _GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
 _INITIALIZER = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
@@ -124,6 +124,12 @@ def release_pages(tensor: Any) -> None:
     end = min((tensor.offset or 0) + tensor.nbytes, len(raw))
     if end > start:
         raw.madvise(advice, start, end - start)
+
+
+def release_all(model: ir.Model) -> None:
+    """:func:`release_pages` for every initializer of the main graph (after the model was copied out)."""
+    for value in model.graph.initializers.values():
+        release_pages(value.const_value)
 
 
 def _key(field: int) -> bytes:
