@@ -364,6 +364,12 @@ def out_data_name(path: str | os.PathLike[str]) -> str:
     return Path(path).name + ".data"
 
 
+def written_bytes(path: Path) -> int:
+    """Bytes of a model file written by :func:`write_staged` and of its external data file, if any."""
+    data = path.with_name(out_data_name(path))
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
 def write_staged(
     model: Model, transaction: Transaction, name: str, *, check: bool = True, value_info: bool = True
 ) -> Path:

@@ -25,14 +25,17 @@ from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError, ModelError
 from quantscope.methods import method_for
 from quantscope.model_io import (
+    IN_PROCESS_CHECK_BYTES,
     Model,
     check_output_path,
     fingerprint_file,
     out_data_name,
     write_staged,
+    written_bytes,
 )
 from quantscope.plan import QuantPlan
-from quantscope.safe_load import check_in_process, loading_or_avoided
+from quantscope.runtime import make_session
+from quantscope.safe_load import loading_or_avoided
 from quantscope.transaction import Transaction
 
 logger = logging.getLogger(__name__)
@@ -84,7 +87,8 @@ class QuantizedModel:
         out = check_output_path(path, *sources, siblings=[side, out_data_name(path)])
         with Transaction(out.parent) as transaction:
             staged = write_staged(self.model, transaction, out.name, value_info=False)
-            check_in_process(staged)
+            if written_bytes(staged) <= IN_PROCESS_CHECK_BYTES:  # larger: loaded by quantize's child check
+                make_session(staged, optimization="basic")
             if sidecar:
                 text = json.dumps(self.sidecar(fingerprint_file(staged)), indent=2)
                 transaction.write_bytes(side, text.encode("utf-8"))

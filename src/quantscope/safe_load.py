@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
@@ -31,21 +29,15 @@ from quantscope.runtime import make_session
 logger = logging.getLogger(__name__)
 
 MAX_AVOIDANCE_ROUNDS = 3
-def check_in_process(model: Model | str | os.PathLike[str]) -> None:
+def check_in_process(model: Model) -> None:
     """ONNX Runtime loads ``model`` (at its basic level) here when it is small, so that a refusal
     is reported with the runtime's own message. A large one is not: a session here would hold
     another copy of every weight; :func:`loading_or_avoided` loads it in a child process
     (:func:`~quantscope.loadcheck.check_loads`, whose memory is its own), refusals included."""
-    weights = tensor_bytes(model.ir) if isinstance(model, Model) else _file_bytes(Path(model))
-    if weights <= IN_PROCESS_CHECK_BYTES:
+    if tensor_bytes(model.ir) <= IN_PROCESS_CHECK_BYTES:
         make_session(model, optimization="basic")
     else:
         logger.debug("%s: large model, loaded by ONNX Runtime in the load check's child only", model)
-
-
-def _file_bytes(path: Path) -> int:
-    data = path.with_name(path.name + ".data")
-    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
 def loading_or_avoided(
