@@ -34,6 +34,7 @@ import onnx_ir as ir
 
 from quantscope._loadcheck_window import crash_window
 from quantscope.errors import OutputError, RuntimeCrashError, RuntimeFailure
+from quantscope.model_stream import release_all
 from quantscope.signals import temp_dir
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def _model_file(model: ModelLike, tmp: Path) -> str:
     path = tmp / "model.onnx"
     try:
         ir.save(model, path, external_data="model.onnx.data")
+        release_all(model)  # the pages of memory-mapped weights read for the copy
     except OSError as exc:  # a full disk, a file-size limit: the user's to fix, not a bug
         raise OutputError(
             f"cannot write the temporary copy of the model that ONNX Runtime's load check needs in {tmp.parent}: "

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,6 +22,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from quantscope.errors import ModelError, OutputError
+from quantscope.model_stream import model_pieces
 from quantscope.output_paths import check_output_path
 from quantscope.specs import TensorSpec
 from quantscope.transaction import Transaction, write_files
@@ -47,24 +50,18 @@ class Model:
     def from_proto(cls, proto: onnx.ModelProto, *, path: Path | None = None) -> Model:
         return cls(ir=ir.from_proto(proto), path=path, fingerprint=_fingerprint_proto(proto))
 
-    @cached_property
-    def _proto(self) -> onnx.ModelProto:
-        return inline_external(ir.to_proto(self.ir), self.ir)
-
     def to_proto(self) -> onnx.ModelProto:
-        """A protobuf copy of the model (safe to modify)."""
-        proto = onnx.ModelProto()
-        proto.CopyFrom(self._proto)
-        return proto
+        """A protobuf copy of the model (safe to modify), external tensors read into it."""
+        return inline_external(ir.to_proto(self.ir), self.ir)
 
     @cached_property
     def _bytes(self) -> bytes:
-        return self._proto.SerializeToString()
+        if tensor_bytes(self.ir) > _TWO_GB:
+            raise ModelError("model is larger than 2 GB and cannot be serialized in memory; save it first")
+        return b"".join(model_pieces(self.ir))  # tensor by tensor: no protobuf copy of the weights
 
     def serialize(self) -> bytes:
         """The model as bytes, for ONNX Runtime sessions (cached)."""
-        if self._proto.ByteSize() > _TWO_GB:
-            raise ModelError("model is larger than 2 GB and cannot be serialized in memory; save it first")
         return self._bytes
 
     @property
@@ -167,8 +164,9 @@ def fingerprint_file(path: str | os.PathLike[str]) -> str:
 def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
     """Load an ONNX model file (external data included), validate it and infer shapes.
 
-    External data over ~1.8 GB stays on disk, memory-mapped tensor by tensor (protobuf cannot
-    hold a message over 2 GB). A model older than IR version 4 is upgraded to opset
+    External data stays on disk, memory-mapped tensor by tensor when a tensor is read (protobuf
+    cannot hold a message over 2 GB, and a copy of every weight in memory is what a large model
+    cannot afford); the extents of the external tensors are checked against their files here. A model older than IR version 4 is upgraded to opset
     :data:`UPGRADE_OPSET` (see :func:`upgrade`). Raises :class:`ModelError` naming the problem
     for missing, unreadable, corrupt or invalid files.
     """
@@ -182,15 +180,9 @@ def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
             + ", ".join(str(f) for f in missing)
             + f"; keep them beside the model (in {p.parent}) under the names it refers to"
         )
-    lazy = sum(f.stat().st_size for f in data_files) > _EXTERNAL_THRESHOLD
-    if not lazy:
-        try:
-            onnx.load_external_data_for_model(proto, str(p.parent))
-        except (onnx.checker.ValidationError, RuntimeError, ValueError, OSError) as exc:
-            raise ModelError(
-                f"cannot read the external data of {p}: {exc}; keep the .data files beside the model "
-                "and re-export it if they are truncated"
-            ) from exc
+    lazy = bool(data_files)
+    if lazy:
+        _check_external_extents(proto, p)
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(
             f"{p} parsed as an empty ONNX model (no nodes, no outputs); it is probably not a model file"
@@ -211,6 +203,36 @@ def load(path: str | os.PathLike[str], *, check: bool = True) -> Model:
     )
     logger.debug("loaded %s (opset %d, %d nodes)", p, model.opset, len(proto.graph.node))
     return model
+
+
+def _check_external_extents(proto: onnx.ModelProto, p: Path) -> None:
+    """Every external tensor lies inside its data file (nothing is read): a truncated file is named at load."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    sizes: dict[str, int] = {}
+    for tensor in _get_all_tensors(proto):
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        if info.location not in sizes:
+            sizes[info.location] = (p.parent / info.location).stat().st_size
+        end = int(info.offset or 0) + (int(info.length) if info.length else _nbytes(tensor))
+        if end > sizes[info.location]:
+            raise ModelError(
+                f"cannot read the external data of {p}: tensor {tensor.name!r} ends at byte {end} of "
+                f"{info.location}, which holds {sizes[info.location]}; keep the .data files beside the model "
+                "and re-export it if they are truncated"
+            )
+
+
+def _nbytes(tensor: onnx.TensorProto) -> int:
+    """The bytes a tensor's shape and element type take (0 when the type is not a whole-byte one)."""
+    try:
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+    bits = ir.DataType(tensor.data_type).bitwidth
+    return int(np.prod(tensor.dims, dtype=np.int64)) * itemsize if bits % 8 == 0 else 0
 
 
 def _read_proto(p: Path) -> onnx.ModelProto:
@@ -342,6 +364,12 @@ def out_data_name(path: str | os.PathLike[str]) -> str:
     return Path(path).name + ".data"
 
 
+def written_bytes(path: Path) -> int:
+    """Bytes of a model file written by :func:`write_staged` and of its external data file, if any."""
+    data = path.with_name(out_data_name(path))
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
 def write_staged(
     model: Model, transaction: Transaction, name: str, *, check: bool = True, value_info: bool = True
 ) -> Path:
@@ -353,10 +381,9 @@ def write_staged(
     staged = transaction.path(name)
     try:
         if tensor_bytes(model.ir) <= _EXTERNAL_THRESHOLD:
-            proto = inline_external(ir.to_proto(model.ir), model.ir)
-            if not value_info:
-                del proto.graph.value_info[:]
-            staged.write_bytes(proto.SerializeToString())
+            with open(staged, "wb") as fh:  # tensor by tensor, from their arrays or memory maps
+                for piece in model_pieces(model.ir, value_info=value_info):
+                    fh.write(piece)
         else:
             data_name = out_data_name(name)
             transaction.path(data_name)
@@ -368,7 +395,30 @@ def write_staged(
     return staged
 
 
+IN_PROCESS_CHECK_BYTES = 64 * 2**20
+"""Model files (or in-memory weights) larger than this are checked by the ONNX checker and loaded by
+ONNX Runtime in a child process only: checking them here would hold another copy of every weight."""
+
+_CHECK_CHILD = (
+    "import sys, onnx\n"
+    "try:\n"
+    "    onnx.checker.check_model(sys.argv[1])\n"
+    "except onnx.checker.ValidationError as exc:\n"
+    "    print((str(exc).strip().splitlines() or [repr(exc)])[0], file=sys.stderr)\n"
+    "    sys.exit(3)\n"
+)
+
+
 def _check_file(path: Path) -> None:
+    if path.stat().st_size > IN_PROCESS_CHECK_BYTES:  # an inline model this big: parsed in a child
+        done = subprocess.run([sys.executable, "-c", _CHECK_CHILD, str(path)], capture_output=True, text=True,
+                              check=False)
+        if done.returncode == 3:
+            raise ModelError(f"refusing to write an invalid model: {done.stderr.strip().splitlines()[-1]}")
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise ModelError(f"the ONNX checker could not read the written model: {tail}")
+        return
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:

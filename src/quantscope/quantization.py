@@ -25,11 +25,13 @@ from quantscope.data import Dataset, as_dataset
 from quantscope.errors import ConfigError, ModelError
 from quantscope.methods import method_for
 from quantscope.model_io import (
+    IN_PROCESS_CHECK_BYTES,
     Model,
     check_output_path,
     fingerprint_file,
     out_data_name,
     write_staged,
+    written_bytes,
 )
 from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session
@@ -70,7 +72,8 @@ class QuantizedModel:
 
     def save(self, path: str | os.PathLike[str], *, sidecar: bool = True,
              inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
-        """Write the model and its sidecar JSON together, after ONNX Runtime has loaded the model.
+        """Write the model and its sidecar JSON together, after ONNX Runtime has loaded the model
+        (here; a large model was loaded by :func:`quantize`'s check in a child process instead).
 
         The sidecar goes to ``<name>.quantscope.json`` beside the model. Both are written to a
         hidden folder beside ``path`` and renamed into place as one
@@ -84,7 +87,8 @@ class QuantizedModel:
         out = check_output_path(path, *sources, siblings=[side, out_data_name(path)])
         with Transaction(out.parent) as transaction:
             staged = write_staged(self.model, transaction, out.name, value_info=False)
-            make_session(staged, optimization="basic")
+            if written_bytes(staged) <= IN_PROCESS_CHECK_BYTES:  # larger: loaded by quantize's child check
+                make_session(staged, optimization="basic")
             if sidecar:
                 text = json.dumps(self.sidecar(fingerprint_file(staged)), indent=2)
                 transaction.write_bytes(side, text.encode("utf-8"))
@@ -170,12 +174,13 @@ def quantize(
     # else: nothing to observe (data-free, or nothing quantizable found: the plan says why)
     plan = method.plan(prepared, config, stats)
     quantized = method.apply(prepared, config, plan)
+    plan = plan.with_payload(None)  # written into the model: the payload's arrays need not stay alive
     # the result must load and run in ONNX Runtime, at its default level, before we call it a success
     quantized, plan = loading_or_avoided(method, prepared, config, stats, plan, quantized, _one_feed(bound))
     return QuantizedModel(
         model=quantized,
         config=config,
-        plan=plan.with_payload(None),  # written now: the payload's arrays need not stay alive
+        plan=plan.with_payload(None),  # a re-written plan (crash avoided) carries one again
         source_fingerprint=model.fingerprint,
         source_path=model.path,
         source_data_files=model.data_files,

@@ -16,7 +16,8 @@ import onnxruntime as ort
 from quantscope.errors import RuntimeFailure
 from quantscope.graph.build import NameAllocator
 from quantscope.graph.subgraphs import expose
-from quantscope.model_io import Model
+from quantscope.model_io import IN_PROCESS_CHECK_BYTES, Model, tensor_bytes
+from quantscope.model_stream import release_all
 from quantscope.signals import temp_dir
 
 logger = logging.getLogger(__name__)
@@ -59,17 +60,29 @@ def make_session(
     optimized_model_path: str | None = None,
     lean: bool = False,
 ) -> ort.InferenceSession:
-    """A CPU session; failures become :class:`RuntimeFailure` with ONNX Runtime's reason."""
+    """A CPU session; failures become :class:`RuntimeFailure` with ONNX Runtime's reason.
+
+    A ``lean`` session over a model whose weights exceed
+    :data:`~quantscope.model_io.IN_PROCESS_CHECK_BYTES` is made from a temporary copy with its
+    weights as external data, which ONNX Runtime memory-maps, and without pre-packing them (which
+    would copy every MatMul weight): about one copy of the weights instead of three or four.
+    """
+    opts = session_options(threads=threads, optimization=optimization, optimized_model_path=optimized_model_path, lean=lean)
+    if lean and isinstance(model, Model) and tensor_bytes(model.ir) > IN_PROCESS_CHECK_BYTES:
+        opts.add_session_config_entry("session.disable_prepacking", "1")
+        with temp_dir(prefix="quantscope-session-") as tmp:  # mapped files outlive their names
+            path = Path(tmp) / "model.onnx"
+            ir.save(model.ir, path, external_data="model.onnx.data")
+            release_all(model.ir)
+            return _session(str(path), opts)
     source: bytes | str
     source = model.serialize() if isinstance(model, Model) else model if isinstance(model, bytes) else str(model)
+    return _session(source, opts)
+
+
+def _session(source: bytes | str, opts: ort.SessionOptions) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(
-            source,
-            sess_options=session_options(
-                threads=threads, optimization=optimization, optimized_model_path=optimized_model_path, lean=lean
-            ),
-            providers=["CPUExecutionProvider"],
-        )
+        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RuntimeFailure(f"ONNX Runtime cannot load the model: {first}") from exc

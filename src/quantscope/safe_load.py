@@ -22,13 +22,22 @@ from quantscope.errors import RuntimeCrashError
 from quantscope.graph.queries import node_label
 from quantscope.loadcheck import check_loads
 from quantscope.methods.base import Method
-from quantscope.model_io import Model
+from quantscope.model_io import IN_PROCESS_CHECK_BYTES, Model, tensor_bytes
 from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session
 
 logger = logging.getLogger(__name__)
 
 MAX_AVOIDANCE_ROUNDS = 3
+def check_in_process(model: Model) -> None:
+    """ONNX Runtime loads ``model`` (at its basic level) here when it is small, so that a refusal
+    is reported with the runtime's own message. A large one is not: a session here would hold
+    another copy of every weight; :func:`loading_or_avoided` loads it in a child process
+    (:func:`~quantscope.loadcheck.check_loads`, whose memory is its own), refusals included."""
+    if tensor_bytes(model.ir) <= IN_PROCESS_CHECK_BYTES:
+        make_session(model, optimization="basic")
+    else:
+        logger.debug("%s: large model, loaded by ONNX Runtime in the load check's child only", model)
 
 
 def loading_or_avoided(
@@ -42,7 +51,7 @@ def loading_or_avoided(
 ) -> tuple[Model, QuantPlan]:
     """``quantized`` and its plan when ONNX Runtime loads and runs it; else a re-written model that
     keeps the crashing nodes float, or :class:`RuntimeCrashError`."""
-    make_session(quantized, optimization="basic")  # a refusal (not a crash) is reported in-process
+    check_in_process(quantized)
     labels = {node_label(n) for n in prepared.ir.graph.all_nodes()}
     kept: list[str] = []
     for _ in range(MAX_AVOIDANCE_ROUNDS):
@@ -60,7 +69,7 @@ def loading_or_avoided(
             config = _with_excluded(config, culprits)
             plan = method.plan(prepared, config, stats)
             quantized = method.apply(prepared, config, plan)
-            make_session(quantized, optimization="basic")
+            check_in_process(quantized)
             continue
         if kept:
             plan = dataclasses.replace(plan, notes=(*plan.notes, _note(kept)))
@@ -84,4 +93,4 @@ def _note(kept: list[str]) -> str:
     )
 
 
-__all__ = ["MAX_AVOIDANCE_ROUNDS", "loading_or_avoided"]
+__all__ = ["IN_PROCESS_CHECK_BYTES", "MAX_AVOIDANCE_ROUNDS", "check_in_process", "loading_or_avoided"]

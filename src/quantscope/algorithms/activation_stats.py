@@ -63,7 +63,11 @@ class FeatureStats:
             self.absmax = np.maximum(np.abs(self.min), np.abs(self.max))
         if "gram" in self.kinds and flat.shape[1] <= MAX_GRAM_FEATURES:
             rows32 = flat.astype(np.float32)  # float32 products (twice as fast), float64 running sum
-            self.gram = _add(self.gram, (rows32.T @ rows32).astype(np.float64))
+            product = rows32.T @ rows32
+            if self.gram is None:
+                self.gram = product.astype(np.float64)
+            else:
+                self.gram += product  # in place: no float64 temporary of the matrix's size
         if "channel_mean" in self.kinds and a.ndim >= 2:
             per_channel = np.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
             self.channel_sums = _add(self.channel_sums, per_channel.sum(axis=0))
@@ -129,7 +133,7 @@ def observe(model: Model, dataset: Dataset, request: StatisticsRequest) -> Extra
     outputs = {v.name for v in exposed.ir.graph.outputs}
     wanted = [n for n in request.extra if n in outputs and n not in input_names]
     stats = {n: FeatureStats(kinds) for n, kinds in request.extra.items() if n in wanted or n in input_names}
-    session = make_session(exposed, optimization="basic")
+    session = make_session(exposed, optimization="basic", lean=True)  # one pass: lower peak memory
     done = 0
     for batch in data.batches(calibration.batch_size, require_finite=True):
         for name in input_names & stats.keys():

@@ -7,7 +7,9 @@ They know nothing about quantization; :mod:`quantscope.graph.qdq` and the method
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,6 +64,28 @@ class NameAllocator:
         self._used.add(name)
 
 
+_STORE: contextvars.ContextVar[Callable[[ir.TensorProtocol], ir.TensorProtocol] | None] = contextvars.ContextVar(
+    "quantscope_tensor_store", default=None
+)
+
+
+@contextlib.contextmanager
+def storing(store: Callable[[ir.TensorProtocol], ir.TensorProtocol]) -> Iterator[None]:
+    """New initializers made in this block pass through ``store`` (which may keep a large one
+    out of memory, see :mod:`quantscope.spill`); graph code itself never touches files."""
+    token = _STORE.set(store)
+    try:
+        yield
+    finally:
+        _STORE.reset(token)
+
+
+def stored(tensor: ir.TensorProtocol) -> ir.TensorProtocol:
+    """``tensor`` as the current :func:`storing` block keeps it (itself outside one)."""
+    store = _STORE.get()
+    return tensor if store is None else store(tensor)
+
+
 def initializer(
     graph: ir.Graph, names: NameAllocator, base: str, array: npt.ArrayLike, *, dtype: ir.DataType | None = None
 ) -> ir.Value:
@@ -71,7 +95,7 @@ def initializer(
     the array's own type. A 0-d array stays a scalar.
     """
     name = names(base)
-    tensor = ir.tensor(np.asarray(array, order="C"), dtype=dtype, name=name)
+    tensor = stored(ir.tensor(np.asarray(array, order="C"), dtype=dtype, name=name))
     value = ir.Value(name=name, const_value=tensor, type=ir.TensorType(tensor.dtype), shape=ir.Shape(tensor.shape))
     graph.register_initializer(value)
     return value

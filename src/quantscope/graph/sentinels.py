@@ -15,6 +15,9 @@ import numpy as np
 import onnx_ir as ir
 
 from quantscope.graph.queries import const_array
+from quantscope.model_stream import release_pages
+from quantscope.numerics.affine import abs_max
+from quantscope.numerics.chunks import all_finite
 
 HUGE = 1e30  # |x| above this is a sentinel, not a signal
 
@@ -39,7 +42,7 @@ def holds_sentinel(array: np.ndarray) -> bool:
     if array.dtype.kind != "f" or array.size == 0:
         return False
     a = array.astype(np.float32, copy=False)
-    return bool(not np.all(np.isfinite(a)) or np.max(np.abs(a)) > HUGE)
+    return bool(not all_finite(a) or float(abs_max(a, None)) > HUGE)  # a chunk at a time
 
 
 def sentinel_tensors(graph: ir.Graph) -> dict[str, str]:
@@ -58,6 +61,7 @@ def sentinel_tensors(graph: ir.Graph) -> dict[str, str]:
         if value.name not in checked:
             array = const_array(value)
             checked[value.name] = value.name if array is not None and holds_sentinel(array) else None
+            release_pages(value.const_value)
         return checked[value.name]
 
     for node in graph:

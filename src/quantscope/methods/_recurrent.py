@@ -14,6 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from quantscope.graph.queries import const_array
+from quantscope.numerics.chunks import all_finite
 
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
 WEIGHT_INPUTS = {1: "W", 2: "R"}
@@ -41,7 +42,7 @@ def recurrent_weights(node: ir.Node) -> tuple[dict[int, np.ndarray], str | None]
             return {}, f"{node.op_type} weight {name} is not a constant"
         if array.ndim != 3 or array.dtype != np.float32:
             return {}, f"{node.op_type} weight {name} is not a 3-D float32 tensor"
-        if not np.all(np.isfinite(array)):
+        if not all_finite(array):
             return {}, f"{node.op_type} weight {name} holds NaN or infinity; kept float"
         found[index] = array
     return found, None

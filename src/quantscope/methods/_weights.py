@@ -18,6 +18,8 @@ from quantscope.methods._recurrent import (
     rows,
 )
 from quantscope.methods.base import Decisions, Selection
+from quantscope.model_stream import release_pages
+from quantscope.numerics.chunks import all_finite
 
 Recurrent = Literal["rows", "native"]
 """How a method takes LSTM/GRU/RNN weights: ``rows`` flattened to ``[directions*gates*hidden, K]``
@@ -135,13 +137,22 @@ def decide_site(decisions: Decisions, site: WeightSite, reason: str) -> None:
     decisions.decide(site.node, "quantized", reason + tail)
 
 
+def release(value: ir.Value | None) -> None:
+    """Done with this weight for now: the resident pages of a memory-mapped one are dropped
+    (a large model's weights are read one at a time, not all kept in memory)."""
+    if value is not None:
+        release_pages(value.const_value)
+
+
 def finite_groups(
     sites: Sequence[WeightSite], decisions: Decisions, axis_of: Callable[[WeightSite], int | None]
 ) -> dict[tuple[str, int | None], list[WeightSite]]:
     """Sites grouped by (weight tensor, axis) so a shared weight is computed once; NaN/inf weights stay float."""
     groups: dict[tuple[str, int | None], list[WeightSite]] = {}
     for site in sites:
-        if not np.all(np.isfinite(site.array)):
+        finite = all_finite(site.array)
+        release(site.value)
+        if not finite:
             decisions.keep(site.node, "weight holds NaN or infinity; kept float")
             continue
         groups.setdefault((site.value.name or site.label, axis_of(site)), []).append(site)

@@ -25,11 +25,13 @@ from quantscope.calibrate import TensorStats
 from quantscope.config import MethodConfig
 from quantscope.config.calibration import StatisticsRequest
 from quantscope.errors import UnsupportedModelError
+from quantscope.graph import build
 from quantscope.graph.prepare import prepare
 from quantscope.graph.queries import node_label, nodes_with_subgraphs
 from quantscope.graph.subgraphs import bodies
 from quantscope.io import Model
 from quantscope.plan import Action, NodeDecision, QuantPlan
+from quantscope.spill import spill
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,8 @@ class Method:
     def written(self, model: Model, config: MethodConfig, plan: QuantPlan, payload: Any) -> ir.Model:
         """A copy of the graph with the payload written in, finalized."""
         clone = model.ir.clone()
-        metadata = self.write(clone, config, plan, payload)
+        with build.storing(spill):  # a large new weight goes to a temporary file, not memory
+            metadata = self.write(clone, config, plan, payload)
         finalize(clone, config, metadata)
         return clone
 

@@ -30,7 +30,13 @@ from quantscope.graph.expand import expand_coded_weight
 from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
-from quantscope.methods._weights import WeightSite, decide_site, finite_groups, weight_sites
+from quantscope.methods._weights import (
+    WeightSite,
+    decide_site,
+    finite_groups,
+    release,
+    weight_sites,
+)
 from quantscope.methods.base import Method, Subgraphs, nothing_found, select
 from quantscope.numerics.kmeans import cluster_weights
 from quantscope.numerics.lowbit import CodedTensor, binarize, reconstruction_error, ternarize
@@ -111,6 +117,7 @@ class _CodebookMethod(Method):
             w = group[0].array
             coded = self._code(w, axis, config)
             coded_weights.append(_Coded(tuple(group), axis, coded, reconstruction_error(w, coded.decode())))
+            release(group[0].value)
         weight_plans: list[WeightQuant] = []
         details: list[dict[str, object]] = []
         for item in coded_weights:

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantscope.errors import ConfigError
+from quantscope.numerics.chunks import CHUNK_BYTES, all_finite, row_slices
 
 __all__ = [
     "MIN_SCALE",
     "QParams",
+    "abs_max",
     "activation_qparams",
     "dequantize",
     "quantize",
@@ -248,20 +250,14 @@ def weight_qparams(
     arr = np.asarray(w)
     if arr.dtype.kind not in "fiu":
         raise ConfigError(f"weights must be a real numeric array, got dtype {arr.dtype}")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    if arr.dtype.kind == "f" and not all_finite(arr):
         raise ConfigError("weights hold NaN or infinity; they cannot be quantized")
     qmax = 2 ** (bits - 2 if reduce_range else bits - 1) - 1
     qdtype = np.dtype(np.int8 if bits <= 8 else np.int16)
-    mag = np.abs(arr.astype(np.float64))
-    if axis is None:
-        absmax = np.asarray(np.max(mag, initial=0.0))
-        norm_axis = None
-    else:
-        if arr.ndim == 0:
-            raise ConfigError("per-channel quantization needs at least a 1-D weight")
-        norm_axis = _normalize_axis(axis, arr.ndim, "weight")
-        others = tuple(i for i in range(arr.ndim) if i != norm_axis)
-        absmax = np.max(mag, axis=others, initial=0.0)
+    if axis is not None and arr.ndim == 0:
+        raise ConfigError("per-channel quantization needs at least a 1-D weight")
+    norm_axis = None if axis is None else _normalize_axis(axis, arr.ndim, "weight")
+    absmax = abs_max(arr, norm_axis)
     raw = absmax / qmax
     if np.any(raw > _F32_MAX):
         raise ConfigError("weights too large for a float32 scale")
@@ -272,6 +268,25 @@ def weight_qparams(
         dtype=qdtype,
         axis=norm_axis,
     )
+
+
+def abs_max(w: np.ndarray, axis: int | None) -> np.ndarray:
+    """``max |w|`` (float64) over the whole array (``axis`` None) or over every axis but ``axis``
+    (one value per index along it), taken a chunk of rows at a time; 0 for an empty reduction."""
+    arr = np.asarray(w)
+    if arr.ndim == 0:
+        return np.asarray(abs(float(arr)))
+    others = tuple(i for i in range(arr.ndim) if i != axis)
+    row_bytes = arr.itemsize * (arr.size // arr.shape[0] if arr.shape[0] else 0)
+    if axis == 0:
+        out = np.zeros(arr.shape[0], dtype=np.float64)
+        for rows in row_slices(arr.shape[0], row_bytes):
+            out[rows] = np.max(np.abs(arr[rows].astype(np.float64)), axis=others, initial=0.0)
+        return out
+    out = np.zeros(() if axis is None else arr.shape[axis], dtype=np.float64)
+    for rows in row_slices(arr.shape[0], row_bytes):
+        out = np.maximum(out, np.max(np.abs(arr[rows].astype(np.float64)), axis=others, initial=0.0))
+    return np.asarray(out)
 
 
 def _broadcast(qp: QParams, ndim: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -300,8 +315,19 @@ def quantize(x: np.ndarray, qp: QParams) -> np.ndarray:
     saturates; NaN maps to ``qmin``, as ONNX Runtime's CPU kernels do (the ONNX
     specification leaves it undefined).
     """
-    xf = np.asarray(x, dtype=np.float32)
+    xf = np.asarray(x)
     scale, zp = _broadcast(qp, xf.ndim, xf.shape)
+    if xf.ndim == 0 or xf.nbytes <= CHUNK_BYTES:
+        return _quantize(xf, scale, zp, qp)
+    out = np.empty(xf.shape, dtype=qp.dtype)  # a chunk of rows at a time: no float temporaries of its size
+    per_row = scale.ndim == xf.ndim and scale.shape[0] != 1
+    for rows in row_slices(xf.shape[0], xf.nbytes // xf.shape[0]):
+        out[rows] = _quantize(xf[rows], scale[rows] if per_row else scale, zp[rows] if per_row else zp, qp)
+    return out
+
+
+def _quantize(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, qp: QParams) -> np.ndarray:
+    xf = np.asarray(x, dtype=np.float32)
     work = np.float64 if qp.dtype == np.int32 else np.float32
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         q = np.rint(xf.astype(work) / scale.astype(work)) + zp.astype(work)

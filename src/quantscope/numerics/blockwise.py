@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantscope.errors import ConfigError
+from quantscope.numerics.chunks import all_finite, row_slices
 from quantscope.numerics.packing import pack_bits, unpack_bits
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "BLOCK_SIZES",
     "BlockQuant",
     "BlockedDQ",
+    "blockwise_sqnr",
     "dequantize_blockwise",
     "quantize_blockwise",
     "reconstruction_sqnr",
@@ -194,7 +196,7 @@ def _check(w: np.ndarray, bits: int, block_size: int, k_axis: int, algorithm: st
     w = np.asarray(w)
     if w.ndim != 2 or w.dtype.kind != "f":
         raise ConfigError(f"block-wise quantization takes a 2-D float weight, got {w.dtype} {w.shape}")
-    if not np.all(np.isfinite(w)):
+    if not all_finite(w):
         raise ConfigError("the weight holds NaN or infinity; it cannot be quantized")
     k = w.shape[k_axis]
     if k % block_size:
@@ -221,21 +223,42 @@ def quantize_blockwise(
     non-finite weights, or a block size that does not divide K.
     """
     w = _check(w, bits, block_size, k_axis, algorithm)
-    w_nk = (w.T if k_axis == 0 else w).astype(np.float32)
-    n, k = w_nk.shape
-    x = w_nk.reshape(-1, block_size)  # one row per block, column-major over blocks
-    scale, zero = _rtn_params(x, bits, symmetric)
-    if algorithm == "hqq":
-        scale, zero = _hqq(x, bits, symmetric, scale, zero)
-    codes = _codes(x, scale, zero, bits)
+    n, k = (w.shape[1], w.shape[0]) if k_axis == 0 else w.shape
+    n_blocks = k // block_size
+    codes = np.empty((n, n_blocks, block_size), dtype=np.uint8)
+    scales = np.empty((n, n_blocks), dtype=np.float32)
+    zero_points = np.empty((n, n_blocks), dtype=np.uint8)
+    # output channels a chunk at a time (each block is solved on its own): temporaries stay small
+    for rows in row_slices(n, k * 4):
+        part = (w[:, rows].T if k_axis == 0 else w[rows]).astype(np.float32)
+        x = part.reshape(-1, block_size)  # one row per block, column-major over blocks
+        scale, zero = _rtn_params(x, bits, symmetric)
+        if algorithm == "hqq":
+            scale, zero = _hqq(x, bits, symmetric, scale, zero)
+        count = rows.stop - rows.start
+        codes[rows] = _codes(x, scale, zero, bits).reshape(count, n_blocks, block_size)
+        scales[rows] = scale.reshape(count, n_blocks)
+        zero_points[rows] = zero.reshape(count, n_blocks)
     return BlockQuant(
-        codes=codes.reshape(n, k // block_size, block_size),
-        scales=scale.reshape(n, k // block_size).astype(np.float32),
-        zero_points=zero.reshape(n, k // block_size).astype(np.uint8),
-        bits=bits,
-        block_size=block_size,
-        symmetric=symmetric,
+        codes=codes, scales=scales, zero_points=zero_points, bits=bits, block_size=block_size, symmetric=symmetric,
     )
+
+
+def blockwise_sqnr(w: np.ndarray, bq: BlockQuant, k_axis: int = 0) -> float:
+    """:func:`reconstruction_sqnr` of ``w`` against ``bq`` (quantized from it along ``k_axis``),
+    dequantized a chunk of output channels at a time (no float copy of the whole weight)."""
+    signal = noise = 0.0
+    for rows in row_slices(bq.n, bq.k * 8):
+        part = np.asarray(w[:, rows].T if k_axis == 0 else w[rows], dtype=np.float64)
+        centered = bq.codes[rows].astype(np.float32) - bq.zero_points[rows, :, None].astype(np.float32)
+        w_hat = (centered * bq.scales[rows, :, None]).reshape(part.shape)
+        noise += float(np.sum(np.square(part - w_hat.astype(np.float64))))
+        signal += float(np.sum(np.square(part)))
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return 10.0 * float(np.log10(signal / noise))
 
 
 def dequantize_blockwise(bq: BlockQuant, k_axis: int = 0) -> np.ndarray:
@@ -276,8 +299,10 @@ def _rtn_params(x: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, 
 
 
 def _codes(x: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: int) -> np.ndarray:
-    q = np.round(x / scale) + zero
-    return np.clip(q, 0, (1 << bits) - 1).astype(np.uint8)
+    q = x / scale
+    np.round(q, out=q)
+    q += zero
+    return np.clip(q, 0, (1 << bits) - 1, out=q).astype(np.uint8)
 
 
 def _sq_error(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:

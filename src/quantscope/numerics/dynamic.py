@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from quantscope.errors import ConfigError
-from quantscope.numerics.affine import MIN_SCALE, QParams, quantize, weight_qparams
+from quantscope.numerics.affine import MIN_SCALE, QParams, abs_max, quantize, weight_qparams
 
 __all__ = [
     "U8S8_SAFE_MAGNITUDE",
@@ -42,12 +42,7 @@ def u8s8_safe_weight_qparams(w: np.ndarray, axis: int | None) -> QParams:
     (zero point 0, one scale per index along ``axis``, scale 1.0 for an all-zero channel).
     """
     full = weight_qparams(w, axis, bits=8)  # validates; its scale is absmax / 127
-    arr = np.abs(np.asarray(w, dtype=np.float64))
-    if full.axis is None:
-        absmax = np.asarray(np.max(arr, initial=0.0))
-    else:
-        others = tuple(i for i in range(arr.ndim) if i != full.axis)
-        absmax = np.max(arr, axis=others, initial=0.0)
+    absmax = abs_max(np.asarray(w), full.axis)
     scale = np.where(absmax == 0.0, 1.0, np.maximum(absmax / U8S8_SAFE_MAGNITUDE, MIN_SCALE))
     return QParams(scale=scale.astype(np.float32), zero_point=full.zero_point, dtype=full.dtype, axis=full.axis)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quantscope.numerics.chunks import row_slices
+
 __all__ = ["FLOAT16_MAX", "FLOAT16_TINY", "HalfConversion", "to_float16"]
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
@@ -31,7 +33,24 @@ class HalfConversion:
 
 
 def to_float16(array: np.ndarray) -> HalfConversion:
-    """Round ``array`` (float32) to float16, clamping out-of-range finite values (a new array)."""
+    """Round ``array`` (float32) to float16, clamping out-of-range finite values (a new array).
+
+    A large array is converted a chunk at a time (:mod:`quantscope.numerics.chunks`).
+    """
+    source = np.asarray(array)
+    half = np.empty(source.shape, dtype=np.float16)
+    flat_in, flat_out = source.reshape(-1), half.reshape(-1)
+    large = tiny = 0
+    error = 0.0
+    for part in row_slices(flat_in.size, source.dtype.itemsize):
+        piece = _half(flat_in[part])
+        flat_out[part] = piece.array
+        large, tiny = large + piece.clamped_large, tiny + piece.raised_tiny
+        error = max(error, piece.max_abs_error)
+    return HalfConversion(array=half, clamped_large=large, raised_tiny=tiny, max_abs_error=error)
+
+
+def _half(array: np.ndarray) -> HalfConversion:
     x = np.asarray(array, dtype=np.float32)
     finite = np.isfinite(x)
     mag = np.abs(x)

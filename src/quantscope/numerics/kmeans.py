@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from quantscope.errors import ConfigError
+from quantscope.numerics.chunks import row_slices
 from quantscope.numerics.lowbit import CodedTensor
 from quantscope.numerics.packing import check_bits
 
@@ -64,18 +65,19 @@ def kmeans1d(x: np.ndarray, k: int, *, iterations: int = 25, seed: Seed = 0) -> 
         raise ConfigError(f"k must be >= 1, got {k}")
     if iterations < 1:
         raise ConfigError(f"iterations must be >= 1, got {iterations}")
-    xs = np.sort(np.asarray(x, dtype=np.float64).reshape(-1))
+    xs = np.array(x, dtype=np.float64).reshape(-1)  # a copy, sorted in place
+    xs.sort()
     if xs.size == 0:
         raise ConfigError("cannot cluster an empty array")
     if not np.isfinite(xs[0]) or not np.isfinite(xs[-1]):
         raise ConfigError("cannot cluster values that include NaN or infinity")
-    distinct = xs[np.concatenate([[True], xs[1:] != xs[:-1]])]
-    if distinct.size <= k:
-        return _pad(distinct, k)
+    if int(np.count_nonzero(xs[1:] != xs[:-1])) + 1 <= k:
+        return _pad(xs[np.concatenate([[True], xs[1:] != xs[:-1]])], k)
     rng = np.random.default_rng(seed)
     sample = xs if xs.size <= INIT_SAMPLE else rng.choice(xs, size=INIT_SAMPLE, replace=False)
     c = _pad(_kmeans_pp(sample, k, rng), k)
-    prefix = np.concatenate([[0.0], np.cumsum(xs)])
+    prefix = np.zeros(xs.size + 1, dtype=np.float64)
+    np.cumsum(xs, out=prefix[1:])
     previous: np.ndarray | None = None
     for _ in range(iterations):
         bounds = (c[:-1] + c[1:]) / 2.0
@@ -102,7 +104,10 @@ def cluster_weights(
     w = np.asarray(w, dtype=np.float32)
     if axis is None:
         book = kmeans1d(w, k, iterations=iterations, seed=seed).astype(np.float32)
-        codes = assign(w, book).astype(np.uint8)
+        codes = np.empty(w.shape, dtype=np.uint8)
+        flat_codes, flat_w = codes.reshape(-1), w.reshape(-1)
+        for part in row_slices(flat_w.size, 8):  # a chunk at a time: no int64 indices of the tensor's size
+            flat_codes[part] = assign(flat_w[part], book)
         return CodedTensor(codes=codes, codebook=book, axis=None, bits=bits)
     axis = axis % w.ndim
     moved = np.moveaxis(w, axis, 0)

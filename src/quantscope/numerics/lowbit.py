@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantscope.errors import ConfigError
+from quantscope.numerics.chunks import row_slices
 from quantscope.numerics.packing import check_bits
 
 __all__ = ["CodedTensor", "binarize", "reconstruction_error", "ternarize"]
@@ -121,9 +122,14 @@ class CodedTensor:
 
 def reconstruction_error(w: np.ndarray, approx: np.ndarray) -> dict[str, float | None]:
     """Relative Frobenius error ``||w - approx|| / ||w||`` and SQNR in dB (None when exact)."""
-    w64 = np.asarray(w, dtype=np.float64)
-    err = float(np.linalg.norm(w64 - np.asarray(approx, dtype=np.float64)))
-    norm = float(np.linalg.norm(w64))
+    flat_w, flat_a = np.asarray(w).reshape(-1), np.asarray(approx).reshape(-1)
+    err2 = norm2 = 0.0
+    for part in row_slices(flat_w.size, 8):  # a chunk at a time: no float64 copies of the tensor
+        w64 = flat_w[part].astype(np.float64)
+        diff = w64 - flat_a[part].astype(np.float64)
+        err2 += float(diff.dot(diff))
+        norm2 += float(w64.dot(w64))
+    err, norm = math.sqrt(err2), math.sqrt(norm2)
     rel = err / norm if norm > 0 else (0.0 if err == 0 else math.inf)
     sqnr = None if err == 0 or norm == 0 else 20.0 * math.log10(norm / err)
     return {"rel_error": rel, "sqnr_db": sqnr}

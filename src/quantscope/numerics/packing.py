@@ -20,6 +20,9 @@ from quantscope.errors import ConfigError
 __all__ = ["check_bits", "pack_bits", "packed_size", "unpack_bits"]
 
 
+_PACK_CODES = 8 * 2**20  # codes packed at a time (a multiple of 8)
+
+
 def check_bits(bits: int) -> int:
     if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 1 <= bits <= 8:
         raise ConfigError(f"bits={bits!r} is not valid; codes are packed with 1 to 8 bits")
@@ -45,11 +48,19 @@ def pack_bits(codes: np.ndarray, bits: int) -> np.ndarray:
             f"codes must lie in [0, {(1 << bits) - 1}] for {bits}-bit packing, "
             f"got [{flat.min()}, {flat.max()}]"
         )
-    flat = flat.astype(np.uint8)
     if bits == 8:
-        return flat.copy()
-    stream = (flat[:, None] >> np.arange(bits, dtype=np.uint8)) & np.uint8(1)
-    return np.packbits(stream.reshape(-1), bitorder="little")
+        return flat.astype(np.uint8)  # a copy
+    out = np.empty(packed_size(flat.size, bits), dtype=np.uint8)
+    shifts = np.arange(bits, dtype=np.uint8)
+    # a whole number of bytes at a time (8 codes take ``bits`` bytes): the bit stream stays small
+    step = _PACK_CODES
+    for start in range(0, flat.size, step):
+        part = flat[start:start + step].astype(np.uint8)
+        stream = (part[:, None] >> shifts) & np.uint8(1)
+        first = start * bits // 8
+        packed = np.packbits(stream.reshape(-1), bitorder="little")
+        out[first:first + packed.size] = packed
+    return out
 
 
 def unpack_bits(packed: np.ndarray, bits: int, n: int) -> np.ndarray:

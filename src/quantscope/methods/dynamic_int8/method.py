@@ -48,7 +48,7 @@ from quantscope.graph.sentinels import sentinel_tensors
 from quantscope.io import Model
 from quantscope.methods import register
 from quantscope.methods._recurrent import float_arithmetic, is_recurrent, rows
-from quantscope.methods._weights import WeightSite, weight_sites
+from quantscope.methods._weights import WeightSite, release, weight_sites
 from quantscope.methods.base import Decisions, Method, Subgraphs, nothing_found, select
 from quantscope.methods.dynamic_int8.writer import (
     MS_DOMAIN,
@@ -337,6 +337,7 @@ class DynamicInt8Method(Method):
             w = rows(w) if is_recurrent(node) else w
             qp = u8s8_safe_weight_qparams(w, wq.axis) if wq.bits == 7 else weight_qparams(w, wq.axis, bits=8)
             payload[key] = (quantize(w, qp), np.asarray(qp.scale, dtype=np.float32))
+            release(node.inputs[wq.input_index])
         return payload
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: Payload) -> None:

@@ -14,6 +14,24 @@ from quantscope.runtime import make_session
 from quantscope.signals import temp_dir
 
 ORT_CAST_PREFIX = "InsertedPrecisionFreeCast_"
+LARGE_WEIGHT_BYTES = 1 << 16
+"""Initializers of the main graph this large are graph inputs in the copy ONNX Runtime looks at:
+which kernels it picks depends on their types and shapes, not their values."""
+
+
+def _without_large_weights(model: ir.Model) -> ir.Model:
+    """A copy of ``model`` whose large main-graph initializers are graph inputs (no weights in memory twice)."""
+    view = model.clone()
+    graph = view.graph
+    for name, value in list(graph.initializers.items()):
+        tensor = value.const_value
+        if tensor is None or tensor.nbytes < LARGE_WEIGHT_BYTES:
+            continue
+        del graph.initializers[name]
+        value.const_value = None
+        if not value.is_graph_input():
+            graph.inputs.append(value)
+    return view
 
 
 def _proto_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
@@ -38,7 +56,7 @@ def ort_float32_nodes(converted: ir.Model, labels: set[str]) -> set[str]:
     }
     with temp_dir() as tmp:
         path = Path(tmp) / "optimized.onnx"
-        make_session(Model(ir=converted), optimization="none", optimized_model_path=str(path))
+        make_session(Model(ir=_without_large_weights(converted)), optimization="none", optimized_model_path=str(path))
         proto = onnx.load(str(path), load_external_data=False)
     found: set[str] = set()
     for node in _proto_nodes(proto.graph):

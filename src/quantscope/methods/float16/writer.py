@@ -14,7 +14,9 @@ from quantscope.graph.rewrite import cast
 from quantscope.io import Model
 from quantscope.methods.base import finalize
 from quantscope.methods.float16.schema import Switch, all_graphs, all_nodes, switches
+from quantscope.model_stream import release_pages
 from quantscope.numerics.half import to_float16
+from quantscope.spill import spill
 
 F32 = ir.DataType.FLOAT
 F16 = ir.DataType.FLOAT16
@@ -68,8 +70,9 @@ class Writer:
             tensor = value.const_value
             assert tensor is not None
             half = self.counts.add(tensor.numpy())
+            release_pages(tensor)  # a memory-mapped float32 source: its pages are not needed again
             if in_place:
-                value.const_value = ir.tensor(half, name=value.name)
+                value.const_value = build.stored(ir.tensor(half, name=value.name))
                 value.type = ir.TensorType(F16)
                 self._halves[value] = value
             else:
@@ -167,10 +170,11 @@ def convert(model: Model, config: Float16, labels: set[str]) -> tuple[ir.Model, 
     clone = model.ir.clone()
     writer = Writer(clone)
     switched: dict[ir.Node, Switch] = {}
-    if config.weights_only:
-        writer.weights_only(labels)
-    else:
-        switched = switches(all_nodes(clone.graph), labels, dict(clone.opset_imports))
-        writer.full(switched)
+    with build.storing(spill):  # a large float16 weight goes to a temporary file, not memory
+        if config.weights_only:
+            writer.weights_only(labels)
+        else:
+            switched = switches(all_nodes(clone.graph), labels, dict(clone.opset_imports))
+            writer.full(switched)
     finalize(clone, config)
     return clone, writer, switched

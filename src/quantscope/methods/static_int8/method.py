@@ -45,6 +45,7 @@ from quantscope.errors import UnsupportedModelError
 from quantscope.graph.queries import const_array, node_label, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
+from quantscope.methods._weights import release
 from quantscope.methods.base import Method, nothing_found, prepare_model, select
 from quantscope.methods.static_int8.latency import choose_regions
 from quantscope.methods.static_int8.planner import Planner, Point, observed_source
@@ -167,6 +168,7 @@ class StaticInt8Method(Method):
             assert w is not None
             wqp = weight_qparams(w, wq.axis, bits=8, reduce_range=wq.bits == 7)
             payload[weight_key(wq)] = (quantize(w, wqp), wqp)
+            release(nodes[wq.node].inputs[wq.input_index])
         return payload
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: QuantizedWeights) -> dict[str, str]:

@@ -54,7 +54,13 @@ from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.io import Model
 from quantscope.methods import register
 from quantscope.methods._recurrent import is_recurrent, rows
-from quantscope.methods._weights import WeightSite, decide_site, finite_groups, weight_sites
+from quantscope.methods._weights import (
+    WeightSite,
+    decide_site,
+    finite_groups,
+    release,
+    weight_sites,
+)
 from quantscope.methods.base import (
     Decisions,
     Method,
@@ -72,8 +78,8 @@ from quantscope.methods.weight_only.writer import (
 from quantscope.numerics.blockwise import (
     BLOCK_SIZES,
     BlockQuant,
+    blockwise_sqnr,
     quantize_blockwise,
-    reconstruction_sqnr,
     valid_block_sizes,
 )
 from quantscope.plan import QuantPlan, WeightQuant
@@ -179,11 +185,12 @@ class _WeightOnlyMethod(Method):
             else:  # recurrent weights: GPTQ has no input statistics for them, round to nearest
                 bq = _quantize(w, config, k_axis, "rtn" if config.algorithm == "gptq" else None, recurrent=recurrent)
             payload[(name, k_axis)] = bq
-            sqnr = reconstruction_sqnr(w, _dequantized(bq, k_axis))
+            sqnr = blockwise_sqnr(w, bq, k_axis)
             rtn_sqnr: float | None = None
             if config.algorithm == "hqq":
-                rtn_sqnr = reconstruction_sqnr(w, _dequantized(_quantize(w, config, k_axis, "rtn", recurrent=recurrent), k_axis))
+                rtn_sqnr = blockwise_sqnr(w, _quantize(w, config, k_axis, "rtn", recurrent=recurrent), k_axis)
                 gains.append(sqnr - rtn_sqnr)
+            release(group[0].value)
             scheme = (
                 f"{config.bits}-bit block-wise, {bq.block_size} values per block along "
                 f"K={bq.k}, {'symmetric' if config.symmetric else 'asymmetric'}, {config.algorithm}"
@@ -321,10 +328,6 @@ def _quantize(
         w, config.bits, block, symmetric=config.symmetric, k_axis=k_axis,
         algorithm=algorithm or config.algorithm,
     )
-
-
-def _dequantized(bq: BlockQuant, k_axis: int) -> np.ndarray:
-    return bq.dequantize() if k_axis == 0 else bq.dequantize().T
 
 
 def _array(node: ir.Node, index: int) -> np.ndarray:
