@@ -103,6 +103,14 @@ def tune_configs(methods: Sequence[str] | None = None, *, seed: int = 0) -> dict
     return sweep_configs(methods, seed=seed)
 
 
+def _for_objective(configs: dict[str, MethodConfig], objective: str) -> dict[str, MethodConfig]:
+    """Candidates that plan for tune's own objective: for ``size``, static-int8 writes every region int8
+    (no speed search: tune measures each candidate itself, and the choice stays deterministic)."""
+    wanted = "size" if objective == "size" else "speed"
+    return {name: dataclasses.replace(c, objective=wanted) if any(f.name == "objective" for f in dataclasses.fields(c))
+            else c for name, c in configs.items()}
+
+
 def tune(
     model: Model,
     calib: Dataset | None,
@@ -142,7 +150,7 @@ def tune(
         raise ConfigError(f"objective={objective!r}; choose 'size' or 'latency'")
     if isinstance(max_float_nodes, bool) or not isinstance(max_float_nodes, int) or max_float_nodes < 0:
         raise ConfigError(f"max_float_nodes={max_float_nodes!r} must be an integer >= 0")
-    configs = methods if isinstance(methods, dict) else tune_configs(methods, seed=seed)
+    configs = methods if isinstance(methods, dict) else _for_objective(tune_configs(methods, seed=seed), objective)
     opts = _options(options, objective, seed)
     if not isinstance(model, Model):
         raise ConfigError(f"tune() takes a quantscope Model (from quantscope.load), not {type(model).__name__}")
