@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quantscope.errors import ConfigError
+from quantscope.numerics import kmeans
 from quantscope.numerics.kmeans import INIT_SAMPLE, assign, cluster_weights, kmeans1d
 from quantscope.numerics.lowbit import CodedTensor, binarize, reconstruction_error, ternarize
 
@@ -156,3 +157,14 @@ def test_reconstruction_error_values() -> None:
     err = reconstruction_error(w, np.array([3.0, 3.5]))
     assert err["rel_error"] == pytest.approx(0.1)
     assert err["sqnr_db"] == pytest.approx(20.0)
+
+
+def test_the_lean_path_for_large_tensors_gives_the_same_codebook(monkeypatch) -> None:
+    # above LEAN_ABOVE values the sorted copy stays float32 and run sums replace the prefix array
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal(200_000) * rng.uniform(0.5, 2.0, 200_000)).astype(np.float32)
+    exact = kmeans1d(w, 16, seed=1)
+    monkeypatch.setattr(kmeans, "LEAN_ABOVE", 1000)
+    lean = kmeans1d(w, 16, seed=1)
+    np.testing.assert_allclose(lean, exact, rtol=0, atol=1e-12)
+    assert np.array_equal(lean.astype(np.float32), exact.astype(np.float32))

@@ -16,6 +16,8 @@ centroid. The same input, ``k``, iteration count and seed always give the same c
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from quantscope.errors import ConfigError
@@ -27,6 +29,11 @@ __all__ = ["INIT_SAMPLE", "assign", "cluster_weights", "kmeans1d"]
 
 INIT_SAMPLE = 1 << 16
 """Largest sample k-means++ initialisation looks at."""
+
+LEAN_ABOVE = 1 << 24
+"""Above this many float32 values the sorted copy stays float32 and each cluster's sum is taken over
+its run (float64 accumulator) instead of from a float64 prefix array: about one copy of the tensor
+instead of four."""
 
 Seed = int | tuple[int, ...]
 
@@ -65,7 +72,10 @@ def kmeans1d(x: np.ndarray, k: int, *, iterations: int = 25, seed: Seed = 0) -> 
         raise ConfigError(f"k must be >= 1, got {k}")
     if iterations < 1:
         raise ConfigError(f"iterations must be >= 1, got {iterations}")
-    xs = np.array(x, dtype=np.float64).reshape(-1)  # a copy, sorted in place
+    flat = np.asarray(x).reshape(-1)
+    lean = flat.size > LEAN_ABOVE and flat.dtype == np.float32
+    xs = np.array(flat, dtype=np.float32 if lean else np.float64)  # a copy, sorted in place
+    del flat
     xs.sort()
     if xs.size == 0:
         raise ConfigError("cannot cluster an empty array")
@@ -75,9 +85,11 @@ def kmeans1d(x: np.ndarray, k: int, *, iterations: int = 25, seed: Seed = 0) -> 
         return _pad(xs[np.concatenate([[True], xs[1:] != xs[:-1]])], k)
     rng = np.random.default_rng(seed)
     sample = xs if xs.size <= INIT_SAMPLE else rng.choice(xs, size=INIT_SAMPLE, replace=False)
-    c = _pad(_kmeans_pp(sample, k, rng), k)
-    prefix = np.zeros(xs.size + 1, dtype=np.float64)
-    np.cumsum(xs, out=prefix[1:])
+    c = _pad(_kmeans_pp(np.asarray(sample, dtype=np.float64), k, rng), k)
+    prefix = None
+    if not lean:
+        prefix = np.zeros(xs.size + 1, dtype=np.float64)
+        np.cumsum(xs, out=prefix[1:])
     previous: np.ndarray | None = None
     for _ in range(iterations):
         bounds = (c[:-1] + c[1:]) / 2.0
@@ -86,7 +98,10 @@ def kmeans1d(x: np.ndarray, k: int, *, iterations: int = 25, seed: Seed = 0) -> 
             break
         previous = cuts
         counts = np.diff(cuts)
-        sums = prefix[cuts[1:]] - prefix[cuts[:-1]]
+        if prefix is not None:
+            sums = prefix[cuts[1:]] - prefix[cuts[:-1]]
+        else:  # float64 accumulation in NumPy's buffered chunks: no float64 copy of the run
+            sums = np.array([np.sum(xs[a:b], dtype=np.float64) for a, b in pairwise(cuts)])
         # an empty cluster keeps its centroid (which stays between its neighbours: order holds)
         c = np.where(counts > 0, sums / np.maximum(counts, 1), c)
     return c
