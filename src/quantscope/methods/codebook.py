@@ -39,7 +39,7 @@ from quantscope.methods._weights import (
 )
 from quantscope.methods.base import Method, Subgraphs, nothing_found, select
 from quantscope.numerics.kmeans import cluster_weights
-from quantscope.numerics.lowbit import CodedTensor, binarize, reconstruction_error, ternarize
+from quantscope.numerics.lowbit import CodedTensor, binarize, coded_error, ternarize
 from quantscope.numerics.packing import packed_size
 from quantscope.plan import QuantPlan, WeightQuant
 
@@ -116,7 +116,7 @@ class _CodebookMethod(Method):
         for (_, axis), group in groups.items():
             w = group[0].array
             coded = self._code(w, axis, config)
-            coded_weights.append(_Coded(tuple(group), axis, coded, reconstruction_error(w, coded.decode())))
+            coded_weights.append(_Coded(tuple(group), axis, coded, coded_error(w, coded)))
             release(group[0].value)
         weight_plans: list[WeightQuant] = []
         details: list[dict[str, object]] = []

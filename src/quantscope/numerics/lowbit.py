@@ -18,6 +18,7 @@ accuracy.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,10 +124,25 @@ class CodedTensor:
 def reconstruction_error(w: np.ndarray, approx: np.ndarray) -> dict[str, float | None]:
     """Relative Frobenius error ``||w - approx|| / ||w||`` and SQNR in dB (None when exact)."""
     flat_w, flat_a = np.asarray(w).reshape(-1), np.asarray(approx).reshape(-1)
+    # a chunk at a time: no float64 copies of the tensor
+    return _error((flat_w[part], flat_a[part]) for part in row_slices(flat_w.size, 8))
+
+
+def coded_error(w: np.ndarray, coded: CodedTensor) -> dict[str, float | None]:
+    """:func:`reconstruction_error` of ``w`` against ``coded.decode()``, decoding a chunk at a time."""
+    w = np.asarray(w)
+    if coded.axis is None:
+        flat_w, flat_c = w.reshape(-1), coded.codes.reshape(-1)
+        return _error((flat_w[part], coded.codebook[flat_c[part]]) for part in row_slices(flat_w.size, 8))
+    moved_w, moved_c = np.moveaxis(w, coded.axis, 0), np.moveaxis(coded.codes, coded.axis, 0)
+    return _error((moved_w[c], coded.codebook[c][moved_c[c]]) for c in range(moved_w.shape[0]))
+
+
+def _error(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float | None]:
     err2 = norm2 = 0.0
-    for part in row_slices(flat_w.size, 8):  # a chunk at a time: no float64 copies of the tensor
-        w64 = flat_w[part].astype(np.float64)
-        diff = w64 - flat_a[part].astype(np.float64)
+    for w_part, a_part in pairs:
+        w64 = np.asarray(w_part, dtype=np.float64).reshape(-1)
+        diff = w64 - np.asarray(a_part, dtype=np.float64).reshape(-1)
         err2 += float(diff.dot(diff))
         norm2 += float(w64.dot(w64))
     err, norm = math.sqrt(err2), math.sqrt(norm2)
