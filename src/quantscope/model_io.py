@@ -129,6 +129,13 @@ def tensor_bytes(model: ir.Model) -> int:
     return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
 
 
+def float_bytes(model: ir.Model) -> int:
+    """What the initializers may take once ONNX Runtime folds them: at least 4 bytes an element
+    (a codebook Gather, a Cast or a low-bit weight becomes a float32 constant), read from headers."""
+    return sum(max(v.const_value.nbytes, 4 * int(np.prod(v.const_value.shape.numpy(), dtype=np.int64)))
+               for v in model.graph.initializers.values() if v.const_value is not None)
+
+
 def _spec(value: ir.Value) -> TensorSpec:
     dtype = np.dtype(value.dtype.numpy()) if value.dtype is not None else np.dtype(np.float32)
     shape = None

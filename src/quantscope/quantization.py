@@ -29,9 +29,9 @@ from quantscope.model_io import (
     Model,
     check_output_path,
     fingerprint_file,
+    float_bytes,
     out_data_name,
     write_staged,
-    written_bytes,
 )
 from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session
@@ -87,7 +87,7 @@ class QuantizedModel:
         out = check_output_path(path, *sources, siblings=[side, out_data_name(path)])
         with Transaction(out.parent) as transaction:
             staged = write_staged(self.model, transaction, out.name, value_info=False)
-            if written_bytes(staged) <= IN_PROCESS_CHECK_BYTES:  # larger: loaded by quantize's child check
+            if float_bytes(self.model.ir) <= IN_PROCESS_CHECK_BYTES:  # larger once folded: quantize's child check
                 make_session(staged, optimization="basic")
             if sidecar:
                 text = json.dumps(self.sidecar(fingerprint_file(staged)), indent=2)

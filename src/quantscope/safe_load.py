@@ -22,7 +22,7 @@ from quantscope.errors import RuntimeCrashError
 from quantscope.graph.queries import node_label
 from quantscope.loadcheck import check_loads
 from quantscope.methods.base import Method
-from quantscope.model_io import IN_PROCESS_CHECK_BYTES, Model, tensor_bytes
+from quantscope.model_io import IN_PROCESS_CHECK_BYTES, Model, float_bytes
 from quantscope.plan import QuantPlan
 from quantscope.runtime import make_session
 
@@ -34,7 +34,7 @@ def check_in_process(model: Model) -> None:
     is reported with the runtime's own message. A large one is not: a session here would hold
     another copy of every weight; :func:`loading_or_avoided` loads it in a child process
     (:func:`~quantscope.loadcheck.check_loads`, whose memory is its own), refusals included."""
-    if tensor_bytes(model.ir) <= IN_PROCESS_CHECK_BYTES:
+    if float_bytes(model.ir) <= IN_PROCESS_CHECK_BYTES:  # what the session may hold once it folds weights
         make_session(model, optimization="basic")
     else:
         logger.debug("%s: large model, loaded by ONNX Runtime in the load check's child only", model)

@@ -60,6 +60,23 @@ def _kmeans_pp(sample: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     return np.sort(np.asarray(centers, dtype=np.float64))
 
 
+def _distinct(xs: np.ndarray) -> int:
+    """How many distinct values the sorted ``xs`` holds (a chunk at a time: no mask of its size)."""
+    changes = 0
+    for part in row_slices(max(xs.size - 1, 0), xs.itemsize):
+        changes += int(np.count_nonzero(xs[part.start + 1 : part.stop + 1] != xs[part]))
+    return changes + 1
+
+
+def _below(bounds: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``bounds`` as the largest values of ``dtype`` not above them: searching an array of that dtype
+    gives the same positions as the exact bounds, and NumPy makes no float64 copy of the array."""
+    if dtype == np.float64:
+        return bounds
+    low = bounds.astype(dtype)
+    return np.where(low > bounds, np.nextafter(low, dtype.type(-np.inf)), low)
+
+
 def _pad(centroids: np.ndarray, k: int) -> np.ndarray:
     if centroids.size >= k:
         return centroids
@@ -81,7 +98,7 @@ def kmeans1d(x: np.ndarray, k: int, *, iterations: int = 25, seed: Seed = 0) -> 
         raise ConfigError("cannot cluster an empty array")
     if not np.isfinite(xs[0]) or not np.isfinite(xs[-1]):
         raise ConfigError("cannot cluster values that include NaN or infinity")
-    if int(np.count_nonzero(xs[1:] != xs[:-1])) + 1 <= k:
+    if _distinct(xs) <= k:
         return _pad(xs[np.concatenate([[True], xs[1:] != xs[:-1]])], k)
     rng = np.random.default_rng(seed)
     sample = xs if xs.size <= INIT_SAMPLE else rng.choice(xs, size=INIT_SAMPLE, replace=False)
@@ -93,7 +110,7 @@ def kmeans1d(x: np.ndarray, k: int, *, iterations: int = 25, seed: Seed = 0) -> 
     previous: np.ndarray | None = None
     for _ in range(iterations):
         bounds = (c[:-1] + c[1:]) / 2.0
-        cuts = np.concatenate([[0], np.searchsorted(xs, bounds, side="right"), [xs.size]])
+        cuts = np.concatenate([[0], np.searchsorted(xs, _below(bounds, xs.dtype), side="right"), [xs.size]])
         if previous is not None and np.array_equal(cuts, previous):
             break
         previous = cuts
