@@ -47,9 +47,10 @@ def run_job(spec: dict[str, Any], *, mem_limit_mb: float, timeout_s: float) -> J
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+        log = (Path(tmp) / "stderr.txt").open("w+")  # a file, not a pipe: a chatty tool must not block on a full pipe
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.worker", str(spec_path), str(result_path)],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
         )
         watched = psutil.Process(proc.pid)
         started = time.perf_counter()
@@ -72,7 +73,9 @@ def run_job(spec: dict[str, Any], *, mem_limit_mb: float, timeout_s: float) -> J
                 proc.wait()
                 break
             time.sleep(0.05)
-        stderr = proc.stderr.read() if proc.stderr else ""
+        log.seek(0)
+        stderr = log.read()
+        log.close()
         if killed:
             limit = f"> {mem_limit_mb / 1024:.1f} GB RSS" if killed == "out of memory" else f"> {timeout_s:.0f} s"
             return JobResult(status=killed, peak_rss_mb=peak, error=f"killed: {limit}")
