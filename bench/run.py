@@ -173,6 +173,9 @@ def bench_model(bm: BenchModel, args: argparse.Namespace) -> dict[str, Any]:
         for cal in args.calibrations:
             jobs.append(_job("quantscope", f"static-{cal}", bm.path, folder / f"quantscope-static-{cal}-{n}.onnx",
                              bm.calib_dirs[n], n))
+        if bm.transformer:  # weight-int4 with GPTQ + AWQ (MatMul weights: transformers)
+            jobs.append(_job("quantscope", "int4-gptq-awq", bm.path, folder / f"quantscope-int4-gptq-awq-{n}.onnx",
+                             bm.calib_dirs[n], n))
         if peer == "tflite":
             jobs.append({**_job("tflite", "int8", bm.path, folder / f"tflite-{n}.int8.tflite", bm.calib_dirs[n], n),
                          "keras": str(bm.keras_path)})

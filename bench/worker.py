@@ -56,6 +56,8 @@ def _quantscope_config(variant: str, n: int) -> Any:
     if variant.startswith("static-"):
         cal = variant.removeprefix("static-")
         return c.StaticInt8(calibration=cal, num_samples=n, batch_size=batch_for(n))
+    if variant == "int4-gptq-awq":  # the accuracy-recovering weight-int4: GPTQ rounding, AWQ scales, from calibration
+        return c.WeightInt4(block_size=32, algorithm="gptq", awq=True, num_samples=n, batch_size=batch_for(n))
     classes = {"dynamic": "DynamicInt8", "int4": "WeightInt4", "float16": "Float16"}
     cls = getattr(c, classes[variant], None)
     if cls is None:
