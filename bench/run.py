@@ -170,7 +170,7 @@ def bench_model(bm: BenchModel, args: argparse.Namespace) -> dict[str, Any]:
 
     jobs: list[dict[str, Any]] = []
     for n in args.calib_sizes:
-        for cal in args.calibrations:
+        for cal in ("auto", *args.calibrations):  # auto: quantscope's default (no peer has it)
             jobs.append(_job("quantscope", f"static-{cal}", bm.path, folder / f"quantscope-static-{cal}-{n}.onnx",
                              bm.calib_dirs[n], n))
         if bm.transformer:  # weight-int4 with GPTQ + AWQ (MatMul weights: transformers)
