@@ -37,19 +37,47 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+def interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The signal behind ``exc``, if one is: a ``KeyboardInterrupt`` in its chain, or a signal received
+    since :func:`install` (one that arrives while a C extension initialises comes out as that
+    module's ``ImportError: initialization failed``)."""
+    seen: BaseException | None = exc
+    for _ in range(32):
+        if seen is None:
+            break
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if _received:
+        return Terminated(_received[-1]) if _received[-1] == signal.SIGTERM else KeyboardInterrupt()
+    return None
+
+
 def exit_code(exc: KeyboardInterrupt) -> int:
     """128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM."""
     return 128 + getattr(exc, "signum", signal.SIGINT)
 
 
+_received: list[int] = []  # signals that arrived since install(), in order
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
     raise Terminated(signum)
 
 
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
 def install() -> None:
-    """SIGTERM raises :class:`Terminated`; registered temporary folders are removed at exit."""
+    """SIGTERM raises :class:`Terminated`, SIGINT ``KeyboardInterrupt`` (both remembered, see
+    :func:`interruption`); registered temporary folders are removed at exit."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _raise_interrupt)
     atexit.unregister(cleanup)  # once, however often the command line is invoked in one process
     atexit.register(cleanup)
 

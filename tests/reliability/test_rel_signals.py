@@ -156,3 +156,40 @@ def test_sigterm_during_analyze_leaves_no_temp_folders(tmp_path: Path, workload)
     assert proc.returncode in (0, 143), err
     assert_no_traceback(err)
     assert list(tmpdir.glob("quantscope-*")) == []  # (ONNX Runtime's own .ses file is not ours)
+
+
+def test_a_signal_that_surfaces_as_an_import_error_is_still_an_interruption(monkeypatch) -> None:
+    # Ctrl-C while a C extension initialises comes out as "ImportError: initialization failed"
+    from quantscope import signals
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as ctrl_c:
+            raise ImportError("initialization failed") from ctrl_c
+    except ImportError as exc:
+        found = signals.interruption(exc)
+    assert isinstance(found, KeyboardInterrupt) and signals.exit_code(found) == 130
+    monkeypatch.setattr(signals, "_received", [])
+    assert signals.interruption(ValueError("a bug")) is None  # a bug with no signal received stays a bug
+    monkeypatch.setattr(signals, "_received", [signal.SIGTERM])
+    assert signals.exit_code(signals.interruption(ValueError("after SIGTERM"))) == 143
+
+
+def test_cli_reports_an_import_error_caused_by_ctrl_c_as_interrupted(monkeypatch, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    import tinymodels
+    from quantscope import cli
+
+    def broken_import(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as ctrl_c:
+            raise ImportError("initialization failed") from ctrl_c
+
+    model = tinymodels.save(tinymodels.mlp(), tmp_path / "m.onnx")
+    monkeypatch.setattr("quantscope.inspection.inspect_model", broken_import)
+    result = CliRunner().invoke(cli.main, ["inspect", str(model)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted (Ctrl-C)" in result.output and "internal error" not in result.output

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.text import Text
@@ -28,6 +28,12 @@ from quantscope.errors import QuantscopeError
 from quantscope.textsafe import clean, markup
 
 __all__ = ["console", "err_console", "main", "progress_bar", "step_progress"]
+
+
+def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
+    what = "SIGTERM" if isinstance(exc, signals.Terminated) else "Ctrl-C"
+    err_console.print(f"interrupted ({what})", highlight=False)
+    sys.exit(signals.exit_code(exc))
 
 
 class _Group(click.Group):
@@ -46,10 +52,11 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (signals.install): cleaned up on the way out
-            what = "SIGTERM" if isinstance(exc, signals.Terminated) else "Ctrl-C"
-            err_console.print(f"interrupted ({what})", highlight=False)
-            sys.exit(signals.exit_code(exc))
+            _interrupted(exc)
         except Exception as exc:  # an internal error: show it plainly, exit 1
+            signalled = signals.interruption(exc)  # e.g. Ctrl-C while a C extension was being imported
+            if signalled is not None:
+                _interrupted(signalled)
             logging.getLogger("quantscope").debug("internal error", exc_info=True)
             err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {markup(str(exc), newlines=True)}", highlight=False)
             err_console.print("run with --verbose for the traceback, and please report it")
