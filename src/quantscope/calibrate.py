@@ -71,8 +71,11 @@ def collect(
     request: StatisticsRequest,
     *,
     progress: Progress | None = None,
+    transfers: bool = True,
 ) -> TensorStats:
     """Run ``model`` over ``dataset`` once and observe the tensors ``request`` names.
+
+    ``transfers=False`` leaves out auto's consumer transfers (a calibration shard: the merge makes them).
 
     ``dataset`` must already be bound to the model's inputs (:meth:`Dataset.bind`; the caller
     binds once). ``request.calibration`` says how many samples (a seeded subset), in what
@@ -131,7 +134,8 @@ def collect(
             )
     logger.info("calibrated %d tensors on %d samples (%s)", len(observers), done, calibration.method)
     stats = TensorStats(observers=observers, num_samples=done, skipped=skipped, calibration=calibration,
-                        input_shapes=input_shapes, transfers=consumer_transfers(model, calibration, observers))
+                        input_shapes=input_shapes,
+                        transfers=consumer_transfers(model, calibration, observers) if transfers else {})
     if not request.extra:
         return stats
     from quantscope.algorithms.activation_stats import ExtraStats, with_extra

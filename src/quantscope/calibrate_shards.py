@@ -73,7 +73,7 @@ def observe_shard(
         return None
     # ranges only: the algorithms' statistics are gathered once, where the shards are merged
     whole = dataclasses.replace(request, calibration=dataclasses.replace(calibration, num_samples=None), extra={})
-    stats = collect(loaded, shard, whole)
+    stats = collect(loaded, shard, whole, transfers=False)  # made once, from the merged ranges
     return _ShardStats(dict(stats.observers), stats.num_samples, dict(stats.skipped), dict(stats.input_shapes))
 
 
