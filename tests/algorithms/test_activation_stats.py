@@ -7,7 +7,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import quantscope as qs
-from quantscope.algorithms.activation_stats import extra_of, observe
+from quantscope.algorithms.activation_stats import FeatureStats, divided, extra_of, observe
 from quantscope.calibrate import collect
 from quantscope.config.calibration import Calibration, MinMax, StatisticsRequest
 
@@ -43,3 +43,14 @@ def test_extra_statistics_come_from_the_calibration_pass_and_equal_a_separate_pa
     np.testing.assert_allclose(together["x"].gram, rows.T @ rows, rtol=1e-5)  # against NumPy
     np.testing.assert_allclose(together["r"].absmax, alone["r"].absmax)
     assert stats.num_samples == 24 and stats.range("r")[0] >= 0.0  # the ranges are still there
+
+
+def test_sums_of_squares_are_the_diagonal_of_the_gram_and_scale_with_the_features() -> None:
+    rng = np.random.default_rng(3)
+    both = FeatureStats(("sumsq", "gram"))
+    for _ in range(4):
+        both.update((rng.normal(size=(5, 7, 6)) * np.arange(1, 7)).astype(np.float32))
+    assert both.sumsq is not None and both.gram is not None and both.rows == 4 * 5 * 7
+    np.testing.assert_allclose(both.sumsq, np.diag(both.gram), rtol=1e-5)
+    s = np.linspace(0.5, 3.0, 6)
+    np.testing.assert_allclose(divided(both, s).sumsq, both.sumsq / s**2, rtol=1e-12)

@@ -2,8 +2,9 @@
 
 A :class:`~quantscope.config.calibration.StatisticsRequest` may name, per tensor, extra kinds of
 statistic (:data:`~quantscope.config.calibration.STATISTIC_KINDS`): per-feature ``mean``,
-``absmax``, ``min`` and ``max`` over the last axis, the summed second moments ``gram = Σ xᵀx`` over rows (GPTQ's and
-AWQ's layer error), and ``channel_mean`` over axis 1 (a Conv's input channels).
+``absmax``, ``min``, ``max`` and ``sumsq`` (``Σ x²``, the diagonal of ``XᵀX``) over the last axis, the summed
+second moments ``gram = Σ xᵀx`` over rows (GPTQ's and AWQ's layer error), and ``channel_mean`` over axis 1
+(a Conv's input channels).
 :func:`quantscope.calibrate.collect` gathers them in the same pass as the ranges (one run of
 the model per batch); :func:`observe` gathers them alone, over the same seeded subset and
 batches, where ranges came from elsewhere (calibration shards on an executor).
@@ -44,25 +45,31 @@ class FeatureStats:
     min: np.ndarray | None = None
     max: np.ndarray | None = None
     gram: np.ndarray | None = None
+    sumsq: np.ndarray | None = None
     channel_sums: np.ndarray | None = None
     channel_count: int = 0
 
     def update(self, x: np.ndarray) -> None:
-        a = np.asarray(x, dtype=np.float64)
+        # the activation as it came (float32): no float64 copy of it; sums accumulate in float64
+        a = np.asarray(x)
+        if not np.issubdtype(a.dtype, np.floating):
+            a = a.astype(np.float64)
         if a.ndim == 0:
             return
         flat = a.reshape(-1, a.shape[-1])
         self.rows += flat.shape[0]
         self.ndim = max(self.ndim, a.ndim)
         if "mean" in self.kinds:
-            self.sums = _add(self.sums, flat.sum(axis=0))
+            self.sums = _add(self.sums, flat.sum(axis=0, dtype=np.float64))
         if flat.size and {"absmax", "min", "max"} & set(self.kinds):
-            lo, hi = flat.min(axis=0), flat.max(axis=0)
+            lo, hi = flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)  # exact in any float type
             self.min = lo if self.min is None else np.minimum(self.min, lo)
             self.max = hi if self.max is None else np.maximum(self.max, hi)
             self.absmax = np.maximum(np.abs(self.min), np.abs(self.max))
+        if "sumsq" in self.kinds:
+            self.sumsq = _add(self.sumsq, np.einsum("ij,ij->j", flat, flat, dtype=np.float64))
         if "gram" in self.kinds and flat.shape[1] <= MAX_GRAM_FEATURES:
-            rows32 = flat.astype(np.float32)  # float32 products (twice as fast), float64 running sum
+            rows32 = np.ascontiguousarray(flat, dtype=np.float32)  # float32 products (twice as fast), float64 running sum
             product = rows32.T @ rows32
             if self.gram is None:
                 self.gram = product.astype(np.float64)
@@ -70,7 +77,7 @@ class FeatureStats:
                 self.gram += product  # in place: no float64 temporary of the matrix's size
         if "channel_mean" in self.kinds and a.ndim >= 2:
             per_channel = np.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
-            self.channel_sums = _add(self.channel_sums, per_channel.sum(axis=0))
+            self.channel_sums = _add(self.channel_sums, per_channel.sum(axis=0, dtype=np.float64))
             self.channel_count += per_channel.shape[0]
 
     @property
@@ -89,6 +96,7 @@ def divided(stats: FeatureStats, s: np.ndarray) -> FeatureStats:
     for name in ("sums", "min", "max", "absmax"):
         value = getattr(stats, name)
         setattr(scaled, name, None if value is None else value * inverse)
+    scaled.sumsq = None if stats.sumsq is None else stats.sumsq * inverse * inverse
     scaled.gram = None if stats.gram is None else stats.gram * np.outer(inverse, inverse)
     return scaled
 

@@ -8,10 +8,13 @@ the weight's rows grow by the same factors (per output channel int8 absorbs that
 (their weights are concatenated to choose ``s``).
 
 ``α`` is searched per input tensor on an estimate of the layer output error from the
-calibration statistics: the weight rounding error ``tr(ΔWᵀ XᵀX ΔW)`` plus the activation
-rounding noise ``step²/12 · ‖diag(s) W‖²`` per row, where ``step`` is the per-tensor int8 step
-of the smoothed input (its range follows from the per-channel min/max). A tensor is smoothed
-only when the best ``α`` lowers that estimate, so layers without outliers are left alone.
+calibration statistics: the weight rounding error ``Σ_k E[x_k²] ‖ΔW_k‖²`` (``tr(ΔWᵀ XᵀX ΔW)``
+with the rounding errors of different input rows taken as uncorrelated, so only the diagonal
+of ``XᵀX`` enters: per-feature sums of squares, gathered at the cost of a min/max) plus the
+activation rounding noise ``step²/12 · ‖diag(s) W‖²`` per row, where ``step`` is the
+per-tensor int8 step of the smoothed input (its range follows from the per-channel min/max).
+A tensor is smoothed only when the best ``α`` lowers that estimate, so layers without outliers
+are left alone.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from quantscope.algorithms.activation_stats import ExtraStats, extra_of, layer_error, with_extra
+from quantscope.algorithms.activation_stats import ExtraStats, extra_of, with_extra
 from quantscope.calibrate import TensorStats
 from quantscope.graph.queries import attr_int, const_array, node_label
 from quantscope.io import Model
@@ -32,7 +35,7 @@ from quantscope.numerics.tensor_observer import TensorObserver
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("min", "max", "gram")
+KINDS = ("min", "max", "sumsq")
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MIN_GAIN = 10 ** -0.2
 """The best α must cut the estimated error by 2 dB or more. Smoothing brings every channel to its
@@ -81,14 +84,14 @@ def request(nodes: Iterable[ir.Node], kinds: tuple[str, ...] = KINDS) -> dict[st
     return {g.input: kinds for g in groups(nodes)}
 
 
-def estimated_error(w_kn: np.ndarray, gram: np.ndarray, rows: int, lo: np.ndarray, hi: np.ndarray,
+def estimated_error(w_kn: np.ndarray, sumsq: np.ndarray, rows: int, lo: np.ndarray, hi: np.ndarray,
                     s: np.ndarray, qmax: int = 127) -> float:
     """Estimated squared output error per row of the layer smoothed by ``s`` (see the module docstring)."""
     ws = w_kn.astype(np.float64) * s[:, None]
     scale = np.max(np.abs(ws), axis=0) / qmax
     scale[scale == 0] = 1.0
     dw = (np.rint(ws / scale) * scale - ws) / s[:, None]
-    weight_err = layer_error(dw, gram) / max(rows, 1)
+    weight_err = float(np.sum(np.asarray(sumsq, dtype=np.float64) @ (dw * dw))) / max(rows, 1)
     lo_s, hi_s = min(float(np.min(lo / s)), 0.0), max(float(np.max(hi / s)), 0.0)
     step = (hi_s - lo_s) / 255.0
     return weight_err + step * step / 12.0 * float(np.sum(ws * ws))
@@ -115,15 +118,15 @@ def choose(group: Group, extra: ExtraStats, alpha: float | None, tokens_only: bo
     0.002 of cosine.
     """
     stats = extra.get(group.input)
-    if stats is None or stats.gram is None or stats.min is None or stats.max is None:
+    if stats is None or stats.sumsq is None or stats.min is None or stats.max is None:
         return None
     if tokens_only and stats.ndim < 3:
         return None
     w_kn = np.concatenate([weight_kn(n) for n in group.nodes], axis=1)  # type: ignore[misc]
     absmax = np.maximum(np.abs(stats.min), np.abs(stats.max))
-    base = estimated_error(w_kn, stats.gram, stats.rows, stats.min, stats.max, np.ones(w_kn.shape[0]))
+    base = estimated_error(w_kn, stats.sumsq, stats.rows, stats.min, stats.max, np.ones(w_kn.shape[0]))
     tried = {a: scales(w_kn, absmax, a) for a in ((alpha,) if alpha is not None else ALPHAS)}
-    errors = {a: estimated_error(w_kn, stats.gram, stats.rows, stats.min, stats.max, s) for a, s in tried.items()}
+    errors = {a: estimated_error(w_kn, stats.sumsq, stats.rows, stats.min, stats.max, s) for a, s in tried.items()}
     best = min(errors, key=errors.__getitem__)
     if alpha is None and not errors[best] < MIN_GAIN * base:
         return None

@@ -223,7 +223,7 @@ class StatisticsRequest:
         object.__setattr__(self, "extra", extra)
 
 
-STATISTIC_KINDS = ("mean", "absmax", "min", "max", "gram", "channel_mean")
-"""Per-tensor statistics: ``mean``, ``absmax``, ``min`` and ``max`` per feature (the last axis,
-as a MatMul reads it), ``gram`` the sum of ``xᵀx`` over rows (GPTQ's Hessian up to a factor), ``channel_mean``
-per channel of axis 1 (as a Conv reads it)."""
+STATISTIC_KINDS = ("mean", "absmax", "min", "max", "sumsq", "gram", "channel_mean")
+"""Per-tensor statistics: ``mean``, ``absmax``, ``min``, ``max`` and ``sumsq`` (the sum of squares)
+per feature (the last axis, as a MatMul reads it), ``gram`` the sum of ``xᵀx`` over rows (GPTQ's Hessian
+up to a factor; features² numbers), ``channel_mean`` per channel of axis 1 (as a Conv reads it)."""

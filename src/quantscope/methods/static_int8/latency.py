@@ -32,6 +32,7 @@ from quantscope.calibrate import TensorStats
 from quantscope.config import StaticInt8
 from quantscope.errors import QuantscopeError
 from quantscope.io import Model
+from quantscope.methods.static_int8.memo import PlanMemo
 from quantscope.methods.static_int8.parts import Part, parts
 from quantscope.methods.static_int8.regions import INTEGER, Region, find_regions
 from quantscope.plan import QuantPlan
@@ -145,15 +146,17 @@ def _excluding(config: StaticInt8, labels: Sequence[str]) -> StaticInt8:
 class _Search:
     """One latency search: the method, its inputs, and the timer."""
 
-    def __init__(self, method: StaticInt8Method, model: Model, config: StaticInt8, stats: TensorStats | None, timer: Timer):
+    def __init__(self, method: StaticInt8Method, model: Model, config: StaticInt8, stats: TensorStats | None,
+                 plan: QuantPlan, timer: Timer):
         self.method, self.model, self.stats, self.timer = method, model, stats, timer
         self.quiet = dataclasses.replace(config, measure=False)
         self.found: list[Region] = []
-        self.ranges: dict[str, tuple[tuple[float, float], str, str]] = {}  # every variant plans over the same statistics
+        # every variant plans over the same model and statistics; the model carries the first plan's smoothing
+        self.memo = PlanMemo(smoothquant=list(plan.extra.get("smoothquant", [])))
 
     def variant(self, labels: Sequence[str]) -> tuple[QuantPlan, Model]:
         config = _excluding(self.quiet, labels) if labels else self.quiet
-        plan = self.method.plan(self.model, config, self.stats, range_memo=self.ranges)
+        plan = self.method.plan(self.model, config, self.stats, memo=self.memo)
         return plan, self.method.apply(self.model, config, plan)
 
     def regions(self, plan: QuantPlan, full: Model, whole: PairedLatency) -> tuple[list[dict[str, Any]], list[Region]]:
@@ -315,7 +318,7 @@ def choose_regions(
     feeds = synthetic_feeds(model, batch=config.target_batch, seed=config.seed,
                             shapes=stats.input_shapes if stats is not None else None)
     batch = _batch_of(model, feeds)
-    search = _Search(method, model, config, stats,
+    search = _Search(method, model, config, stats, plan,
                      timer or paired_timer(feeds, threads=config.target_threads, batch=batch, seed=config.seed))
     try:
         if timer is None and _fastest_call_ms(model, feeds, config.target_threads) < MIN_FLOAT_MS:

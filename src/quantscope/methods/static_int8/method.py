@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ from quantscope.methods import register
 from quantscope.methods._weights import release
 from quantscope.methods.base import Method, nothing_found, prepare_model, select
 from quantscope.methods.static_int8.latency import choose_regions
+from quantscope.methods.static_int8.memo import PlanMemo, RangeMemo
 from quantscope.methods.static_int8.planner import Planner, Point, observed_source
 from quantscope.methods.static_int8.writer import QuantizedWeights, weight_key, write
 from quantscope.numerics.affine import QParams, activation_qparams, quantize, weight_qparams
@@ -96,12 +97,14 @@ class StaticInt8Method(Method):
         return StatisticsRequest(tensors, config.as_calibration(), extra=extra)
 
     def plan(self, model: Model, config: MethodConfig, stats: TensorStats | None, *,
-             range_memo: dict[str, tuple[tuple[float, float], str, str]] | None = None) -> QuantPlan:
-        """The plan; ``range_memo`` keeps each tensor's chosen range between plans over the same
-        statistics (the latency search plans many variants, and choosing a range is the costly part)."""
+             memo: PlanMemo | None = None) -> QuantPlan:
+        """The plan; ``memo`` keeps what plans over the same model and statistics share (the latency
+        search plans many variants: ranges, SmoothQuant's scales and int8 weights are chosen once)."""
         assert isinstance(config, StaticInt8)
-        smoothed: list[dict[str, object]] = []
-        if config.smoothquant is not False and stats is not None:
+        smoothed: list[Mapping[str, Any]] = []
+        if memo is not None and memo.smoothquant is not None:
+            smoothed = memo.smoothquant  # the model already carries the rewrite, ``stats`` the smoothed inputs
+        elif config.smoothquant is not False and stats is not None:
             nodes = [s.node for s in _planner(model, config, None).weights]
             stats, smoothed = smoothquant.smooth(model, nodes, stats, config.smoothquant_alpha or None,
                                                  tokens_only=config.smoothquant is None)
@@ -110,7 +113,8 @@ class StaticInt8Method(Method):
         if not planner.decisions.any_quantized():
             raise nothing_found(config.method, decisions)
         ranges = RangeSelection.of(stats, config.as_calibration().method, (i.name for i in model.inputs)) if stats else None
-        activations = _activations(model, config, stats, _memoized(ranges, range_memo), planner.points)
+        activations = _activations(model, config, stats, _memoized(ranges, memo.ranges if memo else None),
+                                  planner.points)
         reduce_range = config.reduce_range
         notes = list(model.notes)
         if reduce_range is None:
@@ -144,7 +148,7 @@ class StaticInt8Method(Method):
                    **({"ranges": ranges.summary()} if ranges else {}),
                    **({"smoothquant": smoothed} if smoothed else {})},
         )
-        payload = self.compute(model, config, plan)
+        payload = self.compute(model, config, plan, memo=memo)
         if config.gptq:
             labels = nodes_by_label(model.ir.graph)
             bits = {weight_key(wq): wq.bits for wq in plan.weights}
@@ -156,19 +160,25 @@ class StaticInt8Method(Method):
             plan = dataclasses.replace(plan, extra={**plan.extra, "bias_correction": shifts})
         return choose_regions(self, model, config, stats, plan.with_payload(payload))
 
-    def compute(self, model: Model, config: MethodConfig, plan: QuantPlan) -> QuantizedWeights:
-        """The int8 weights of ``plan`` and their parameters."""
+    def compute(self, model: Model, config: MethodConfig, plan: QuantPlan, *, memo: PlanMemo | None = None) -> QuantizedWeights:
+        """The int8 weights of ``plan`` and their parameters (from ``memo`` where it has them)."""
         smoothquant.rewrite(model.ir.graph, plan.extra.get("smoothquant", []))  # a plan read from a sidecar
         if plan.payload is None and plan.extra.get("gptq_gain_db"):
             raise UnsupportedModelError("GPTQ-rounded weights need calibration data; quantize the model again")
         nodes = nodes_by_label(model.ir.graph)
         payload: QuantizedWeights = {}
         for wq in plan.weights:
-            w = const_array(nodes[wq.node].inputs[wq.input_index])
-            assert w is not None
-            wqp = weight_qparams(w, wq.axis, bits=8, reduce_range=wq.bits == 7)
-            payload[weight_key(wq)] = (quantize(w, wqp), wqp)
-            release(nodes[wq.node].inputs[wq.input_index])
+            value = nodes[wq.node].inputs[wq.input_index]
+
+            def quantized(value: ir.Value | None = value, wq: WeightQuant = wq) -> tuple[np.ndarray, QParams]:
+                w = const_array(value)
+                assert w is not None
+                wqp = weight_qparams(w, wq.axis, bits=8, reduce_range=wq.bits == 7)
+                codes = quantize(w, wqp)
+                release(value)
+                return codes, wqp
+            key = (wq.node, wq.input_index, wq.axis, wq.bits)
+            payload[weight_key(wq)] = memo.weight(key, quantized) if memo is not None else quantized()
         return payload
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: QuantizedWeights) -> dict[str, str]:
@@ -181,7 +191,7 @@ class StaticInt8Method(Method):
 RangeOf = Callable[[str], tuple[tuple[float, float], str]]
 
 
-def _memoized(ranges: RangeSelection | None, memo: dict[str, tuple[tuple[float, float], str, str]] | None) -> RangeOf | None:
+def _memoized(ranges: RangeSelection | None, memo: RangeMemo | None) -> RangeOf | None:
     """``ranges.range``, answered from ``memo`` where it already knows the tensor (its rule recorded too)."""
     if ranges is None or memo is None:
         return ranges.range if ranges is not None else None
