@@ -184,3 +184,35 @@ def test_real_measurement_on_the_digits_cnn_keeps_its_invariants(tmp_path: Path)
                                            str(EXAMPLES / "digits_calib.npz"), "-o", str(out), "--no-measure"])
     assert result.exit_code == 0, result.output
     assert "speed against float: not measured (--no-measure)" in " ".join(result.output.split())
+
+
+def test_variants_share_the_first_plans_smoothing_and_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search plans variants of a model the first plan already smoothed: they keep its SmoothQuant
+    records (no second smoothing of the smoothed inputs) and quantize each weight once."""
+    import tinymodels
+    from quantscope.methods.static_int8 import latency
+    from quantscope.methods.static_int8 import method as static_method
+
+    model = qs.Model.from_proto(tinymodels.attention_block())
+    x = np.random.default_rng(2).standard_normal((16, 16, 32)).astype(np.float32)
+    x[..., [3, 17]] *= 40.0  # outlier channels: SmoothQuant smooths the projections' shared input
+    data = {"x": x, "mask": np.ones((16, 16), np.float32)}
+    method = StaticInt8Method()
+    prepared = method.prepare(model, qs.StaticInt8(num_samples=16))
+    request = method.statistics(prepared, qs.StaticInt8(num_samples=16))
+    stats = collect(prepared, qs.Dataset.from_arrays(data).bind(prepared.inputs), request)
+    unsearched = method.plan(method.prepare(model, qs.StaticInt8()), qs.StaticInt8(num_samples=16, measure=False), stats)
+    assert unsearched.extra["smoothquant"]
+    # q_proj loses in int8, the others win: the search plans variants with parts kept float
+    timer = fake_timer({"q_proj": (1.0, 3.0), "k_proj": (1.0, 0.5), "v_proj": (1.0, 0.5), "out_proj": (1.0, 0.5)})
+    monkeypatch.setattr(latency, "paired_timer", lambda *a, **k: timer)
+    monkeypatch.setattr(latency, "_fastest_call_ms", lambda *a, **k: 1.0)
+    quantized: list[str] = []
+    original = static_method.weight_qparams
+    monkeypatch.setattr(static_method, "weight_qparams", lambda w, *a, **k: quantized.append("w") or original(w, *a, **k))
+    plan = method.plan(prepared, qs.StaticInt8(num_samples=16), stats)
+    assert plan.extra["latency"]["measured"] and any(d.action == "float" and d.node == "q_proj" for d in plan.decisions)
+    assert plan.extra["smoothquant"] == unsearched.extra["smoothquant"]
+    assert len(quantized) <= len(unsearched.weights)  # each weight once, however many variants were planned
+    written = method.apply(prepared, qs.StaticInt8(num_samples=16, measure=False), plan)
+    assert sum(n.name.startswith("smoothquant/") for n in written.ir.graph) == len(plan.extra["smoothquant"])

@@ -153,6 +153,8 @@ class _Search:
         self.found: list[Region] = []
         # every variant plans over the same model and statistics; the model carries the first plan's smoothing
         self.memo = PlanMemo(smoothquant=list(plan.extra.get("smoothquant", [])))
+        if plan.payload is not None and not config.gptq:  # the first plan's weights, as ``compute`` made them
+            self.memo.seed(plan.weights, plan.payload)
 
     def variant(self, labels: Sequence[str]) -> tuple[QuantPlan, Model]:
         config = _excluding(self.quiet, labels) if labels else self.quiet

@@ -8,16 +8,22 @@ A :class:`PlanMemo` keeps them, so a variant costs the planner's walk and the wr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from quantscope.methods.static_int8.writer import weight_key
 from quantscope.numerics.affine import QParams
+from quantscope.plan import WeightQuant
 
 RangeMemo = dict[str, tuple[tuple[float, float], str, str]]
 WeightKey = tuple[str, int, int | None, int]  # node, input index, axis, bits
+
+
+def key_of(wq: WeightQuant) -> WeightKey:
+    return (wq.node, wq.input_index, wq.axis, wq.bits)
 
 
 @dataclass
@@ -28,6 +34,12 @@ class PlanMemo:
     smoothquant: list[Mapping[str, Any]] | None = None
     """The first plan's SmoothQuant records; the model already carries their rewrite (None: not chosen yet)."""
     weights: dict[WeightKey, tuple[np.ndarray, QParams]] = field(default_factory=dict)
+
+    def seed(self, weights: Iterable[WeightQuant], payload: Mapping[str, tuple[np.ndarray, QParams]]) -> None:
+        """Known int8 weights (a plan's payload, keyed as the writer keys it)."""
+        for wq in weights:
+            if weight_key(wq) in payload:
+                self.weights[key_of(wq)] = payload[weight_key(wq)]
 
     def weight(self, key: WeightKey, compute: Callable[[], tuple[np.ndarray, QParams]]) -> tuple[np.ndarray, QParams]:
         """The int8 codes and parameters of one weight, computed once."""

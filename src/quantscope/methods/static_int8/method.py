@@ -48,7 +48,7 @@ from quantscope.methods import register
 from quantscope.methods._weights import release
 from quantscope.methods.base import Method, nothing_found, prepare_model, select
 from quantscope.methods.static_int8.latency import choose_regions
-from quantscope.methods.static_int8.memo import PlanMemo, RangeMemo
+from quantscope.methods.static_int8.memo import PlanMemo, RangeMemo, key_of
 from quantscope.methods.static_int8.planner import Planner, Point, observed_source
 from quantscope.methods.static_int8.writer import QuantizedWeights, weight_key, write
 from quantscope.numerics.affine import QParams, activation_qparams, quantize, weight_qparams
@@ -177,8 +177,7 @@ class StaticInt8Method(Method):
                 codes = quantize(w, wqp)
                 release(value)
                 return codes, wqp
-            key = (wq.node, wq.input_index, wq.axis, wq.bits)
-            payload[weight_key(wq)] = memo.weight(key, quantized) if memo is not None else quantized()
+            payload[weight_key(wq)] = memo.weight(key_of(wq), quantized) if memo is not None else quantized()
         return payload
 
     def write(self, clone: ir.Model, config: MethodConfig, plan: QuantPlan, payload: QuantizedWeights) -> dict[str, str]:
