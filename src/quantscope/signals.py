@@ -132,6 +132,18 @@ def cleanup() -> None:
         _remove(path)
 
 
+def lasting_temp_dir(prefix: str = "quantscope-") -> Path:
+    """A new folder in ``$TMPDIR`` that lives until the process ends: removed by :func:`cleanup` or
+    ``atexit``, and (its name owned like :func:`temp_dir`'s) by the next run after a SIGKILL."""
+    where = Path(tempfile.gettempdir())
+    leftovers.remove_stale(where)
+    with deferred():  # made and registered together: no folder escapes the registry
+        path = Path(tempfile.mkdtemp(prefix=leftovers.owned_prefix(prefix), dir=where))
+        _Registry.folders.add(path)
+    atexit.register(_remove, path)
+    return path
+
+
 @contextlib.contextmanager
 def temp_dir(prefix: str = "quantscope-", directory: str | os.PathLike[str] | None = None) -> Iterator[Path]:
     """A new folder (in ``directory``, else ``$TMPDIR``) removed when the block ends, however it ends.

@@ -10,7 +10,6 @@ The file is removed when the tensor is garbage collected; the folder on any exit
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 import onnx_ir as ir
 
 from quantscope.model_stream import raw_view
-from quantscope.signals import _Registry, _remove, deferred
+from quantscope.signals import lasting_temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +53,7 @@ class _Area:
 
 def _folder() -> Path:
     if _Area.folder is None or not _Area.folder.is_dir():
-        with deferred():  # made and registered together (removed by signals.cleanup too)
-            folder = Path(tempfile.mkdtemp(prefix="quantscope-spill-"))
-            _Registry.folders.add(folder)
-        atexit.register(_remove, folder)
-        _Area.folder = folder
+        _Area.folder = lasting_temp_dir("quantscope-spill-")
     return _Area.folder
 
 
