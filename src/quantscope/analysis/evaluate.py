@@ -67,6 +67,7 @@ class Latency:
     runs: int
     batch: int
     threads: int | None
+    fastest_ms: float | None = None  # what the machine does unloaded (a median moves with load)
 
 
 def measure_latency(
@@ -81,7 +82,7 @@ def measure_latency(
 def time_calls(
     call: Callable[[], object], *, batch: int, threads: int | None, warmup: int = 5, runs: int = 30
 ) -> Latency:
-    """Median and p90 wall time of ``call()`` in milliseconds, after ``warmup`` calls."""
+    """Median, p90 and fastest wall time of ``call()`` in milliseconds, after ``warmup`` calls."""
     for _ in range(warmup):
         call()
     times = []
@@ -93,7 +94,8 @@ def time_calls(
 
 
 def _latency(times: list[float], batch: int, threads: int | None) -> Latency:
-    return Latency(float(np.median(times)), float(np.percentile(times, 90)), len(times), batch, threads)
+    return Latency(float(np.median(times)), float(np.percentile(times, 90)), len(times), batch, threads,
+                   fastest_ms=float(np.min(times)))
 
 
 @dataclass(frozen=True)

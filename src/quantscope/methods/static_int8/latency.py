@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quantscope.analysis.evaluate import PairedLatency, time_paired
+from quantscope.analysis.evaluate import PairedLatency, time_calls, time_paired
 from quantscope.analysis.stats import speed_verdict
 from quantscope.calibrate import TensorStats
 from quantscope.config import StaticInt8
@@ -88,12 +88,9 @@ def synthetic_feeds(
 def _fastest_call_ms(model: Model, feeds: Mapping[str, np.ndarray], threads: int) -> float:
     """The fastest of a few calls of ``model``: what the machine does unloaded (a median moves with load)."""
     session = make_session(model, threads=threads)
-    times = []
-    for _ in range(25):
-        start = time.perf_counter()
-        run(session, feeds)
-        times.append((time.perf_counter() - start) * 1e3)
-    return min(times[5:])
+    fastest = time_calls(lambda: run(session, feeds), batch=1, threads=threads, warmup=5, runs=20).fastest_ms
+    assert fastest is not None
+    return fastest
 
 
 def _batch_of(model: Model, feeds: Mapping[str, np.ndarray]) -> int:
@@ -119,10 +116,7 @@ def paired_timer(feeds: Mapping[str, np.ndarray], *, threads: int, batch: int = 
         if held is None or held[0] is not reference:
             held = references[id(reference)] = (reference, make_session(reference, threads=threads))
         ref_session, session = held[1], make_session(variant, threads=threads)
-        start = time.perf_counter()
-        for _ in range(3):
-            run(ref_session, feeds)
-        per_call = (time.perf_counter() - start) / 3
+        per_call = time_calls(lambda: run(ref_session, feeds), batch=batch, threads=threads, warmup=0, runs=3).median_ms / 1e3
         # a fast model gets more rounds: a timing shorter than a scheduler slice is luck, not a measurement
         count = int(min(MAX_ROUNDS, max(rounds, TIMING_S / max(2 * per_call, 1e-6))))
         return time_paired(lambda: run(ref_session, feeds), lambda: run(session, feeds), batch=batch, threads=threads,
