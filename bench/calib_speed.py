@@ -3,8 +3,11 @@
 Each run is a fresh process; its wall time and peak RSS (``wait4``'s ``ru_maxrss``: the largest
 process of its tree) are recorded. Both tools read the same calibration ``.npz`` of N samples
 in batches of 20 and write a QDQ model calibrated with MinMax. Models: the digits CNN shipped in
-quantscope.examples and the PP-OCR direction classifier (tests/realmodels.py, cached under
-``$QUANTSCOPE_TEST_CACHE``). Usage::
+quantscope.examples, the PP-OCR direction classifier and all-MiniLM-L6-v2 (tests/realmodels.py,
+cached under ``$QUANTSCOPE_TEST_CACHE``). quantscope runs with its default options except
+``--no-measure``: the speed search times int8 against float, which is not calibration and which
+the peer does not do (``bench.run`` reports it separately). ORT quantizes every op it can,
+per channel (its calibration then observes every activation, as quantscope's does). Usage::
 
     python bench/calib_speed.py [--samples 100 1000] [--repeat 2] [--out bench/calib_speed.json]
 """
@@ -79,6 +82,23 @@ def ppocr_cls(n: int, work: Path) -> tuple[Path, Path]:
     return realmodels.ppocr_cls_model(realmodels.default_cache_dir()), path
 
 
+def minilm(n: int, work: Path) -> tuple[Path, Path]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT))
+    import realmodels
+    from bench.models import MINILM_SEQ, _sentences, minilm_texts
+
+    cache = realmodels.default_cache_dir()
+    path = work / f"minilm-{n}.npz"
+    pool = _sentences()[:-100]  # the bench's held-out sentences stay out
+    np.savez(path, **realmodels.minilm_dataset(minilm_texts(n, pool, seed=n), realmodels.minilm_tokenizer(cache),
+                                               seq_len=MINILM_SEQ))
+    return realmodels.minilm_model(cache), path
+
+
+MODELS = {"digits-cnn": digits, "ppocr-cls": ppocr_cls, "minilm": minilm}
+
+
 def bench(models: list[str], samples: list[int], repeat: int) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     python = sys.executable
@@ -86,11 +106,11 @@ def bench(models: list[str], samples: list[int], repeat: int) -> list[dict[str, 
         work = Path(tmp)
         for model_name in models:
             for n in samples:
-                model, calib = {"digits-cnn": digits, "ppocr-cls": ppocr_cls}[model_name](n, work)
+                model, calib = MODELS[model_name](n, work)
                 tools = {
                     "quantscope": [python, "-m", "quantscope.cli", "quantize", str(model), "-m", "static-int8",
                                    "--calib", str(calib), "--num-samples", str(n), "--batch-size", str(BATCH),
-                                   "--calibration", "minmax", "-o", str(work / "qs.onnx")],
+                                   "--calibration", "minmax", "--no-measure", "-o", str(work / "qs.onnx")],
                     "ort": [python, "-c", ORT_SCRIPT, str(model), str(calib), str(work / "ort.onnx"), str(BATCH)],
                 }
                 for _ in range(repeat):  # alternate the tools so machine load hits both alike
@@ -140,7 +160,7 @@ def calibration_only(models: list[str], samples: list[int]) -> str:
     with tempfile.TemporaryDirectory(prefix="calib-only-") as tmp:
         for model_name in models:
             for n in samples:
-                model, calib = {"digits-cnn": digits, "ppocr-cls": ppocr_cls}[model_name](n, Path(tmp))
+                model, calib = MODELS[model_name](n, Path(tmp))
                 secs = {}
                 for tool in ("quantscope", "ort"):
                     out = subprocess.run([sys.executable, "-c", CALIBRATION_ONLY, str(model), str(calib), tool,
@@ -168,7 +188,7 @@ def summary(rows: list[dict[str, object]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["digits-cnn", "ppocr-cls"])
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--samples", nargs="+", type=int, default=[100, 1000])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--out", type=Path)
