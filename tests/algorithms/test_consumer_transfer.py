@@ -67,7 +67,7 @@ def test_auto_calibration_judges_the_conv_output_at_its_consumers(tmp_path) -> N
     x = np.random.default_rng(1).normal(0, 1, (32, 3, 8, 8)).astype(np.float32)
     q = qs.quantize(model, qs.StaticInt8(measure=False), qs.Dataset.from_arrays({"x": x}))
     by_tensor = {a.tensor: a for a in q.plan.activations}
-    c1 = by_tensor["c1"]
+    c1 = by_tensor["m"]  # the Conv, with the scalar Mul folded in, computes (and is named) m
     assert c1.source.startswith("calibrated:auto/") and c1.source.endswith("(at consumers)")
     assert "(at consumers)" not in by_tensor["a"].source  # read by a Conv: judged by its own error
     minmax = qs.quantize(model, qs.StaticInt8(calibration="minmax", measure=False), qs.Dataset.from_arrays({"x": x}))

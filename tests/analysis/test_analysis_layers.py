@@ -65,3 +65,15 @@ def test_sensitivity_finds_the_damaged_layer(damaged) -> None:
                                 nodes=nodes, mode="all-but", samples=128, full=q.model)
     assert all_but[-1].node == "fc2" and all_but[-1].delta > 0.2  # keeping fc2 float repairs it
     assert np.isfinite([s.value for s in all_but]).all()
+
+
+def test_a_conv_with_a_folded_batchnorm_is_compared_with_what_it_computes() -> None:
+    """static-int8 folds BatchNorm into its Conv: the per-layer error compares the folded Conv's output
+    with the float BatchNorm's output, never with the float Conv's pre-BatchNorm output."""
+    import tinymodels
+
+    model = Model.from_proto(infer_shapes(tinymodels.conv_bn_relu(channels=4, size=8)))
+    x = np.random.default_rng(0).standard_normal((48, 3, 8, 8)).astype(np.float32)
+    q = qs.quantize(model, qs.StaticInt8(measure=False), qs.Dataset.from_arrays({"x": x[:32]}))
+    errors = layer_errors(model, q.model, qs.Dataset.from_arrays({"x": x[32:]}), plan=q.plan, samples=16)
+    assert errors and min(e.sqnr_db for e in errors) > 20.0  # one int8 layer: no tensor compared with another

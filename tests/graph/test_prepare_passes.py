@@ -107,6 +107,19 @@ def test_structure_of_each_fold() -> None:
     assert [(n.op_type, n.name) for n in gemm.graph.node] == [("Gemm", "fc")]  # keeps the MatMul's name
 
 
+def test_a_folded_conv_output_takes_the_name_of_what_it_now_computes() -> None:
+    """Per-layer comparisons match tensors by name: the folded Conv computes what the BatchNorm (or
+    the Mul/Add) computed, so its output carries that name; the pre-fold name is gone."""
+    proto = tm.conv_bn_relu(channels=4, size=8)
+    bn_out = next(n.output[0] for n in proto.graph.node if n.op_type == "BatchNormalization")
+    conv_out = next(n.output[0] for n in proto.graph.node if n.op_type == "Conv")
+    _, out = _apply(FoldBatchNormPass(), proto)
+    produced = {o for n in out.graph.node for o in n.output}
+    assert next(n for n in out.graph.node if n.op_type == "Conv").output[0] == bn_out and conv_out not in produced
+    _, affine = _apply(FoldChannelAffinePass(), _conv_affine())
+    assert affine.graph.node[0].output[0] == "a"  # the Add's output: scale and shift folded
+
+
 @pytest.mark.parametrize(("pass_cls", "build"), [
     (FoldBatchNormPass, tm.mlp),
     (FoldChannelAffinePass, lambda: _conv_affine(scale_shape=(1, 1, 1, 6))),  # varies along the width

@@ -48,11 +48,18 @@ def fold_into_conv(
     *, weight_name: str, bias_name: str,
 ) -> None:
     """Give ``conv`` new float32 weight and bias initializers (adding the bias input if missing)
-    that compute what ``folded`` computed on its output, and remove ``folded``."""
+    that compute what ``folded`` computed on its output, and remove ``folded``.
+
+    The Conv's output takes ``folded``'s output name: a tensor name keeps meaning what it meant in
+    the float model (per-layer comparisons match tensors by name), and the Conv's own pre-fold
+    output, which no longer exists, is not mistaken for it."""
     for index, array, base in ((1, weight, weight_name), (2, bias, bias_name)):
         value = initializer(graph, names, base, array.astype(np.float32))
         if len(conv.inputs) <= index:
             conv.resize_inputs(index + 1)
         conv.replace_input_with(index, value)
+    name = folded.outputs[0].name
     ir.convenience.replace_all_uses_with(folded.outputs[0], conv.outputs[0])
     graph.remove(folded, safe=True)
+    if name:
+        conv.outputs[0].name = name
