@@ -158,7 +158,8 @@ def outputs(path: Path, arrays: dict[str, np.ndarray], *, batch: int = 16, tflit
 
 
 def per_sample(task: str, out: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-    """Per-sample scores: 1/0 correct against labels, cosine similarity, or IoU of binarised maps."""
+    """Per-sample scores: 1/0 correct against labels, cosine similarity, IoU of binarised maps, or
+    1/0 the same decoded text as the float model (CTC)."""
     if task == "accuracy":
         if labels is None:
             raise ValueError("an accuracy task needs labels")
@@ -173,7 +174,17 @@ def per_sample(task: str, out: np.ndarray, reference: np.ndarray, labels: np.nda
         inter = (a & b).sum(1)
         union = (a | b).sum(1)
         return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    if task == "ctc":
+        return np.array([a == b for a, b in zip(ctc_greedy(out), ctc_greedy(reference), strict=True)], dtype=np.float64)
     raise ValueError(f"unknown task {task!r}")
+
+
+def ctc_greedy(probs: np.ndarray, blank: int = 0) -> list[tuple[int, ...]]:
+    """Greedy CTC decoding of ``probs`` [N, T, classes]: best class per step, repeats merged, blanks dropped."""
+    best = probs.argmax(axis=-1)
+    keep = np.ones_like(best, dtype=bool)
+    keep[:, 1:] = best[:, 1:] != best[:, :-1]
+    return [tuple(int(c) for c in row[k & (row != blank)]) for row, k in zip(best, keep, strict=True)]
 
 
 def quality(task: str, out: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> float:

@@ -33,8 +33,10 @@ PPOCR_DET_MEMBER = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
 DET_SHAPE = (192, 256)  # H, W of the synthetic pages (multiples of 32, as the detector needs)
 DET_THRESH = 0.3  # RapidOCR config.yaml Det.thresh: probability-map binarisation
 MINILM_SEQ = 128
+PPOCR_REC_MEMBER = "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
+REC_SHAPE = (48, 320)  # RapidOCR config.yaml Rec.rec_img_shape (H, max W)
 
-TASKS = ("accuracy", "cosine", "det-iou")
+TASKS = ("accuracy", "cosine", "det-iou", "ctc")
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,46 @@ def ppocr_det(work: Path, calib_sizes: list[int], n_eval: int = 48) -> BenchMode
     )
 
 
+def rec_dataset(n: int, seed: int) -> np.ndarray:
+    """``n`` rendered text lines preprocessed like RapidOCR's TextRecognizer: BGR, height 48, width
+    from the aspect ratio (at most 320), (x/255 - 0.5) / 0.5, zero-padded on the right; NCHW."""
+    rng = np.random.default_rng(seed)
+    height, width = REC_SHAPE
+    out = np.zeros((n, 3, height, width), dtype=np.float32)
+    for i in range(n):
+        bgr = np.ascontiguousarray(realmodels._render_line(rng)[:, :, ::-1])
+        w = min(width, int(np.ceil(height * bgr.shape[1] / bgr.shape[0])))
+        resized = realmodels._cv2_resize_linear(bgr, w, height).astype(np.float32).transpose(2, 0, 1) / 255.0
+        out[i, :, :, :w] = (resized - 0.5) / 0.5
+    return out
+
+
+def ppocr_rec(work: Path, calib_sizes: list[int], n_eval: int = 100) -> BenchModel:
+    cache = realmodels.default_cache_dir()
+    wheel = realmodels.fetch_wheel(realmodels.RAPIDOCR_SPEC, cache)
+    path = realmodels.extract_member(wheel, PPOCR_REC_MEMBER, realmodels._extract_dir(cache, wheel))
+    folder = work / "ppocr-rec"
+    dirs = {}
+    for n in calib_sizes:
+        target = folder / f"calib-{n}-v{DATA_VERSION}"
+        if not (target / "COMPLETE").is_file():
+            _write_shards(target, {"x": rec_dataset(n, seed=3000 + n)})
+        dirs[n] = target
+    eval_npz = _cached_npz(folder / f"eval-{n_eval}-v{DATA_VERSION}.npz", lambda: {"x": rec_dataset(n_eval, seed=11)})
+    return BenchModel(
+        name="ppocr-rec",
+        description=(f"PP-OCR v4 text recognizer (rapidocr-onnxruntime; PP-LCNetV3 with HardSwish and SE blocks, "
+                     f"SVTR neck), rendered lines {REC_SHAPE[0]}x{REC_SHAPE[1]}"),
+        path=path,
+        task="ctc",
+        eval_npz=eval_npz,
+        calib_dirs=dirs,
+        latency_feeds=_feeds_from(eval_npz),
+        notes=(f"fidelity: share of {n_eval} rendered text lines whose greedy CTC decoding (6625 classes) "
+               "equals the float model's, character for character"),
+    )
+
+
 # --------------------------------------------------------------------------- all-MiniLM-L6-v2
 
 
@@ -385,6 +427,7 @@ BUILDERS: dict[str, Callable[[Path, list[int]], BenchModel]] = {
     "digits": digits,
     "ppocr-cls": ppocr_cls,
     "ppocr-det": ppocr_det,
+    "ppocr-rec": ppocr_rec,
     "minilm": minilm,
     "keras": keras_digits,
 }

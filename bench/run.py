@@ -35,7 +35,7 @@ UNCALIBRATED = {"quantscope": ("dynamic", "int4", "float16"), "ort": ("dynamic",
                 "tflite": ("dynamic", "float16")}
 PEERS = ("ort", "nncf")
 LATENCY_SETTINGS = ((1, 1), (1, 2), (8, 1), (8, 2))  # (batch, threads)
-ALL_MODELS = ("digits", "ppocr-cls", "minilm", "ppocr-det", "keras")
+ALL_MODELS = ("digits", "ppocr-cls", "minilm", "ppocr-det", "ppocr-rec", "keras")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
