@@ -26,6 +26,7 @@ from quantscope.graph.passes import (
     LiftConstantsPass,
     MatMulAddToGemmPass,
     RewritePass,
+    StaticReshapeShapePass,
 )
 from quantscope.graph.queries import attr_int
 from quantscope.graph.subgraphs import body_passes
@@ -57,6 +58,7 @@ def prepare_passes(*, bias_into_gemm: bool = False, integer_chains: bool = False
     return [
         LiftConstantsPass(),  # first: Paddle2ONNX keeps weights in Constant nodes
         *([FoldConstantNodesPass()] if integer_chains else []),  # a reshaped bias becomes a constant
+        StaticReshapeShapePass(),  # a flatten's computed shape made constant, so the next two see it
         CancelTransposesPass(),  # before the folds: a BatchNorm between layout Transposes meets its Conv
         FoldTransposeFlattenPass(),
         FoldBatchNormPass(),

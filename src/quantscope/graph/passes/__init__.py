@@ -13,6 +13,7 @@ from quantscope.graph.passes.fold_transpose_flatten import FoldTransposeFlattenP
 from quantscope.graph.passes.hardswish import DecomposedHardSwishPass
 from quantscope.graph.passes.lift_constants import LiftConstantsPass
 from quantscope.graph.passes.matmul_add_to_gemm import MatMulAddToGemmPass
+from quantscope.graph.passes.static_reshape import StaticReshapeShapePass
 
 __all__ = [
     "CancelTransposesPass",
@@ -24,4 +25,5 @@ __all__ = [
     "LiftConstantsPass",
     "MatMulAddToGemmPass",
     "RewritePass",
+    "StaticReshapeShapePass",
 ]
