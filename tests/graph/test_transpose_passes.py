@@ -12,11 +12,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_ir.passes.common import RemoveUnusedNodesPass
 
+import quantscope as qs
 import tinymodels as tm
 from quantscope.graph.passes import CancelTransposesPass, FoldTransposeFlattenPass
 from quantscope.graph.passes.fold_transpose_flatten import permute_rows
 from quantscope.graph.prepare import prepare
 from quantscope.model_io import Model, infer_shapes
+from quantscope.numerics.metrics import sqnr_db
+from quantscope.runtime import make_session, run
 
 RTOL = ATOL = 1e-5  # float32: the dense layer sums its features in another order
 X_SHAPE = (2, 4, 3, 5)  # [batch, C, H, W]
@@ -257,3 +260,36 @@ def test_prepare_removes_the_layout_transposes() -> None:
     assert ops == ["Relu", "Flatten", "Gemm"], ops  # the shape subgraph went with the Transpose
     assert any("Transpose" in note for note in notes)
     _same_numbers(proto, ir.to_proto(prepared.ir))
+
+
+def _tf2onnx_cnn(seed: int = 0) -> onnx.ModelProto:
+    """``Conv → Relu → MaxPool → Transpose(NHWC) → Reshape(computed [batch, -1]) → MatMul → Add``,
+    the shape tf2onnx gives a Keras ``Conv2D → Flatten → Dense``."""
+    rng = np.random.default_rng(seed)
+    proto = _dense_after_transpose("computed", seed=seed)
+    head = [helper.make_node("Conv", ["x", "cw", "cb"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2])]
+    proto.graph.node[0].input[0] = "p"  # the Relu now reads the pooled conv
+    for n in reversed(head):
+        proto.graph.node.insert(0, n)
+    proto.graph.initializer.extend([_f32("cw", rng.standard_normal((4, 2, 3, 3)) * 0.3), _f32("cb", rng.standard_normal(4))])
+    proto.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 6
+    proto.graph.input[0].type.tensor_type.shape.dim[3].dim_value = 10
+    proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def test_static_int8_of_a_tf2onnx_flatten_has_no_layout_ops() -> None:
+    proto = _tf2onnx_cnn()
+    rng = np.random.default_rng(11)
+    calib = qs.Dataset.from_arrays({"x": rng.standard_normal((32, 2, 6, 10)).astype(np.float32)})
+    q = qs.quantize(Model.from_proto(infer_shapes(proto)), qs.StaticInt8(measure=False), calib)
+    ops = [n.op_type for n in q.model.ir.graph]
+    assert not {"Transpose", "Shape", "Gather", "Concat"} & set(ops), ops
+    assert {"Flatten", "Conv", "Gemm"} <= set(ops)
+    onnx.checker.check_model(q.model.to_proto(), full_check=True)
+    x = rng.standard_normal((8, 2, 6, 10)).astype(np.float32)
+    want = _run(proto, x)[0]
+    got = run(make_session(q.model), {"x": x})[0]
+    assert sqnr_db(want, got) > 25  # int8 of a three-layer toy: well above noise
