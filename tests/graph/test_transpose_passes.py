@@ -293,3 +293,30 @@ def test_static_int8_of_a_tf2onnx_flatten_has_no_layout_ops() -> None:
     want = _run(proto, x)[0]
     got = run(make_session(q.model), {"x": x})[0]
     assert sqnr_db(want, got) > 25  # int8 of a three-layer toy: well above noise
+
+
+def test_pytorch_channels_last_block_loses_every_transpose(tmp_path) -> None:
+    """PyTorch's export of ``permute → affine → HardSwish → permute → Conv → permute → flatten → Linear``."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1, self.c2 = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.bias, self.fc = torch.nn.Parameter(torch.randn(8)), torch.nn.Linear(8 * 6 * 6, 5)
+
+        def forward(self, x):
+            y = torch.nn.functional.hardswish(self.c1(x).permute(0, 2, 3, 1) * 0.5 + self.bias).permute(0, 3, 1, 2)
+            return self.fc(torch.relu(self.c2(y)).permute(0, 2, 3, 1).flatten(1))
+
+    path = tmp_path / "block.onnx"
+    torch.onnx.export(Block().eval(), (torch.randn(2, 3, 6, 6),), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}}, opset_version=17, dynamo=False)
+    proto = onnx.load(path)
+    assert [n.op_type for n in proto.graph.node].count("Transpose") == 3
+    prepared, _ = prepare(Model.from_proto(infer_shapes(proto)))
+    out = ir.to_proto(prepared.ir)
+    onnx.checker.check_model(out, full_check=True)
+    assert _ops(out) == ["Conv", "HardSwish", "Conv", "Relu", "Flatten", "Gemm"]  # the affine folded into c1
+    _same_numbers(proto, out, x_shape=(3, 3, 6, 6))
