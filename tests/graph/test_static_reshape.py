@@ -84,6 +84,19 @@ def test_unknown_result_stays_computed() -> None:
     assert not StaticReshapeShapePass()(model).modified
 
 
+def test_shape_fed_by_the_caller_stays_an_input() -> None:
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    proto = tm._model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 3, 5]),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 60])],  # declared, but fed at run time
+        [],
+    )
+    modified, _, out = _apply(proto)
+    assert not modified and list(out.graph.node[0].input) == ["x", "shape"]
+
+
 def test_static_target_rules() -> None:
     n, m = ir.SymbolicDim("n"), ir.SymbolicDim("m")
     assert static_target(ir.Shape([n, 4, 5]), ir.Shape([n, 20])) == [0, 20]

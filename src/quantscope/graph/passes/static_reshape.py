@@ -51,6 +51,8 @@ class StaticReshapeShapePass(RewritePass):
             shape_input = node.inputs[1]
             if shape_input is None or const_array(shape_input) is not None or attr_int(node, "allowzero", 0):
                 continue
+            if shape_input.is_graph_input():
+                continue  # a shape the caller feeds is data: it may differ from what the file declares
             target = static_target(node.inputs[0].shape, node.outputs[0].shape)
             if target is None:
                 continue
