@@ -17,13 +17,16 @@ from onnx_ir.passes import common as common_passes
 
 from quantscope.errors import ModelError
 from quantscope.graph.passes import (
+    CancelTransposesPass,
     DecomposedHardSwishPass,
     FoldBatchNormPass,
     FoldChannelAffinePass,
     FoldConstantNodesPass,
+    FoldTransposeFlattenPass,
     LiftConstantsPass,
     MatMulAddToGemmPass,
     RewritePass,
+    StaticReshapeShapePass,
 )
 from quantscope.graph.queries import attr_int
 from quantscope.graph.subgraphs import body_passes
@@ -55,6 +58,9 @@ def prepare_passes(*, bias_into_gemm: bool = False, integer_chains: bool = False
     return [
         LiftConstantsPass(),  # first: Paddle2ONNX keeps weights in Constant nodes
         *([FoldConstantNodesPass()] if integer_chains else []),  # a reshaped bias becomes a constant
+        StaticReshapeShapePass(),  # a flatten's computed shape made constant, so the next two see it
+        CancelTransposesPass(),  # before the folds: a BatchNorm between layout Transposes meets its Conv
+        FoldTransposeFlattenPass(),
         FoldBatchNormPass(),
         *([MatMulAddToGemmPass()] if bias_into_gemm else []),
         FoldChannelAffinePass(),

@@ -5,19 +5,25 @@ Each is an in-place :class:`onnx_ir.passes.InPlacePass` in its own module;
 """
 
 from quantscope.graph.passes._base import RewritePass
+from quantscope.graph.passes.cancel_transposes import CancelTransposesPass
 from quantscope.graph.passes.fold_batchnorm import FoldBatchNormPass
 from quantscope.graph.passes.fold_channel_affine import FoldChannelAffinePass
 from quantscope.graph.passes.fold_constant_nodes import FoldConstantNodesPass
+from quantscope.graph.passes.fold_transpose_flatten import FoldTransposeFlattenPass
 from quantscope.graph.passes.hardswish import DecomposedHardSwishPass
 from quantscope.graph.passes.lift_constants import LiftConstantsPass
 from quantscope.graph.passes.matmul_add_to_gemm import MatMulAddToGemmPass
+from quantscope.graph.passes.static_reshape import StaticReshapeShapePass
 
 __all__ = [
+    "CancelTransposesPass",
     "DecomposedHardSwishPass",
     "FoldBatchNormPass",
     "FoldChannelAffinePass",
     "FoldConstantNodesPass",
+    "FoldTransposeFlattenPass",
     "LiftConstantsPass",
     "MatMulAddToGemmPass",
     "RewritePass",
+    "StaticReshapeShapePass",
 ]
