@@ -8,6 +8,7 @@ from quantscope.graph.passes._base import RewritePass
 from quantscope.graph.passes.fold_batchnorm import FoldBatchNormPass
 from quantscope.graph.passes.fold_channel_affine import FoldChannelAffinePass
 from quantscope.graph.passes.fold_constant_nodes import FoldConstantNodesPass
+from quantscope.graph.passes.fold_gate import FoldGatePass
 from quantscope.graph.passes.hardswish import DecomposedHardSwishPass
 from quantscope.graph.passes.lift_constants import LiftConstantsPass
 from quantscope.graph.passes.matmul_add_to_gemm import MatMulAddToGemmPass
@@ -17,6 +18,7 @@ __all__ = [
     "FoldBatchNormPass",
     "FoldChannelAffinePass",
     "FoldConstantNodesPass",
+    "FoldGatePass",
     "LiftConstantsPass",
     "MatMulAddToGemmPass",
     "RewritePass",
