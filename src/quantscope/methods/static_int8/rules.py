@@ -193,6 +193,29 @@ class OwnScale(OpRule):
         p.decide(node, "quantized", "integer kernel on quantized input, own output scale")
 
 
+class HardSigmoid(OwnScale):
+    """``clip(alpha·x + beta, 0, 1)`` on a quantized ``x`` (alpha > 0), written as an integer Add.
+
+    ``HardSigmoid(x) = alpha · clip(x + beta/alpha, 0, 1/alpha)``: the writer emits ``x + beta/alpha``
+    (QLinearAdd with a scalar constant) quantized into exactly ``[0, 1/alpha]``, where 8-bit
+    saturation is the clip, and reads those codes back with the scale times ``alpha``, i.e. the
+    gate's fixed ``[0, 1]`` parameters (:func:`.gates.write_integer_hardsigmoid`).
+    """
+
+    def check(self, p: Planner, node: ir.Node) -> str | None:
+        if not attr_float(node, "alpha", 0.2) > 0:
+            return "HardSigmoid with alpha <= 0 is kept float (no integer Add form)"
+        return super().check(p, node)
+
+    def plan(self, p: Planner, node: ir.Node) -> None:
+        x = node.inputs[0]
+        if x is None or not p.is_point(x):
+            p.decide(node, "float", "input is not quantized (its producer stays float)")
+            return
+        p.add_point(node.outputs[0])  # the fixed [0, 1] range of a gate, never a fused Relu/Clip after it
+        p.decide(node, "quantized", "integer Add of x and beta/alpha (QLinearAdd) saturating to the gate's [0, 1]")
+
+
 class SharedScale(OpRule):
     kind: ClassVar[Kind] = "shared_scale"
 
@@ -263,6 +286,7 @@ RULES: dict[str, OpRule] = {
     "Add": Residual(),
     "Mul": Product(),
     **{op: _POOL for op in ("AveragePool", "GlobalAveragePool", "Sigmoid", "LeakyRelu")},
+    "HardSigmoid": HardSigmoid(),
     "Concat": OwnScale(all_inputs=True),
     **{op: _SHARED for op in (
         "MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
