@@ -22,6 +22,7 @@ from quantscope.graph.passes import (
     FoldChannelAffinePass,
     FoldConstantNodesPass,
     FoldGatePass,
+    FoldScalarScalePass,
     LiftConstantsPass,
     MatMulAddToGemmPass,
     RewritePass,
@@ -60,6 +61,7 @@ def prepare_passes(*, bias_into_gemm: bool = False, integer_chains: bool = False
         *([MatMulAddToGemmPass()] if bias_into_gemm else []),
         FoldChannelAffinePass(),
         *([DecomposedHardSwishPass()] if integer_chains else []),
+        *([FoldScalarScalePass()] if integer_chains else []),  # a scale after an activation into its Conv
         *([FoldGatePass()] if integer_chains else []),  # a gate's affine into its Conv: Clip(0, 1) fuses
         common_passes.RemoveUnusedNodesPass(),
         common_passes.TopologicalSortPass(),

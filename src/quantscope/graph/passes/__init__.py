@@ -9,6 +9,7 @@ from quantscope.graph.passes.fold_batchnorm import FoldBatchNormPass
 from quantscope.graph.passes.fold_channel_affine import FoldChannelAffinePass
 from quantscope.graph.passes.fold_constant_nodes import FoldConstantNodesPass
 from quantscope.graph.passes.fold_gate import FoldGatePass
+from quantscope.graph.passes.fold_scalar_scale import FoldScalarScalePass
 from quantscope.graph.passes.hardswish import DecomposedHardSwishPass
 from quantscope.graph.passes.lift_constants import LiftConstantsPass
 from quantscope.graph.passes.matmul_add_to_gemm import MatMulAddToGemmPass
@@ -19,6 +20,7 @@ __all__ = [
     "FoldChannelAffinePass",
     "FoldConstantNodesPass",
     "FoldGatePass",
+    "FoldScalarScalePass",
     "LiftConstantsPass",
     "MatMulAddToGemmPass",
     "RewritePass",

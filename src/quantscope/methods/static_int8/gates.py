@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from quantscope.graph.build import NameAllocator, initializer, node
 from quantscope.graph.qdq import replace_input_with_dequantized
-from quantscope.graph.queries import attr_float, consumers, node_label
+from quantscope.graph.queries import attr_float, const_array, consumers, node_label
 from quantscope.numerics.affine import QParams, activation_qparams, quantize
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,19 @@ def scalar_constant(c: float, dtype: np.dtype) -> tuple[np.ndarray, QParams]:
     """``c`` as one code of ``dtype`` and its parameters, ``c`` at the end of the range (exact up to float32)."""
     qp = activation_qparams(min(c, 0.0), max(c, 0.0), dtype=dtype)
     return quantize(np.asarray(c, dtype=np.float32), qp), qp
+
+
+def write_scalar_operand(graph: ir.Graph, names: NameAllocator, node: ir.Node, dtype: np.dtype) -> bool:
+    """The float scalar constant operand of ``node`` stored as one code of ``dtype`` behind a
+    DequantizeLinear (ONNX Runtime's QLinearAdd needs both operands in the activation type)."""
+    for index, value in enumerate(node.inputs):
+        c = const_array(value)
+        if c is not None and c.size == 1 and c.dtype.kind == "f":
+            codes, qp = scalar_constant(float(c.reshape(-1)[0]), dtype)
+            replace_input_with_dequantized(graph, names, node, index, codes.reshape(c.shape), qp,
+                                           f"{value.name or node_label(node)}")
+            return True
+    return False
 
 
 def write_integer_hardsigmoid(graph: ir.Graph, names: NameAllocator, gate: ir.Node, qp: QParams) -> bool:
