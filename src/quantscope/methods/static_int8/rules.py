@@ -156,7 +156,7 @@ class Sum(Residual):
     """Add of two activations, or of an activation from an integer op and a scalar constant (a shift).
 
     The shift's constant is stored in the activation type behind a DequantizeLinear
-    (:func:`.gates.write_scalar_operands`), so ONNX Runtime runs it as QLinearAdd; a shift of a
+    (:func:`.gates.write_scalar_operand`), so ONNX Runtime runs it as QLinearAdd; a shift of a
     float op's output (``1 + erf(·)`` in GELU, ``var + eps`` in a normalization) stays float.
     """
 
