@@ -17,6 +17,7 @@ class _Builder:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.n = 0
+        self.affine = False
 
     def name(self, base: str) -> str:
         self.n += 1
@@ -44,7 +45,11 @@ class _Builder:
     def hardswish(self, x: str) -> str:
         shifted = self.op("Add", [x, self.const(np.array(3.0, np.float32))])
         clipped = self.op("Clip", [shifted, self.const(np.array(0.0, np.float32)), self.const(np.array(6.0, np.float32))])
-        return self.op("Div", [self.op("Mul", [x, clipped]), self.const(np.array(6.0, np.float32))])
+        out = self.op("Div", [self.op("Mul", [x, clipped]), self.const(np.array(6.0, np.float32))])
+        if self.affine:  # PP-LCNetV3's learnable affine block after the activation: a·y + b, scalars
+            scale = self.const(np.array([self.rng.uniform(0.5, 2.0)], np.float32))
+            out = self.op("Add", [self.op("Mul", [out, scale]), self.const(np.array([self.rng.uniform(-0.5, 0.5)], np.float32))])
+        return out
 
     def se(self, x: str, c: int, gate: str) -> str:
         pooled = self.op("GlobalAveragePool", [x])
@@ -56,11 +61,13 @@ class _Builder:
 
 def mobilenet_v3_block(
     seed: int = 0, *, blocks: int = 2, channels: int = 16, size: int = 32, gate: str = "hardsigmoid",
-    activation: str = "relu",
+    activation: str = "relu", affine: bool = False,
 ) -> onnx.ModelProto:
     """``x [N, 3, size, size] → logits [N, 10]``: a HardSwish stem, ``blocks`` inverted residual blocks
-    (expand 1x1 + HardSwish, depthwise 3x3 + Relu/LeakyRelu, SE, project 1x1, residual Add), a head."""
+    (expand 1x1 + HardSwish, depthwise 3x3 + Relu/LeakyRelu, SE, project 1x1, residual Add), a head.
+    With ``affine`` every HardSwish is followed by ``Mul(a) → Add(b)`` by scalars (PP-LCNetV3)."""
     b = _Builder(seed)
+    b.affine = affine
     x = b.hardswish(b.conv("x", 3, channels, k=3))
     for _ in range(blocks):
         expanded = b.hardswish(b.conv(x, channels, channels * 4))

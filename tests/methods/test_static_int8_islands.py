@@ -47,10 +47,12 @@ def test_mobilenet_block_runs_integer_with_few_round_trips(gate: str) -> None:
     assert kernels.get("QLinearGlobalAveragePool", 0) >= 2, kernels
     if gate == "sigmoid":
         assert kernels.get("QLinearSigmoid", 0) == 2, kernels
-    for float_op in ("Div", "Clip", "Add", "Mul", "Conv", "FusedConv"):
+    for float_op in ("Div", "Clip", "Add", "Mul", "Conv", "FusedConv", "HardSigmoid"):
         assert kernels.get(float_op, 0) == 0, (float_op, kernels)
-    # what stays float: the HardSigmoid gates (no integer kernel), each one DQ → HardSigmoid → Q
-    assert kernels.get("DequantizeLinear", 0) <= kernels.get("HardSigmoid", 0) + 2, kernels
+    # the HardSwish gates run as QLinearAdd (3 HardSwish: stem + 1 per block), the SE gate in its QLinearConv
+    assert kernels.get("QLinearAdd", 0) == 2 + 3, kernels
+    # no float island left: the input's Q and the logits' float Gemm only
+    assert kernels.get("DequantizeLinear", 0) <= 2, kernels
     assert kernels.get("Transpose", 0) <= 2, kernels
     onnx.checker.check_model(q.model.to_proto())
     assert sqnr_db(_outputs(model, data), _outputs(q.model, data)) >= SQNR_FLOOR_DB
@@ -60,8 +62,10 @@ def test_decomposed_hardswish_and_reshaped_biases_are_rewritten_exactly() -> Non
     model = _model(mobilenet_v3_block(blocks=1))
     prepared, notes = prepare(model, bias_into_gemm=True, integer_chains=True)
     before, after = _ops(model), _ops(prepared)
-    assert before["Div"] == 2 and after["Div"] == 0 and after["Clip"] == 0
-    assert after["HardSigmoid"] == before["HardSigmoid"] + 2
+    assert before["Div"] == 2 and after["Div"] == 0
+    # the two HardSwish chains became x·HardSigmoid(x); the SE gate folded into its Conv, Clip(0, 1) left
+    assert after["HardSigmoid"] == 2 and after["Clip"] == before["HardSigmoid"] == 1
+    assert all(n.op_type != "HardSigmoid" or n.inputs[0].producer().op_type == "Conv" for n in prepared.ir.graph)
     assert after["Reshape"] == 0  # Reshape(bias) evaluated, then the Add folded into the Conv bias
     assert after["Add"] == 1  # only the residual is left
     assert any("HardSwish" in n for n in notes) and any("shape op" in n for n in notes)
@@ -114,7 +118,12 @@ def test_a_reshaped_conv_bias_is_written_so_openvino_loads_it(tmp_path) -> None:
     data = images(16)
     q = _quantize(model, data)
     # the SE biases were Add(conv, Reshape(bias)): folded into the Conv, no Add of a dequantized bias remains
-    assert sum(1 for n in q.model.ir.graph if n.op_type == "Add") == 1  # the residual
+    # (the HardSwish gates' integer Adds read a dequantized scalar constant, not a bias)
+    adds = [n for n in q.model.ir.graph if n.op_type == "Add"]
+    gate_adds = [n for n in adds if any(
+        v.producer() is not None and (c := v.producer().inputs[0].const_value) is not None and c.size == 1
+        for v in n.inputs)]
+    assert len(adds) - len(gate_adds) == 1 and len(gate_adds) == 2  # the residual; the two HardSwish gates
     path = q.save(tmp_path / "mobile.onnx")
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(path)), "CPU")

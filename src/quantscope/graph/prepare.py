@@ -22,6 +22,8 @@ from quantscope.graph.passes import (
     FoldBatchNormPass,
     FoldChannelAffinePass,
     FoldConstantNodesPass,
+    FoldGatePass,
+    FoldScalarScalePass,
     FoldTransposeFlattenPass,
     LiftConstantsPass,
     MatMulAddToGemmPass,
@@ -65,6 +67,8 @@ def prepare_passes(*, bias_into_gemm: bool = False, integer_chains: bool = False
         *([MatMulAddToGemmPass()] if bias_into_gemm else []),
         FoldChannelAffinePass(),
         *([DecomposedHardSwishPass()] if integer_chains else []),
+        *([FoldScalarScalePass()] if integer_chains else []),  # a scale after an activation into its Conv
+        *([FoldGatePass()] if integer_chains else []),  # a gate's affine into its Conv: Clip(0, 1) fuses
         common_passes.RemoveUnusedNodesPass(),
         common_passes.TopologicalSortPass(),
         # old exporters list initializers as graph inputs too; that blocks constant treatment
@@ -87,7 +91,8 @@ def prepare(
     into Conv, dead nodes removed; with ``bias_into_gemm`` 2-D ``MatMul + Add(bias)`` pairs
     become ``Gemm`` (static-int8 needs it; the other methods fold the bias themselves); with
     ``integer_chains`` shape ops on constants are evaluated (a reshaped bias folds into its Conv)
-    and decomposed HardSwish chains become ``x·HardSigmoid(x)`` (static-int8: fewer float islands)."""
+    decomposed HardSwish chains become ``x·HardSigmoid(x)`` and a HardSigmoid gate reading a
+    Conv/Gemm/MatMul+bias folds into it, leaving ``Clip(0, 1)`` (static-int8: fewer float islands)."""
     upgraded, notes = upgrade_opset(model, min_opset)
     passes = prepare_passes(bias_into_gemm=bias_into_gemm, integer_chains=integer_chains)
     # functionalize: the passes run on a copy, the caller's model is never edited

@@ -9,6 +9,8 @@ from quantscope.graph.passes.cancel_transposes import CancelTransposesPass
 from quantscope.graph.passes.fold_batchnorm import FoldBatchNormPass
 from quantscope.graph.passes.fold_channel_affine import FoldChannelAffinePass
 from quantscope.graph.passes.fold_constant_nodes import FoldConstantNodesPass
+from quantscope.graph.passes.fold_gate import FoldGatePass
+from quantscope.graph.passes.fold_scalar_scale import FoldScalarScalePass
 from quantscope.graph.passes.fold_transpose_flatten import FoldTransposeFlattenPass
 from quantscope.graph.passes.hardswish import DecomposedHardSwishPass
 from quantscope.graph.passes.lift_constants import LiftConstantsPass
@@ -21,6 +23,8 @@ __all__ = [
     "FoldBatchNormPass",
     "FoldChannelAffinePass",
     "FoldConstantNodesPass",
+    "FoldGatePass",
+    "FoldScalarScalePass",
     "FoldTransposeFlattenPass",
     "LiftConstantsPass",
     "MatMulAddToGemmPass",

@@ -63,3 +63,16 @@ def fold_into_conv(
     graph.remove(folded, safe=True)
     if name:
         conv.outputs[0].name = name
+
+
+def renamed(value: ir.Value, names: NameAllocator, suffix: str) -> None:
+    """Give ``value`` a new name (``<name><suffix>``, unique): it now holds something other than what
+    its name meant in the float model, so no comparison by name may take it for the original."""
+    if value.name:
+        value.name = names(f"{value.name}{suffix}")
+
+
+def take_name(value: ir.Value, name: str | None) -> None:
+    """``value`` takes ``name`` (of a removed node's output whose values it now computes)."""
+    if name:
+        value.name = name

@@ -141,6 +141,51 @@ class Residual(OpRule):
         p.decide(node, "quantized", "integer residual Add (QLinearAdd), inputs and output quantized")
 
 
+def scalar_shift(node: ir.Node) -> ir.Value | None:
+    """The activation operand of a two-input node whose other operand is a float scalar constant."""
+    if len(node.inputs) != 2 or any(v is None for v in node.inputs):
+        return None
+    consts = [const_array(v) for v in node.inputs]
+    if sum(c is not None for c in consts) != 1:
+        return None
+    c = next(c for c in consts if c is not None)
+    return node.inputs[consts.index(None)] if c.size == 1 and c.dtype.kind == "f" else None
+
+
+class Sum(Residual):
+    """Add of two activations, or of an activation from an integer op and a scalar constant (a shift).
+
+    The shift's constant is stored in the activation type behind a DequantizeLinear
+    (:func:`.gates.write_scalar_operand`), so ONNX Runtime runs it as QLinearAdd; a shift of a
+    float op's output (``1 + erf(·)`` in GELU, ``var + eps`` in a normalization) stays float.
+    """
+
+    def check(self, p: Planner, node: ir.Node) -> str | None:
+        x = scalar_shift(node)
+        if x is None:
+            return super().check(p, node)
+        producer = x.producer()
+        if producer is None or (producer.op_type not in GATES | FUSABLE_ACTIVATIONS and (
+            rule_for(producer.op_type).kind == "float" or p.candidate(producer) is not None
+        )):
+            return "Add of a constant to a float op's output (or a graph input) is kept float"
+        return p.inputs_problem([x])
+
+    def plan(self, p: Planner, node: ir.Node) -> None:
+        x = scalar_shift(node)
+        if x is None:
+            super().plan(p, node)
+            return
+        if not p.is_point(x):
+            p.decide(node, "float", "input is not quantized (its producer stays float)")
+            return
+        if not (p.integer_consumer(node.outputs[0]) or p.integer_consumer(p.peek_fused(node))):
+            p.decide(node, "float", "Add output feeds no integer op; kept float to avoid a needless requantization")
+            return
+        p.add_point(p.fused_output(node))
+        p.decide(node, "quantized", "integer Add of a scalar constant (QLinearAdd), input and output quantized")
+
+
 class Product(Residual):
     """Mul of two activations (QLinearMul) where both come from integer ops or a [0, 1] gate.
 
@@ -191,6 +236,32 @@ class OwnScale(OpRule):
             return
         p.add_point(node.outputs[0] if self.all_inputs else p.fused_output(node))
         p.decide(node, "quantized", "integer kernel on quantized input, own output scale")
+
+
+class HardSigmoid(OwnScale):
+    """``clip(alpha·x + beta, 0, 1)`` on a quantized ``x`` (alpha > 0), written as an integer Add.
+
+    ``HardSigmoid(x) = alpha · clip(x + beta/alpha, 0, 1/alpha)``: the writer emits ``x + beta/alpha``
+    (QLinearAdd with a scalar constant) quantized into exactly ``[0, 1/alpha]``, where 8-bit
+    saturation is the clip, and reads those codes back with the scale times ``alpha``, i.e. the
+    gate's fixed ``[0, 1]`` parameters (:func:`.gates.write_integer_hardsigmoid`).
+    """
+
+    def check(self, p: Planner, node: ir.Node) -> str | None:
+        if not attr_float(node, "alpha", 0.2) > 0:
+            return "HardSigmoid with alpha <= 0 is kept float (no integer Add form)"
+        return super().check(p, node)
+
+    def plan(self, p: Planner, node: ir.Node) -> None:
+        x = node.inputs[0]
+        if x is None or not p.is_point(x):
+            p.decide(node, "float", "input is not quantized (its producer stays float)")
+            return
+        if not p.integer_consumer(node.outputs[0]):
+            p.decide(node, "float", "HardSigmoid output feeds no integer op; kept float to avoid a needless requantization")
+            return
+        p.add_point(node.outputs[0])  # the fixed [0, 1] range of a gate, never a fused Relu/Clip after it
+        p.decide(node, "quantized", "integer Add of x and beta/alpha (QLinearAdd) saturating to the gate's [0, 1]")
 
 
 class SharedScale(OpRule):
@@ -260,9 +331,10 @@ RULES: dict[str, OpRule] = {
     "Conv": Conv(),
     "MatMul": MatMul(),
     "Gemm": Gemm(),
-    "Add": Residual(),
+    "Add": Sum(),
     "Mul": Product(),
     **{op: _POOL for op in ("AveragePool", "GlobalAveragePool", "Sigmoid", "LeakyRelu")},
+    "HardSigmoid": HardSigmoid(),
     "Concat": OwnScale(all_inputs=True),
     **{op: _SHARED for op in (
         "MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",

@@ -18,6 +18,8 @@ from quantscope.graph.qdq import (
 )
 from quantscope.graph.queries import const_array, nodes_by_label
 from quantscope.graph.subgraphs import graph_of
+from quantscope.methods.static_int8.gates import write_integer_hardsigmoid, write_scalar_operand
+from quantscope.methods.static_int8.rules import scalar_shift
 from quantscope.numerics.affine import QParams, quantize_bias
 from quantscope.plan import QuantPlan, TensorQuant, WeightQuant
 
@@ -104,6 +106,16 @@ def write(clone: ir.Model, config: StaticInt8, plan: QuantPlan, weights: Quantiz
         insert_qdq(home, names, value, qp, integer_output=integer_io)
         if config.integer_io and any(o.name == t.tensor for o in graph.outputs):
             io_meta[t.tensor] = {"kind": "output", **_qp_meta(qp)}
+    for d in plan.decisions:
+        target = nodes.get(d.node)
+        if d.action != "quantized" or target is None or target.graph is None:
+            continue
+        if d.op_type == "HardSigmoid":
+            name = target.outputs[0].name or ""
+            if name in act_qp and not write_integer_hardsigmoid(target.graph, names, target, act_qp[name]):
+                logger.info("%s kept as DequantizeLinear → HardSigmoid → QuantizeLinear (float)", d.node)
+        elif d.op_type == "Add" and scalar_shift(target) is not None:
+            write_scalar_operand(target.graph, names, target, np.dtype(config.activation_dtype))
     if config.integer_io:
         float_outputs = [o.name for o in graph.outputs if o.dtype == ir.DataType.FLOAT]
         if float_outputs:
