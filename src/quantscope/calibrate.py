@@ -20,6 +20,7 @@ from quantscope.config.calibration import Calibration, Calibrator, StatisticsReq
 from quantscope.config.calibration import calibrator as as_calibrator
 from quantscope.data import Dataset
 from quantscope.errors import EmptyDatasetError, NonFiniteDataError, RuntimeFailure
+from quantscope.feature_reduce import FeatureOutputs, with_feature_reductions
 from quantscope.io import Model
 from quantscope.numerics.observers import TensorObserver
 from quantscope.numerics.ranges import Transfer
@@ -93,7 +94,8 @@ def collect(
     input_names = {spec.name for spec in model.inputs}
     targets = [n for n in names if n not in input_names]
     extra_names = [n for n in request.extra if n not in input_names]
-    observed = _Observed.build(model, targets, data, reduce=not calibration.needs_histograms, extra=extra_names)
+    observed = _Observed.build(model, targets, data, reduce=not calibration.needs_histograms, extra=extra_names,
+                               kinds=request.extra)
     features = _feature_stats(request)
     skipped = dict(observed.skipped)
     carried = set(observed.outputs.values()) | observed.reduced.keys()
@@ -183,24 +185,28 @@ class _Observed:
     skipped: dict[str, str]
     whole: Any = None  # session exposing the reduced tensors whole, made on the first need
     extra: list[str] = field(default_factory=list)  # tensors returned whole for the algorithms' statistics
+    features: dict[str, FeatureOutputs] = field(default_factory=dict)  # ... or reduced per feature in the graph
 
     @classmethod
-    def build(cls, model: Model, targets: list[str], data: Dataset, *, reduce: bool, extra: list[str] | None = None
-              ) -> _Observed:
+    def build(cls, model: Model, targets: list[str], data: Dataset, *, reduce: bool, extra: list[str] | None = None,
+              kinds: Mapping[str, tuple[str, ...]] | None = None) -> _Observed:
         """Tensors inside If/Loop/Scan bodies come out through their holders; when ONNX Runtime
         cannot return them (e.g. a Loop whose tensor changes shape between iterations), checked
         on the first sample, only the main-graph tensors are observed and the body tensors stay float.
         """
         exposed, outputs, reduced = reducing(model, targets) if reduce else (*exposing(model, targets), {})
         more = [n for n in dict.fromkeys(extra or ()) if n not in outputs]
-        if more:  # main-graph tensors (MatMul/Gemm/Conv inputs): each is its own graph output
+        # MatMul/Gemm/Conv inputs: reduced per feature in the graph where their statistics allow, else whole
+        exposed, features = with_feature_reductions(exposed, {n: tuple((kinds or {}).get(n, ("gram",))) for n in more})
+        more = [n for n in more if n not in features]
+        if more:  # main-graph tensors: each is its own graph output
             exposed = with_outputs(exposed, more)
         known = {v.name for v in exposed.ir.graph.outputs}
-        extra = [n for n in dict.fromkeys(extra or ()) if n in known]
+        extra = [n for n in dict.fromkeys(extra or ()) if n in known and n not in features]
         session = make_session(exposed, optimization="basic", lean=True)
         first = next(iter(data.batches(1)), None) if any(o != t for o, t in outputs.items()) else None
         if first is None:
-            return cls(model, session, outputs, reduced, {}, extra=extra)
+            return cls(model, session, outputs, reduced, {}, extra=extra, features=features)
         try:
             run(session, first.inputs, list(outputs))
         except RuntimeFailure as exc:
@@ -208,8 +214,8 @@ class _Observed:
             reason = f"inside an If/Loop/Scan body whose tensors ONNX Runtime could not return ({exc})"
             left_out = {t: reason for o, t in outputs.items() if o != t}
             kept = [t for t in targets if t not in left_out]
-            return cls.build(model, kept, data, reduce=reduce, extra=extra)._left_out(left_out)
-        return cls(model, session, outputs, reduced, {}, extra=extra)
+            return cls.build(model, kept, data, reduce=reduce, extra=extra, kinds=kinds)._left_out(left_out)
+        return cls(model, session, outputs, reduced, {}, extra=extra, features=features)
 
     def _left_out(self, skipped: dict[str, str]) -> _Observed:
         self.skipped = skipped
@@ -218,7 +224,8 @@ class _Observed:
     @property
     def wanted(self) -> list[str]:
         whole = [*self.outputs, *(n for n in self.extra if n not in self.outputs)]
-        return [*whole, *(o for outs in self.reduced.values() for o in outs)]
+        per_feature = [o for outs in self.features.values() for key, o in outs.items() if key != "ndim"]
+        return [*whole, *(o for outs in self.reduced.values() for o in outs), *per_feature]
 
     def fetch(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = self.wanted
@@ -230,6 +237,12 @@ class _Observed:
         for name in self.extra:
             if features is not None and name in features:
                 features[name].update(got[name])
+        for name, outs in self.features.items():
+            if features is not None and name in features:
+                features[name].update_reduced(
+                    int(got[outs["size"]]), int(outs["ndim"]),
+                    **{key: got[outs[stat]] for key, stat in (("lo", "min"), ("hi", "max"), ("sums", "sum"),
+                                                              ("sumsq", "sumsq")) if stat in outs})
         for name, tensor in self.outputs.items():
             array = got[name]
             if array.size or name == tensor:  # empty from a body: its If branch did not run

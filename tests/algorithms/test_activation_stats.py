@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import quantscope as qs
 from quantscope.algorithms.activation_stats import FeatureStats, divided, extra_of, observe
-from quantscope.calibrate import collect
+from quantscope.calibrate import _Observed, collect
 from quantscope.config.calibration import Calibration, MinMax, StatisticsRequest
 
 
-def _mlp() -> qs.Model:
+def _mlp(opset: int = 17) -> qs.Model:
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal((6, 5)).astype(np.float32), "w1"),
              numpy_helper.from_array(rng.standard_normal((5, 3)).astype(np.float32), "w2")]
@@ -21,7 +22,7 @@ def _mlp() -> qs.Model:
              helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
     graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 3])], inits)
-    return qs.Model.from_proto(onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])))
+    return qs.Model.from_proto(onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])))
 
 
 def test_extra_statistics_come_from_the_calibration_pass_and_equal_a_separate_pass() -> None:
@@ -54,3 +55,23 @@ def test_sums_of_squares_are_the_diagonal_of_the_gram_and_scale_with_the_feature
     np.testing.assert_allclose(both.sumsq, np.diag(both.gram), rtol=1e-5)
     s = np.linspace(0.5, 3.0, 6)
     np.testing.assert_allclose(divided(both, s).sumsq, both.sumsq / s**2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("opset", [17, 18])  # Reduce* axes: an attribute before opset 18, an input since
+def test_per_feature_statistics_reduced_in_the_graph_equal_those_of_the_whole_tensors(opset: int) -> None:
+    model = _mlp(opset)
+    x = (np.random.default_rng(2).standard_normal((20, 4, 6)) * np.arange(1, 7)).astype(np.float32)
+    data = qs.Dataset.from_arrays({"x": x}).bind(model.inputs)
+    calibration = Calibration(method=MinMax(), num_samples=None, batch_size=8, seed=0)
+    request = StatisticsRequest(("h", "r"), calibration, extra={"h": ("min", "max", "sumsq", "mean"), "r": ("absmax",)})
+    observed = _Observed.build(model, ["h", "r"], data, reduce=True, extra=["h", "r"], kinds=request.extra)
+    assert set(observed.features) == {"h", "r"} and not observed.extra  # neither tensor leaves ONNX Runtime whole
+    together, alone = extra_of(collect(model, data, request)), observe(model, data, request)
+    assert together is not None
+    for name in ("h", "r"):
+        a, b = together[name], alone[name]
+        assert a.rows == b.rows == 20 * 4 and a.ndim == b.ndim == 3
+        np.testing.assert_allclose(a.absmax, b.absmax, rtol=1e-6)
+    np.testing.assert_allclose(together["h"].min, alone["h"].min, rtol=1e-6)
+    np.testing.assert_allclose(together["h"].sumsq, alone["h"].sumsq, rtol=1e-5)
+    np.testing.assert_allclose(together["h"].mean, alone["h"].mean, rtol=1e-5, atol=1e-6)

@@ -80,6 +80,25 @@ class FeatureStats:
             self.channel_sums = _add(self.channel_sums, per_channel.sum(axis=0, dtype=np.float64))
             self.channel_count += per_channel.shape[0]
 
+    def update_reduced(self, size: int, ndim: int, lo: np.ndarray | None = None, hi: np.ndarray | None = None,
+                       sums: np.ndarray | None = None, sumsq: np.ndarray | None = None) -> None:
+        """What :meth:`update` gathers, from a tensor already reduced per feature (over every axis but
+        the last; :mod:`quantscope.feature_reduce`): ``size`` elements of rank ``ndim``."""
+        features = next((len(v) for v in (lo, hi, sums, sumsq) if v is not None), 0)
+        if not size or not features:
+            return
+        self.rows += size // features
+        self.ndim = max(self.ndim, ndim)
+        if sums is not None and "mean" in self.kinds:
+            self.sums = _add(self.sums, np.asarray(sums, dtype=np.float64))
+        if lo is not None and hi is not None:
+            lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+            self.min = lo64 if self.min is None else np.minimum(self.min, lo64)
+            self.max = hi64 if self.max is None else np.maximum(self.max, hi64)
+            self.absmax = np.maximum(np.abs(self.min), np.abs(self.max))
+        if sumsq is not None and "sumsq" in self.kinds:
+            self.sumsq = _add(self.sumsq, np.asarray(sumsq, dtype=np.float64))
+
     @property
     def mean(self) -> np.ndarray | None:
         return None if self.sums is None else self.sums / max(self.rows, 1)
