@@ -66,7 +66,12 @@ def test_per_feature_statistics_reduced_in_the_graph_equal_those_of_the_whole_te
     request = StatisticsRequest(("h", "r"), calibration, extra={"h": ("min", "max", "sumsq", "mean"), "r": ("absmax",)})
     observed = _Observed.build(model, ["h", "r"], data, reduce=True, extra=["h", "r"], kinds=request.extra)
     assert set(observed.features) == {"h", "r"} and not observed.extra  # neither tensor leaves ONNX Runtime whole
-    together, alone = extra_of(collect(model, data, request)), observe(model, data, request)
+    stats = collect(model, data, request)
+    plain = collect(model, data, StatisticsRequest(("h", "r"), calibration))  # ranges alone: scalar reductions
+    for name in ("h", "r"):
+        assert stats.range(name) == plain.range(name)
+        assert stats.observers[name].count == plain.observers[name].count == 20 * 4 * 5
+    together, alone = extra_of(stats), observe(model, data, request)
     assert together is not None
     for name in ("h", "r"):
         a, b = together[name], alone[name]
@@ -75,3 +80,20 @@ def test_per_feature_statistics_reduced_in_the_graph_equal_those_of_the_whole_te
     np.testing.assert_allclose(together["h"].min, alone["h"].min, rtol=1e-6)
     np.testing.assert_allclose(together["h"].sumsq, alone["h"].sumsq, rtol=1e-5)
     np.testing.assert_allclose(together["h"].mean, alone["h"].mean, rtol=1e-5, atol=1e-6)
+
+
+def test_a_nan_inside_the_model_is_caught_through_the_per_feature_reductions_too() -> None:
+    from quantscope.errors import NonFiniteDataError
+
+    w = numpy_helper.from_array(np.ones((6, 3), np.float32), "w")
+    nodes = [helper.make_node("Log", ["x"], ["h"], name="log"), helper.make_node("MatMul", ["h", "w"], ["y"], name="mm")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 3])], [w])
+    proto = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    model = qs.Model.from_proto(proto)
+    x = np.abs(np.random.default_rng(0).standard_normal((8, 4, 6))).astype(np.float32)
+    x[3, 1, 2] = -1.0  # log of a negative value: NaN inside the model, the input itself finite
+    request = StatisticsRequest(("h",), Calibration(method=MinMax(), num_samples=None, batch_size=4),
+                                extra={"h": ("min", "max", "sumsq")})
+    with pytest.raises(NonFiniteDataError, match="'h'"):
+        collect(model, qs.Dataset.from_arrays({"x": x}).bind(model.inputs), request)
