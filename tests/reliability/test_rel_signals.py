@@ -54,8 +54,16 @@ def _timings(args: list[object]) -> tuple[float, float]:
     return startup, time.perf_counter() - start
 
 
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM at their defaults. A test run started in the background by a
+    shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _signal_at(args: list[object], out: Path, signum: int, moment: float | str) -> tuple[int, str]:
-    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+                            preexec_fn=_default_signals)
     if moment == STAGING:
         deadline = time.monotonic() + 120
         while not hidden_entries(out.parent) and proc.poll() is None and time.monotonic() < deadline:
@@ -94,7 +102,8 @@ def test_signal_at_several_moments_leaves_old_or_new_pair(workload, signum) -> N
 
 def test_sigterm_exits_143_with_one_line(workload) -> None:
     args, out = workload
-    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+                            preexec_fn=_default_signals)
     deadline = time.monotonic() + 120
     while not hidden_entries(out.parent) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -147,7 +156,8 @@ def test_sigterm_during_analyze_leaves_no_temp_folders(tmp_path: Path, workload)
     e = env()
     e["TMPDIR"] = str(tmpdir)
     analyze = command("analyze", model, out, "--data", data, "--runs", "3", "--top", "2")
-    proc = subprocess.Popen(analyze, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    proc = subprocess.Popen(analyze, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+                            preexec_fn=_default_signals)
     deadline = time.monotonic() + 60
     while not any(tmpdir.glob("quantscope-*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
