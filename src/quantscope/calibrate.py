@@ -197,7 +197,7 @@ class _Observed:
         exposed, outputs, reduced = reducing(model, targets) if reduce else (*exposing(model, targets), {})
         more = [n for n in dict.fromkeys(extra or ()) if n not in outputs]
         # MatMul/Gemm/Conv inputs: reduced per feature in the graph where their statistics allow, else whole
-        exposed, features = with_feature_reductions(exposed, {n: tuple((kinds or {}).get(n, ("gram",))) for n in more})
+        exposed, features = with_feature_reductions(exposed, {n: tuple(kinds[n]) for n in more if kinds and n in kinds})
         more = [n for n in more if n not in features]
         if more:  # main-graph tensors: each is its own graph output
             exposed = with_outputs(exposed, more)
@@ -224,7 +224,7 @@ class _Observed:
     @property
     def wanted(self) -> list[str]:
         whole = [*self.outputs, *(n for n in self.extra if n not in self.outputs)]
-        per_feature = [o for outs in self.features.values() for key, o in outs.items() if key != "ndim"]
+        per_feature = [o for f in self.features.values() for o in (*f.stats.values(), f.size)]
         return [*whole, *(o for outs in self.reduced.values() for o in outs), *per_feature]
 
     def fetch(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -237,12 +237,12 @@ class _Observed:
         for name in self.extra:
             if features is not None and name in features:
                 features[name].update(got[name])
-        for name, outs in self.features.items():
+        for name, f in self.features.items():
             if features is not None and name in features:
                 features[name].update_reduced(
-                    int(got[outs["size"]]), int(outs["ndim"]),
-                    **{key: got[outs[stat]] for key, stat in (("lo", "min"), ("hi", "max"), ("sums", "sum"),
-                                                              ("sumsq", "sumsq")) if stat in outs})
+                    int(got[f.size]), f.ndim,
+                    **{key: got[f.stats[stat]] for key, stat in (("lo", "min"), ("hi", "max"), ("sums", "sum"),
+                                                                 ("sumsq", "sumsq")) if stat in f.stats})
         for name, tensor in self.outputs.items():
             array = got[name]
             if array.size or name == tensor:  # empty from a body: its If branch did not run

@@ -13,27 +13,30 @@ fetched whole.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import onnx_ir as ir
 
 from quantscope.graph.build import NameAllocator
 from quantscope.model_io import Model
+from quantscope.runtime import REDUCED_AS
 
 REDUCIBLE_KINDS = frozenset({"min", "max", "absmax", "sumsq", "mean"})
-_FLOATS = {ir.DataType.FLOAT: None, ir.DataType.DOUBLE: None,
-           ir.DataType.FLOAT16: ir.DataType.FLOAT, ir.DataType.BFLOAT16: ir.DataType.FLOAT}
 _OPS = {"min": "ReduceMin", "max": "ReduceMax", "sum": "ReduceSum", "sumsq": "ReduceSumSquare"}
 _AXES_INPUT_SINCE = {"ReduceSum": 13, "ReduceMin": 18, "ReduceMax": 18, "ReduceSumSquare": 18}
 
-FeatureOutputs = dict[str, str]
-"""Graph outputs of one tensor's reductions by statistic (``min``, ``max``, ``sum``, ``sumsq``,
-``size``: the element count) and ``ndim``: its rank, as text."""
+class FeatureOutputs(NamedTuple):
+    """The graph outputs of one tensor's reductions."""
+
+    stats: dict[str, str]  # by statistic: "min", "max", "sum", "sumsq"
+    size: str  # the element count
+    ndim: int  # the tensor's rank
 
 
 def reducible(value: ir.Value | None, kinds: tuple[str, ...]) -> bool:
     """Whether ``value``'s statistics ``kinds`` can all be reduced in the graph."""
-    return (value is not None and value.dtype in _FLOATS and value.shape is not None and len(value.shape) >= 1
+    return (value is not None and value.dtype in REDUCED_AS and value.shape is not None and len(value.shape) >= 1
             and set(kinds) <= REDUCIBLE_KINDS)
 
 
@@ -75,11 +78,11 @@ def add_feature_reductions(clone: ir.Model, opset: int, wanted: Mapping[str, tup
         nodes: list[ir.Node] = []
         add = _Adder(fresh, nodes, name)
         source, dtype = value, value.dtype
-        if _FLOATS[value.dtype] is not None:
-            dtype = _FLOATS[value.dtype]
+        if REDUCED_AS[value.dtype] is not None:
+            dtype = REDUCED_AS[value.dtype]
             source = add("Cast", [value], dtype, {"to": dtype})
         flat = add("Flatten", [source], dtype, {"axis": max(rank - 1, 0)}) if rank != 2 else source
-        outputs: FeatureOutputs = {"ndim": str(rank)}
+        stats: dict[str, str] = {}
         for stat in _statistics(kinds):
             op = _OPS[stat]
             if opset >= _AXES_INPUT_SINCE[op]:
@@ -89,17 +92,16 @@ def add_feature_reductions(clone: ir.Model, opset: int, wanted: Mapping[str, tup
                 out = add(op, [flat, axis0], dtype, {"keepdims": 0})
             else:
                 out = add(op, [flat], dtype, {"keepdims": 0, "axes": [0]})
-            outputs[stat] = out.name or ""
-        outputs["size"] = add("Size", [value], ir.DataType.INT64).name or ""
+            stats[stat] = out.name or ""
+        size = add("Size", [value], ir.DataType.INT64).name or ""
         producer = value.producer()
         if producer is not None and producer.graph is main:  # right after the producer: the tensor is freed early
             main.insert_after(producer, nodes)
         else:
             main.extend(nodes)
-        for node in nodes:
-            if node.outputs[0].name in outputs.values():
-                main.outputs.append(node.outputs[0])
-        done[name] = outputs
+        wanted_outputs = {*stats.values(), size}
+        main.outputs.extend(n.outputs[0] for n in nodes if n.outputs[0].name in wanted_outputs)
+        done[name] = FeatureOutputs(stats, size, rank)
     return done
 
 

@@ -121,8 +121,9 @@ def exposing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str]]
 Reduced = tuple[str, str, str, str]
 """Graph outputs of one reduced tensor: its min, max, sum (NaN when a value is) and element count."""
 
-_REDUCIBLE = {ir.DataType.FLOAT: None, ir.DataType.DOUBLE: None,
+REDUCED_AS = {ir.DataType.FLOAT: None, ir.DataType.DOUBLE: None,
               ir.DataType.FLOAT16: ir.DataType.FLOAT, ir.DataType.BFLOAT16: ir.DataType.FLOAT}
+"""Float types reduced in the graph, and the type a 16-bit one is cast to first (None: as it is)."""
 
 
 def reducing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str], dict[str, Reduced]]:
@@ -145,14 +146,14 @@ def reducing(model: Model, names: Iterable[str]) -> tuple[Model, dict[str, str],
     rest: list[str] = []
     for name in dict.fromkeys(names):
         value = by_name.get(name)
-        if value is None or value.dtype not in _REDUCIBLE:
+        if value is None or value.dtype not in REDUCED_AS:
             rest.append(name)
             continue
         source, kind = value, value.dtype
         # right after the producer, so the tensor can be freed once its real consumers ran
         at = _Inserter(main, value.producer())
-        if _REDUCIBLE[value.dtype] is not None:
-            kind = _REDUCIBLE[value.dtype]
+        if REDUCED_AS[value.dtype] is not None:
+            kind = REDUCED_AS[value.dtype]
             source = at.add(fresh, name, "Cast", [value], kind, {"to": kind})
         outs = []
         for op, dtype in (("ReduceMin", kind), ("ReduceMax", kind), ("ReduceSum", kind), ("Size", ir.DataType.INT64)):

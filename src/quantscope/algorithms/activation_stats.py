@@ -62,10 +62,7 @@ class FeatureStats:
         if "mean" in self.kinds:
             self.sums = _add(self.sums, flat.sum(axis=0, dtype=np.float64))
         if flat.size and {"absmax", "min", "max"} & set(self.kinds):
-            lo, hi = flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)  # exact in any float type
-            self.min = lo if self.min is None else np.minimum(self.min, lo)
-            self.max = hi if self.max is None else np.maximum(self.max, hi)
-            self.absmax = np.maximum(np.abs(self.min), np.abs(self.max))
+            self._add_range(flat.min(axis=0), flat.max(axis=0))
         if "sumsq" in self.kinds:
             self.sumsq = _add(self.sumsq, np.einsum("ij,ij->j", flat, flat, dtype=np.float64))
         if "gram" in self.kinds and flat.shape[1] <= MAX_GRAM_FEATURES:
@@ -92,12 +89,15 @@ class FeatureStats:
         if sums is not None and "mean" in self.kinds:
             self.sums = _add(self.sums, np.asarray(sums, dtype=np.float64))
         if lo is not None and hi is not None:
-            lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-            self.min = lo64 if self.min is None else np.minimum(self.min, lo64)
-            self.max = hi64 if self.max is None else np.maximum(self.max, hi64)
-            self.absmax = np.maximum(np.abs(self.min), np.abs(self.max))
+            self._add_range(lo, hi)
         if sumsq is not None and "sumsq" in self.kinds:
             self.sumsq = _add(self.sumsq, np.asarray(sumsq, dtype=np.float64))
+
+    def _add_range(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)  # exact for any float type
+        self.min = lo64 if self.min is None else np.minimum(self.min, lo64)
+        self.max = hi64 if self.max is None else np.maximum(self.max, hi64)
+        self.absmax = np.maximum(np.abs(self.min), np.abs(self.max))
 
     @property
     def mean(self) -> np.ndarray | None:

@@ -47,6 +47,15 @@ def consumers(value: ir.Value) -> list[ir.Node]:
     return list(dict.fromkeys(node for node, _ in value.uses()))
 
 
+def sole_consumer(value: ir.Value | None) -> ir.Node | None:
+    """The one node that reads ``value``, once, when ``value`` is not a graph output; else None
+    (what a rewrite that changes ``value`` needs: nobody else sees the change)."""
+    if value is None or value.is_graph_output():
+        return None
+    uses = list(value.uses())
+    return uses[0][0] if len(uses) == 1 else None
+
+
 def nodes_with_subgraphs(graph: ir.Graph, *, recursive: bool = False) -> Iterator[ir.Node]:
     """Nodes that carry graph attributes (If, Loop, Scan bodies): of the main graph, or with
     ``recursive`` also those nested inside bodies."""

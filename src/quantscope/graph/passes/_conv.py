@@ -6,7 +6,7 @@ import numpy as np
 import onnx_ir as ir
 
 from quantscope.graph.build import NameAllocator, initializer
-from quantscope.graph.queries import const_array, consumers
+from quantscope.graph.queries import const_array, sole_consumer
 
 
 def is_standard(node: ir.Node, *op_types: str) -> bool:
@@ -21,9 +21,9 @@ def conv_feeding(value: ir.Value | None, user: ir.Node) -> ir.Node | None:
     output (the model's outputs keep what they compute).
     """
     conv = value.producer() if value is not None else None
-    if conv is None or not is_standard(conv, "Conv") or value is None or len(consumers(value)) != 1:
+    if conv is None or not is_standard(conv, "Conv") or sole_consumer(value) is not user:
         return None
-    if value.is_graph_output() or any(out.is_graph_output() for out in user.outputs):
+    if any(out.is_graph_output() for out in user.outputs):
         return None
     return conv
 
@@ -43,6 +43,15 @@ def scale_output_channels(w: np.ndarray, factor: np.ndarray) -> np.ndarray:
     return w * factor.reshape(-1, *([1] * (w.ndim - 1)))
 
 
+def set_constant_input(graph: ir.Graph, names: NameAllocator, target: ir.Node, index: int, array: np.ndarray,
+                       base: str) -> None:
+    """``target``'s input ``index`` (added when missing) becomes a new float32 initializer holding ``array``."""
+    value = initializer(graph, names, base, array.astype(np.float32))
+    if len(target.inputs) <= index:
+        target.resize_inputs(index + 1)
+    target.replace_input_with(index, value)
+
+
 def fold_into_conv(
     graph: ir.Graph, names: NameAllocator, folded: ir.Node, conv: ir.Node, weight: np.ndarray, bias: np.ndarray,
     *, weight_name: str, bias_name: str,
@@ -54,10 +63,7 @@ def fold_into_conv(
     the float model (per-layer comparisons match tensors by name), and the Conv's own pre-fold
     output, which no longer exists, is not mistaken for it."""
     for index, array, base in ((1, weight, weight_name), (2, bias, bias_name)):
-        value = initializer(graph, names, base, array.astype(np.float32))
-        if len(conv.inputs) <= index:
-            conv.resize_inputs(index + 1)
-        conv.replace_input_with(index, value)
+        set_constant_input(graph, names, conv, index, array, base)
     name = folded.outputs[0].name
     ir.convenience.replace_all_uses_with(folded.outputs[0], conv.outputs[0])
     graph.remove(folded, safe=True)

@@ -24,7 +24,7 @@ from quantscope.graph.passes._layout import (
     permuted_shape,
     transpose_perm,
 )
-from quantscope.graph.queries import attr_int, const_array, node_label
+from quantscope.graph.queries import attr_int, const_array, node_label, sole_consumer
 
 #: ops of one data input that compute each output element from the same input element alone
 POINTWISE = (
@@ -77,7 +77,7 @@ def _chain_back(end: ir.Node) -> tuple[ir.Node, list[ir.Node]] | None:
             return None
         if transpose_perm(producer) is not None:
             return producer, chain[::-1]
-        if len(list(value.uses())) != 1 or value.is_graph_output():
+        if sole_consumer(value) is None:
             return None
         data = _data_input(producer)
         if data is None or not _movable(producer, data, len(perm)):

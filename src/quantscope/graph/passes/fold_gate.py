@@ -15,19 +15,7 @@ import onnx_ir as ir
 from quantscope.graph.build import NameAllocator, initializer, node
 from quantscope.graph.passes import _conv
 from quantscope.graph.passes._base import RewritePass
-from quantscope.graph.queries import attr_float, attr_int, const_array, consumers, node_label
-
-
-def _sole_use(value: ir.Value | None) -> bool:
-    """``value`` feeds exactly one node and is not a graph output."""
-    return value is not None and not value.is_graph_output() and len(consumers(value)) == 1
-
-
-def _set_input(graph: ir.Graph, names: NameAllocator, target: ir.Node, index: int, array: np.ndarray, base: str) -> None:
-    value = initializer(graph, names, base, array.astype(np.float32))
-    if len(target.inputs) <= index:
-        target.resize_inputs(index + 1)
-    target.replace_input_with(index, value)
+from quantscope.graph.queries import attr_float, attr_int, const_array, node_label, sole_consumer
 
 
 def _fold_conv(graph: ir.Graph, names: NameAllocator, conv: ir.Node, alpha: float, beta: float) -> bool:
@@ -37,8 +25,8 @@ def _fold_conv(graph: ir.Graph, names: NameAllocator, conv: ir.Node, alpha: floa
         return False
     w, b = wb
     base = node_label(conv)
-    _set_input(graph, names, conv, 1, w * alpha, f"{base}.weight_gatefold")
-    _set_input(graph, names, conv, 2, b * alpha + beta, f"{base}.bias_gatefold")
+    _conv.set_constant_input(graph, names, conv, 1, w * alpha, f"{base}.weight_gatefold")
+    _conv.set_constant_input(graph, names, conv, 2, b * alpha + beta, f"{base}.bias_gatefold")
     return True
 
 
@@ -52,9 +40,9 @@ def _fold_gemm(graph: ir.Graph, names: NameAllocator, gemm: ir.Node, alpha: floa
     n = w.shape[0] if attr_int(gemm, "transB", 0) else w.shape[1]
     c64 = np.broadcast_to(c.astype(np.float64), (n,)) if c.size == 1 else c.astype(np.float64)
     base = node_label(gemm)
-    _set_input(graph, names, gemm, 1, w.astype(np.float64) * (alpha * attr_float(gemm, "alpha", 1.0)),
+    _conv.set_constant_input(graph, names, gemm, 1, w.astype(np.float64) * (alpha * attr_float(gemm, "alpha", 1.0)),
                f"{base}.weight_gatefold")
-    _set_input(graph, names, gemm, 2, c64 * (alpha * attr_float(gemm, "beta", 1.0)) + beta, f"{base}.bias_gatefold")
+    _conv.set_constant_input(graph, names, gemm, 2, c64 * (alpha * attr_float(gemm, "beta", 1.0)) + beta, f"{base}.bias_gatefold")
     gemm.attributes["alpha"] = ir.AttrFloat32("alpha", 1.0)
     gemm.attributes["beta"] = ir.AttrFloat32("beta", 1.0)
     return True
@@ -67,7 +55,7 @@ def _fold_matmul_bias(graph: ir.Graph, names: NameAllocator, add: ir.Node, alpha
     for side in (0, 1):
         mm = add.inputs[side].producer() if add.inputs[side] is not None else None
         b = const_array(add.inputs[1 - side])
-        if mm is None or not _conv.is_standard(mm, "MatMul") or b is None or not _sole_use(add.inputs[side]):
+        if mm is None or not _conv.is_standard(mm, "MatMul") or b is None or sole_consumer(add.inputs[side]) is None:
             continue
         w = const_array(mm.inputs[1])
         if w is None or w.ndim != 2 or w.dtype != np.float32 or b.dtype != np.float32:
@@ -75,8 +63,8 @@ def _fold_matmul_bias(graph: ir.Graph, names: NameAllocator, add: ir.Node, alpha
         if (b.ndim > 1 and any(d != 1 for d in b.shape[:-1])) or b.shape[-1:] not in ((w.shape[1],), (1,)):
             continue
         base = node_label(mm)
-        _set_input(graph, names, mm, 1, w.astype(np.float64) * alpha, f"{base}.weight_gatefold")
-        _set_input(graph, names, add, 1 - side, b.astype(np.float64) * alpha + beta, f"{base}.bias_gatefold")
+        _conv.set_constant_input(graph, names, mm, 1, w.astype(np.float64) * alpha, f"{base}.weight_gatefold")
+        _conv.set_constant_input(graph, names, add, 1 - side, b.astype(np.float64) * alpha + beta, f"{base}.bias_gatefold")
         return True
     return False
 
@@ -84,7 +72,7 @@ def _fold_matmul_bias(graph: ir.Graph, names: NameAllocator, add: ir.Node, alpha
 def fold_gate(graph: ir.Graph, names: NameAllocator, gate: ir.Node) -> str | None:
     """Fold the HardSigmoid ``gate`` into its producer; the note, or None when it cannot be folded."""
     y = gate.inputs[0] if gate.inputs else None
-    if not _conv.is_standard(gate, "HardSigmoid") or not _sole_use(y) or gate.outputs[0].is_graph_output():
+    if not _conv.is_standard(gate, "HardSigmoid") or sole_consumer(y) is None or gate.outputs[0].is_graph_output():
         return None
     producer = y.producer() if y is not None else None
     if producer is None or len(producer.outputs) != 1:

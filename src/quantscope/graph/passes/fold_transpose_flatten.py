@@ -24,12 +24,7 @@ from quantscope.graph.build import NameAllocator, initializer, node
 from quantscope.graph.passes._base import RewritePass
 from quantscope.graph.passes._conv import is_standard
 from quantscope.graph.passes._layout import Perm, inverse, transpose_perm
-from quantscope.graph.queries import attr_int, const_array, consumers, is_weight, node_label
-
-
-def _sole_user(value: ir.Value) -> ir.Node | None:
-    users = consumers(value)
-    return users[0] if len(users) == 1 and not value.is_graph_output() and len(list(value.uses())) == 1 else None
+from quantscope.graph.queries import attr_int, const_array, is_weight, node_label, sole_consumer
 
 
 def _static_tail(shape: ir.Shape | None) -> list[int] | None:
@@ -60,7 +55,7 @@ def _flattens_batch(flat: ir.Node, rank: int, features: int) -> bool:
 def _dense(flat_out: ir.Value, features: int) -> tuple[ir.Node, np.ndarray, bool] | None:
     """The MatMul/Gemm reading ``flat_out`` as its data input with a constant weight of
     ``features`` rows: ``(node, weight, transposed)``, where ``transposed`` means [N, features]."""
-    dense = _sole_user(flat_out)
+    dense = sole_consumer(flat_out)
     if dense is None or len(dense.inputs) < 2 or dense.inputs[0] is not flat_out or dense.inputs[1] is flat_out:
         return None
     weight = dense.inputs[1]
@@ -104,7 +99,7 @@ class FoldTransposeFlattenPass(RewritePass):
         if perm is None or x is None or perm[0] != 0 or len(perm) < 3 or x.shape is None or len(x.shape) != len(perm):
             return None
         dims = _static_tail(x.shape)
-        flat = _sole_user(t.outputs[0])
+        flat = sole_consumer(t.outputs[0])
         if dims is None or flat is None or flat.inputs[0] is not t.outputs[0]:
             return None
         features = math.prod(dims)

@@ -31,9 +31,8 @@ RANGE_TOLERANCE = 1e-6
 
 def represents_unit_range(qp: QParams) -> bool:
     """``qp``'s codes span exactly ``[0, 1]`` (saturation at the ends is then a clip to [0, 1])."""
-    s, z = float(qp.scale), int(qp.zero_point)
-    lo, hi = (qp.qmin - z) * s, (qp.qmax - z) * s
-    return abs(lo) <= RANGE_TOLERANCE and abs(hi - 1.0) <= RANGE_TOLERANCE
+    lo, hi = qp.float_range()
+    return float(np.max(np.abs(lo))) <= RANGE_TOLERANCE and float(np.max(np.abs(hi - 1.0))) <= RANGE_TOLERANCE
 
 
 def scalar_constant(c: float, dtype: np.dtype) -> tuple[np.ndarray, QParams]:

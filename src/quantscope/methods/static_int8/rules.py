@@ -141,6 +141,14 @@ class Residual(OpRule):
         p.decide(node, "quantized", "integer residual Add (QLinearAdd), inputs and output quantized")
 
 
+def _float_producer(p: Planner, producer: ir.Node) -> bool:
+    """``producer`` stays float (no rule, or its rule refuses it), unless it is a gate or a fusable
+    activation: an elementwise op reading it would cut a float chain (GELU, LayerNorm) with a requantization."""
+    return producer.op_type not in GATES | FUSABLE_ACTIVATIONS and (
+        rule_for(producer.op_type).kind == "float" or p.candidate(producer) is not None
+    )
+
+
 def scalar_shift(node: ir.Node) -> ir.Value | None:
     """The activation operand of a two-input node whose other operand is a float scalar constant."""
     if len(node.inputs) != 2 or any(v is None for v in node.inputs):
@@ -165,9 +173,7 @@ class Sum(Residual):
         if x is None:
             return super().check(p, node)
         producer = x.producer()
-        if producer is None or (producer.op_type not in GATES | FUSABLE_ACTIVATIONS and (
-            rule_for(producer.op_type).kind == "float" or p.candidate(producer) is not None
-        )):
+        if producer is None or _float_producer(p, producer):
             return "Add of a constant to a float op's output (or a graph input) is kept float"
         return p.inputs_problem([x])
 
@@ -199,9 +205,7 @@ class Product(Residual):
             return "Mul by a constant is kept float (little integer speed-up; guards GELU and LayerNorm chains)"
         for v in node.inputs:
             producer = v.producer() if v is not None else None
-            if producer is not None and producer.op_type not in GATES | FUSABLE_ACTIVATIONS and (
-                rule_for(producer.op_type).kind == "float" or p.candidate(producer) is not None
-            ):
+            if producer is not None and _float_producer(p, producer):
                 return (
                     f"Mul input {v.name!r} comes from a float op ({producer.op_type}); kept float "
                     "(guards GELU and LayerNorm chains)"
