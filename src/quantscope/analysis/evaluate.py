@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantscope.analysis.stats import ratio_interval
+from quantscope.analysis.stats import ratio_interval, speed_verdict
 from quantscope.calibrate import Progress
 from quantscope.data import Dataset
 from quantscope.io import Model
@@ -111,6 +111,11 @@ class PairedLatency:
     speed: float
     low: float
     high: float
+
+    @property
+    def verdict(self) -> str:
+        """``faster``/``slower``/``same``/``noisy`` (:func:`~quantscope.analysis.stats.speed_verdict`)."""
+        return speed_verdict(self.low, self.high, self.speed, reference_ms=self.reference.median_ms)
 
 
 def time_paired(

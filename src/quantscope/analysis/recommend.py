@@ -88,7 +88,10 @@ def speed(
 def speed_verdict(results: Results, v: VariantResult, batch: int = 1, threads: int | None = 1) -> str:
     """``faster``, ``slower``, ``same``, ``noisy`` (too noisy to tell) or ``unknown``, against float."""
     s = speed(results, v, batch, threads)
-    return stats.speed_verdict(s[1], s[2], s[0]) if s is not None else "unknown"
+    if s is None:
+        return "unknown"
+    base = latency_ms(results.reference, batch, threads) if results.reference is not None else None
+    return stats.speed_verdict(s[1], s[2], s[0], reference_ms=base)
 
 
 def not_slower_than_float(results: Results, v: VariantResult) -> bool:

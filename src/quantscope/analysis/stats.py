@@ -86,19 +86,29 @@ NOISY_SPREAD = 1.5
 NEGLIGIBLE = 1.03
 """A speed ratio whose whole interval lies within [1 / this, this] is "same speed" (a 3 % difference)."""
 
+IMMATERIAL_MS = 0.002
+"""A per-call time difference below this (2 µs) is "same speed" whatever the ratio: it is below the jitter of
+one ``session.run`` call from Python, and two sessions of the very same graph can differ by that much (where
+their buffers land), so on a model that runs in a few microseconds a few percent is no difference at all."""
 
-def speed_verdict(low: float | None, high: float | None, point: float | None = None) -> str:
+
+def speed_verdict(
+    low: float | None, high: float | None, point: float | None = None, *, reference_ms: float | None = None
+) -> str:
     """``"faster"``, ``"slower"``, ``"same"`` or ``"noisy"`` for a speed ratio (float time / variant time).
 
     A difference must be both outside the noise (the interval excludes 1.0) and material (the
     estimate ``point`` at least :data:`NEGLIGIBLE` away from 1.0) to count. ``"same"`` when the
     interval includes 1.0 or the difference is negligible; ``"noisy"`` when the interval includes
     1.0 and is too wide (:data:`NOISY_SPREAD`) to tell even a large difference; ``"unknown"``
-    without an interval.
+    without an interval. With the reference's per-call time ``reference_ms``, a difference under
+    :data:`IMMATERIAL_MS` per call is ``"same"`` too.
     """
     if low is None or high is None:
         return "unknown"
     mid = point if point is not None else (low * high) ** 0.5 if low > 0 else high
+    if reference_ms is not None and mid > 0 and abs(reference_ms - reference_ms / mid) < IMMATERIAL_MS:
+        return "same"
     if low > 1.0 and mid >= NEGLIGIBLE:
         return "faster"
     if high < 1.0 and mid <= 1 / NEGLIGIBLE:

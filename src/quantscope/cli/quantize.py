@@ -24,7 +24,6 @@ def _speed_line(model: Any, q: Any) -> str:
     rewrites may already have made faster; this line times the model as given.
     """
     from quantscope.analysis.evaluate import measure_paired_latency
-    from quantscope.analysis.stats import speed_verdict
     from quantscope.errors import QuantscopeError
     from quantscope.methods.static_int8.latency import synthetic_feeds
 
@@ -38,7 +37,7 @@ def _speed_line(model: Any, q: Any) -> str:
         return f"speed against float: not measured ({exc})"
     return (
         f"speed against float on this machine: {m.speed:.2f}x (95% interval {m.low:.2f}-{m.high:.2f}, "
-        f"{speed_verdict(m.low, m.high, m.speed)}), batch {batch}, {threads} thread(s)"
+        f"{m.verdict}), batch {batch}, {threads} thread(s)"
     )
 
 

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from quantscope.analysis.evaluate import PairedLatency, time_calls, time_paired
-from quantscope.analysis.stats import speed_verdict
 from quantscope.calibrate import TensorStats
 from quantscope.config import StaticInt8
 from quantscope.errors import QuantscopeError
@@ -128,7 +127,7 @@ def _measurement(m: PairedLatency) -> dict[str, Any]:
     return {
         "reference_ms": round(m.reference.median_ms, 4), "variant_ms": round(m.variant.median_ms, 4),
         "speed": round(m.speed, 4), "interval": [round(m.low, 4), round(min(m.high, 1e9), 4)],
-        "verdict": speed_verdict(m.low, m.high, m.speed),
+        "verdict": m.verdict,
     }
 
 
@@ -175,7 +174,7 @@ class _Search:
                 record.update(decision="int8", reason=f"not timed: {exc}")
                 continue
             m = self.timer(full, kept_float)
-            loses = speed_verdict(m.low, m.high, m.speed) == "faster"
+            loses = m.verdict == "faster"
             record.update(
                 int8_ms=round(m.reference.median_ms, 4), float_ms=round(m.variant.median_ms, 4),
                 speed=round(1 / m.speed, 4) if m.speed else None, decision="float" if loses else "int8",
@@ -240,7 +239,7 @@ class _Search:
             return None
         m = self.timer(choice.model, variant[1])
         record.update(int8_ms=round(m.reference.median_ms, 4), float_ms=round(m.variant.median_ms, 4),
-                      verdict=speed_verdict(m.low, m.high, m.speed))
+                      verdict=m.verdict)
         return m, variant
 
     @staticmethod
@@ -344,7 +343,7 @@ def choose_regions(
     final = choice.vs_float
     chosen = _kept_float(choice.plan, choice.reasons)
     fallback: dict[str, Any] = {}
-    if speed_verdict(final.low, final.high, final.speed) == "slower":
+    if final.verdict == "slower":
         fallback = {"fastest_int8": _measurement(final)}
         chosen = _all_float(plan, (
             f"kept float for speed: the fastest int8 variant found ran {final.speed:.2f}x the speed of float "
