@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import tinymodels as tm
+from quantscope import _loadcheck_spawn
 from quantscope._loadcheck_window import crash_window
 from quantscope.errors import RuntimeCrashError, RuntimeFailure, UnsupportedModelError
 from quantscope.io import Model
@@ -31,6 +32,28 @@ def test_a_model_that_loads_is_ok_for_every_kind_of_model_argument(mlp, tmp_path
         assert report.ok and report.ran and report.runs == 1
         assert report.level == "ORT_ENABLE_ALL"
         assert "ran one sample" in report.message()
+
+
+def test_a_child_started_ahead_is_the_one_the_check_uses_and_an_unused_one_is_ended(mlp, monkeypatch):
+    _loadcheck_spawn.prestart()
+    early = _loadcheck_spawn._early
+    assert early is not None and early.poll() is None  # importing ONNX Runtime, then waiting for its arguments
+    report = check_loads(mlp)
+    assert report.ok and report.ran and early.returncode == 0 and _loadcheck_spawn._early is None
+    # a crash in the early child is still the crash of this check (it reads the hook when it gets its arguments)
+    monkeypatch.setenv(HOOK, "segv")
+    _loadcheck_spawn.prestart()
+    assert check_loads(mlp, diagnose=False, raise_on_failure=False).outcome == "crashed"
+    _loadcheck_spawn.prestart()
+    unused = _loadcheck_spawn._early
+    _loadcheck_spawn.discard()
+    assert unused is not None and unused.returncode is not None and _loadcheck_spawn._early is None
+
+
+def test_a_child_whose_caller_goes_away_ends_quietly():
+    child = _loadcheck_spawn.spawn()
+    out, err = child.communicate("", timeout=60)  # end-of-file on stdin: no arguments will come
+    assert child.returncode == 0 and not out.strip(), err
 
 
 def test_the_given_sample_is_the_one_run(mlp):

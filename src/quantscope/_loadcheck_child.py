@@ -6,6 +6,10 @@ Runtime kills this process, not the caller's. Arguments::
 
     MODEL LEVEL DISABLED [--verbose] [--sample FILE.npz]
 
+or ``--stdin``: import NumPy and ONNX Runtime first, then read one JSON line
+``{"argv": [...], "cwd": DIR}`` from stdin (how :mod:`quantscope._loadcheck_spawn` starts a child
+ahead of need); end-of-file there ends the child quietly.
+
 ``LEVEL`` names a ``GraphOptimizationLevel`` member (``ORT_ENABLE_ALL``); ``DISABLED`` is a
 comma-separated list of ONNX Runtime graph optimizers to disable (may be empty). With
 ``--verbose`` ONNX Runtime logs every optimizer it applies to stderr. The result is one JSON line
@@ -115,5 +119,21 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _from_stdin() -> list[str] | None:
+    """The arguments sent on stdin once the heavy imports are done (None: the caller went away)."""
+    import numpy  # noqa: F401  (imported while the caller works, not after it asks)
+    import onnxruntime  # noqa: F401
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    request = json.loads(line)
+    os.chdir(request["cwd"])
+    return [str(a) for a in request["argv"]]
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]))
+    args = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
+    if args == ["--stdin"]:
+        args = _from_stdin()
+    sys.exit(0 if args is None else main(args))

@@ -20,8 +20,6 @@ import logging
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -32,6 +30,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from quantscope import _loadcheck_spawn as _spawn
 from quantscope._loadcheck_window import crash_window
 from quantscope.errors import OutputError, RuntimeCrashError, RuntimeFailure
 from quantscope.model_stream import release_all
@@ -44,8 +43,6 @@ DEFAULT_LEVEL = "ORT_ENABLE_ALL"  # what ONNX Runtime uses when a user creates a
 LOWER_LEVELS = ("ORT_ENABLE_LAYOUT", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC", "ORT_DISABLE_ALL")
 MAX_RUNS = 24  # children started to diagnose one failure, at most
 
-_CHILD = Path(__file__).with_name("_loadcheck_child.py")
-_RUN_CHILD = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
 _APPLYING = re.compile(r"Applying graph transformer (\S+?)(?: on step \d+)?\.?$", re.MULTILINE)
 _MODIFIED = re.compile(r"GraphTransformer (\S+) modified: 1")
 _REMOVED = re.compile(r"Removing initializer '([^']+)'")
@@ -203,24 +200,21 @@ class _Runner:
 
     def run(self, level: str, disabled: tuple[str, ...] = (), *, verbose: bool = False) -> _Run:
         self.count += 1
-        args = [sys.executable, "-c", _RUN_CHILD, str(_CHILD), "--", self.path, level, ",".join(disabled)]
+        args = [self.path, level, ",".join(disabled)]
         args += ["--verbose"] if verbose else []
         args += ["--sample", str(self.sample)] if self.sample is not None else []
-        try:
-            proc = subprocess.run(
-                args, capture_output=True, text=True, timeout=self.timeout, cwd=self.cwd, errors="replace"
-            )
-        except subprocess.TimeoutExpired as exc:
-            log = exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode("utf-8", "replace")
-            return _Run("timeout", f"no answer within {self.timeout:g} s", log=log)
-        result = _last_json(proc.stdout)
-        if proc.returncode < 0:
-            return _Run("crashed", _signal_name(-proc.returncode), log=proc.stderr)
+        child = _spawn.take()  # started ahead by the CLI, or now
+        stdout, stderr, timed_out = _spawn.send(child, args, self.cwd, self.timeout)
+        if timed_out:
+            return _Run("timeout", f"no answer within {self.timeout:g} s", log=stderr)
+        result = _last_json(stdout)
+        if child.returncode < 0:
+            return _Run("crashed", _signal_name(-child.returncode), log=stderr)
         if result is None:  # died without a word: an abort the runtime turned into an exit code
-            tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-            return _Run("crashed", f"exit status {proc.returncode}: {tail[0][:300]}", log=proc.stderr)
+            tail = stderr.strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
+            return _Run("crashed", f"exit status {child.returncode}: {tail[0][:300]}", log=stderr)
         outcome = "ok" if result.get("ok") else "refused"
-        return _Run(outcome, str(result.get("detail", "")), ran=bool(result.get("ran")), log=proc.stderr)
+        return _Run(outcome, str(result.get("detail", "")), ran=bool(result.get("ran")), log=stderr)
 
     def loads(self, level: str, disabled: tuple[str, ...] = ()) -> bool:
         return self.run(level, disabled).outcome == "ok"

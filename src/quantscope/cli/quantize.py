@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from quantscope import _loadcheck_spawn
 from quantscope.cli.data_options import DataOptions, data_options
 from quantscope.cli.files import readable
 from quantscope.cli.options import config_object, dataset, method_options, method_settings
@@ -85,11 +86,7 @@ def quantize(model_path: Path, method: str | None, output: str | None, calib: Pa
              settings: tuple[str, ...], config_file: Path | None, print_config: bool, data_options: DataOptions,
              **opts: Any) -> None:
     """Quantize MODEL_PATH and write the quantized model plus a sidecar JSON (config, plan, versions)."""
-    import quantscope as qs
     from quantscope.cli.names import split_method
-    from quantscope.errors import ConfigError, DataError
-    from quantscope.model_io import check_output_path, out_data_name
-    from quantscope.quantization import sidecar_path
 
     method, opts = split_method(method, opts)
     if print_config:
@@ -99,6 +96,20 @@ def quantize(model_path: Path, method: str | None, output: str | None, calib: Pa
         return
     if output is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
+    _loadcheck_spawn.prestart()  # the load check's child imports ONNX Runtime while this loads and calibrates
+    try:
+        _quantize(model_path, method, output, calib, settings, config_file, data_options, opts)
+    finally:
+        _loadcheck_spawn.discard()
+
+
+def _quantize(model_path: Path, method: str | None, output: str, calib: Path | None, settings: tuple[str, ...],
+              config_file: Path | None, data_options: DataOptions, opts: dict[str, Any]) -> None:
+    import quantscope as qs
+    from quantscope.errors import ConfigError, DataError
+    from quantscope.model_io import check_output_path, out_data_name
+    from quantscope.quantization import sidecar_path
+
     model = qs.load(model_path)
     for note in model.notes:  # e.g. an old IR version upgraded on load
         warn(note, "note")
