@@ -3,8 +3,8 @@
 Each run is a fresh process; its wall time and peak RSS (``wait4``'s ``ru_maxrss``: the largest
 process of its tree) are recorded. Both tools read the same calibration ``.npz`` of N samples
 in batches of 20 and write a QDQ model calibrated with MinMax. Models: the digits CNN shipped in
-quantscope.examples, the PP-OCR direction classifier and all-MiniLM-L6-v2 (tests/realmodels.py,
-cached under ``$QUANTSCOPE_TEST_CACHE``). quantscope runs with its default options except
+quantscope.examples, the PP-OCR direction classifier, all-MiniLM-L6-v2 and the PP-OCRv4 text
+recognizer (tests/realmodels.py, cached under ``$QUANTSCOPE_TEST_CACHE``). quantscope runs with its default options except
 ``--no-measure``: the speed search times int8 against float, which is not calibration and which
 the peer does not do (``bench.run`` reports it separately). ORT quantizes every op it can,
 per channel (its calibration then observes every activation, as quantscope's does). Usage::
@@ -96,12 +96,38 @@ def minilm(n: int, work: Path) -> tuple[Path, Path]:
     return realmodels.minilm_model(cache), path
 
 
-MODELS = {"digits-cnn": digits, "ppocr-cls": ppocr_cls, "minilm": minilm}
+def ppocr_rec(n: int, work: Path) -> tuple[Path, Path]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT))
+    import realmodels
+    from bench.models import PPOCR_REC_MEMBER, rec_dataset
+
+    cache = realmodels.default_cache_dir()
+    wheel = realmodels.fetch_wheel(realmodels.RAPIDOCR_SPEC, cache)
+    path = work / f"ppocr-rec-{n}.npz"
+    np.savez(path, x=rec_dataset(n, seed=3000 + n))
+    return realmodels.extract_member(wheel, PPOCR_REC_MEMBER, realmodels._extract_dir(cache, wheel)), path
+
+
+MODELS = {"digits-cnn": digits, "ppocr-cls": ppocr_cls, "minilm": minilm, "ppocr-rec": ppocr_rec}
+
+
+def byte_compiled() -> None:
+    """Compile quantscope's modules to bytecode first, as installing a package does (its peer's
+    modules come so from site-packages). Under ``PYTHONDONTWRITEBYTECODE`` (set on this machine) a
+    source checkout would otherwise compile its ~160 modules again in every run: 0.2-0.3 s of
+    each process, which is not calibration."""
+    import compileall
+
+    import quantscope
+
+    compileall.compile_dir(str(Path(quantscope.__file__).parent), quiet=1)
 
 
 def bench(models: list[str], samples: list[int], repeat: int) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     python = sys.executable
+    byte_compiled()
     with tempfile.TemporaryDirectory(prefix="calib-speed-") as tmp:
         work = Path(tmp)
         for model_name in models:

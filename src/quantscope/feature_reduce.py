@@ -3,13 +3,19 @@
 SmoothQuant and bias correction read, per feature (the last axis, as a MatMul reads it), the
 minimum, maximum, sum and sum of squares over every other axis. Fetching each such tensor whole
 and reducing it in NumPy costs a copy of every activation per batch; here the copy of the model
-computes ``Flatten(x, axis=rank-1)`` then ``ReduceMin``/``ReduceMax``/``ReduceSum`` over axis 0
-(the sum of squares as ``ReduceSum(Mul(x, x))``: ONNX Runtime's ``ReduceSumSquare`` over a
-leading axis runs about 7 times slower on [2560, 1536], one thread) right after the tensor's
-producer, and only ``[features]``
+computes ``ReduceMin``/``ReduceMax``/``ReduceSum`` right after the tensor's producer, and only
+``[features]``
 vectors and the element count come out. Tensors of unknown rank, inside If/Loop/Scan bodies, of
 a non-float type or asked for other statistics (``gram``, ``channel_mean``) are left to be
 fetched whole.
+
+How, measured on MiniLM's activations ([20, 128, 1536] and [20, 128, 384]) in ONNX Runtime 1.32 on
+two threads: a tensor of rank 3 or more is reduced over its inner axes first, then over the
+batch axis (``[B, T, C] -> [B, C] -> [C]``), which ran several times faster than one reduction
+over (B, T) or over axis 0 of its ``[B*T, C]`` flattening, whose parallel split was slower than
+one thread; the sum of squares is ``ReduceSum(Mul(x, x))``, as ``ReduceSumSquare`` over leading
+axes took 7 times as long. A calibration batch of 20 MiniLM sequences, with the per-feature
+statistics of its 24 MatMul inputs, went from 0.37 to 0.24 s (0.23 s without them).
 """
 
 from __future__ import annotations
@@ -62,6 +68,24 @@ class _Adder:
         return node.outputs[0]
 
 
+class _Reducer:
+    """``op(x)`` over ``axes`` (``keepdims=0``), the axes an input (one shared initializer per tuple)
+    from the opset that takes them so, else an attribute."""
+
+    def __init__(self, graph: ir.Graph, fresh: NameAllocator, opset: int) -> None:
+        self.graph, self.fresh, self.opset = graph, fresh, opset
+        self.axes: dict[tuple[int, ...], ir.Value] = {}
+
+    def __call__(self, add: _Adder, op: str, x: ir.Value, dtype: ir.DataType, axes: tuple[int, ...]) -> ir.Value:
+        if self.opset < _AXES_INPUT_SINCE[op]:
+            return add(op, [x], dtype, {"keepdims": 0, "axes": list(axes)})
+        if axes not in self.axes:
+            name = self.fresh("qs_feature_axes_" + "_".join(map(str, axes)))
+            self.axes[axes] = ir.Value(name=name, const_value=ir.tensor(np.array(axes, np.int64)))
+            self.graph.register_initializer(self.axes[axes])
+        return add(op, [x, self.axes[axes]], dtype, {"keepdims": 0})
+
+
 def add_feature_reductions(clone: ir.Model, opset: int, wanted: Mapping[str, tuple[str, ...]]) -> dict[str, FeatureOutputs]:
     """Add the reductions of ``wanted`` ({tensor: kinds}, main-graph tensors that are
     :func:`reducible`) to ``clone`` in place, as graph outputs. Returns {tensor: its outputs}."""
@@ -69,7 +93,7 @@ def add_feature_reductions(clone: ir.Model, opset: int, wanted: Mapping[str, tup
     by_name = {out.name: out for node in main for out in node.outputs if out.name}
     by_name.update({v.name: v for v in main.inputs if v.name})
     fresh = NameAllocator(main)
-    axis0: ir.Value | None = None
+    reduce = _Reducer(main, fresh, opset)
     done: dict[str, FeatureOutputs] = {}
     for name, kinds in wanted.items():
         value = by_name.get(name)
@@ -83,19 +107,16 @@ def add_feature_reductions(clone: ir.Model, opset: int, wanted: Mapping[str, tup
         if REDUCED_AS[value.dtype] is not None:
             dtype = REDUCED_AS[value.dtype]
             source = add("Cast", [value], dtype, {"to": dtype})
-        flat = add("Flatten", [source], dtype, {"axis": max(rank - 1, 0)}) if rank != 2 else source
+        if rank == 1:  # one feature per element: [N] -> [1, N]
+            source = add("Flatten", [source], dtype, {"axis": 0})
+        inner = tuple(range(1, rank - 1))
         stats: dict[str, str] = {}
         for stat in _statistics(kinds):
             op = _OPS[stat]
-            operand = add("Mul", [flat, flat], dtype) if stat == "sumsq" else flat
-            if opset >= _AXES_INPUT_SINCE[op]:
-                if axis0 is None:
-                    axis0 = ir.Value(name=fresh("qs_feature_axis0"), const_value=ir.tensor(np.array([0], np.int64)))
-                    main.register_initializer(axis0)
-                out = add(op, [operand, axis0], dtype, {"keepdims": 0})
-            else:
-                out = add(op, [operand], dtype, {"keepdims": 0, "axes": [0]})
-            stats[stat] = out.name or ""
+            operand = add("Mul", [source, source], dtype) if stat == "sumsq" else source
+            if inner:  # [B, T.., C] -> [B, C] first (see the module docstring)
+                operand = reduce(add, op, operand, dtype, inner)
+            stats[stat] = reduce(add, op, operand, dtype, (0,)).name or ""
         size = add("Size", [value], ir.DataType.INT64).name or ""
         producer = value.producer()
         if producer is not None and producer.graph is main:  # right after the producer: the tensor is freed early

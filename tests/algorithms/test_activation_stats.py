@@ -13,15 +13,15 @@ from quantscope.calibrate import _Observed, collect
 from quantscope.config.calibration import Calibration, MinMax, StatisticsRequest
 
 
-def _mlp(opset: int = 17) -> qs.Model:
+def _mlp(opset: int = 17, lead: tuple[str | int, ...] = ("N", 4)) -> qs.Model:
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal((6, 5)).astype(np.float32), "w1"),
              numpy_helper.from_array(rng.standard_normal((5, 3)).astype(np.float32), "w2")]
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
              helper.make_node("Relu", ["h"], ["r"], name="relu"),
              helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 3])], inits)
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [*lead, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*lead, 3])], inits)
     return qs.Model.from_proto(onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])))
 
 
@@ -80,6 +80,25 @@ def test_per_feature_statistics_reduced_in_the_graph_equal_those_of_the_whole_te
     np.testing.assert_allclose(together["h"].min, alone["h"].min, rtol=1e-6)
     np.testing.assert_allclose(together["h"].sumsq, alone["h"].sumsq, rtol=1e-5)
     np.testing.assert_allclose(together["h"].mean, alone["h"].mean, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("lead", [(5,), (5, 2, 3), (5, 1, 4, 2)])  # ranks 2 to 5: inner axes are reduced first
+def test_per_feature_statistics_of_every_rank_equal_numpy(opset: int, lead: tuple[int, ...]) -> None:
+    model = _mlp(opset, ("N", *lead[1:]))
+    x = (np.random.default_rng(4).standard_normal((*lead, 6)) * np.arange(1, 7)).astype(np.float32)
+    request = StatisticsRequest(("h",), Calibration(method=MinMax(), num_samples=None, batch_size=2),
+                                extra={"h": ("min", "max", "sumsq", "mean")})
+    data = qs.Dataset.from_arrays({"x": x}).bind(model.inputs)
+    got = extra_of(collect(model, data, request))
+    assert got is not None
+    h = (x.reshape(-1, 6).astype(np.float64) @ numpy_helper.to_array(model.to_proto().graph.initializer[0]))
+    stats = got["h"]
+    assert stats.rows == h.shape[0] and stats.ndim == len(lead) + 1
+    np.testing.assert_allclose(stats.min, h.min(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats.max, h.max(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats.sumsq, (h * h).sum(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(stats.mean, h.mean(axis=0), rtol=1e-5, atol=1e-5)
 
 
 def test_a_nan_inside_the_model_is_caught_through_the_per_feature_reductions_too() -> None:
