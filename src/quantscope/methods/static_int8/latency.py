@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from quantscope.analysis.evaluate import PairedLatency, time_calls, time_paired
+from quantscope.analysis.stats import speed_verdict
 from quantscope.calibrate import TensorStats
 from quantscope.config import StaticInt8
 from quantscope.errors import QuantscopeError
@@ -124,10 +125,11 @@ def paired_timer(feeds: Mapping[str, np.ndarray], *, threads: int, batch: int = 
 
 
 def _measurement(m: PairedLatency) -> dict[str, Any]:
+    # the verdicts here take no reference_ms (IMMATERIAL_MS): the search counts every microsecond it loses
     return {
         "reference_ms": round(m.reference.median_ms, 4), "variant_ms": round(m.variant.median_ms, 4),
         "speed": round(m.speed, 4), "interval": [round(m.low, 4), round(min(m.high, 1e9), 4)],
-        "verdict": m.verdict,
+        "verdict": speed_verdict(m.low, m.high, m.speed),
     }
 
 
@@ -174,7 +176,7 @@ class _Search:
                 record.update(decision="int8", reason=f"not timed: {exc}")
                 continue
             m = self.timer(full, kept_float)
-            loses = m.verdict == "faster"
+            loses = speed_verdict(m.low, m.high, m.speed) == "faster"
             record.update(
                 int8_ms=round(m.reference.median_ms, 4), float_ms=round(m.variant.median_ms, 4),
                 speed=round(1 / m.speed, 4) if m.speed else None, decision="float" if loses else "int8",
@@ -239,7 +241,7 @@ class _Search:
             return None
         m = self.timer(choice.model, variant[1])
         record.update(int8_ms=round(m.reference.median_ms, 4), float_ms=round(m.variant.median_ms, 4),
-                      verdict=m.verdict)
+                      verdict=speed_verdict(m.low, m.high, m.speed))
         return m, variant
 
     @staticmethod
@@ -343,7 +345,7 @@ def choose_regions(
     final = choice.vs_float
     chosen = _kept_float(choice.plan, choice.reasons)
     fallback: dict[str, Any] = {}
-    if final.verdict == "slower":
+    if speed_verdict(final.low, final.high, final.speed) == "slower":
         fallback = {"fastest_int8": _measurement(final)}
         chosen = _all_float(plan, (
             f"kept float for speed: the fastest int8 variant found ran {final.speed:.2f}x the speed of float "
