@@ -17,11 +17,13 @@ import atexit
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 CHILD = Path(__file__).with_name("_loadcheck_child.py")
 _RUN_CHILD = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
 _early: subprocess.Popen[str] | None = None
+_lock = threading.Lock()  # checks run from a sweep's threads: one of them gets the early child
 
 
 def spawn() -> subprocess.Popen[str]:
@@ -35,14 +37,16 @@ def spawn() -> subprocess.Popen[str]:
 def prestart() -> None:
     """Start the child the next load check will use, unless one is already waiting."""
     global _early
-    if _early is None or _early.poll() is not None:
-        _early = spawn()
+    with _lock:
+        if _early is None or _early.poll() is not None:
+            _early = spawn()
 
 
 def take() -> subprocess.Popen[str]:
     """The early child if one is waiting (alive), else a new one."""
     global _early
-    child, _early = _early, None
+    with _lock:
+        child, _early = _early, None
     if child is not None and child.poll() is None:
         return child
     return spawn()
@@ -64,7 +68,8 @@ def send(child: subprocess.Popen[str], argv: list[str], cwd: Path, timeout: floa
 def discard() -> None:
     """End the early child if it was not used (the caller's work ended before its load check)."""
     global _early
-    child, _early = _early, None
+    with _lock:
+        child, _early = _early, None
     if child is not None and child.poll() is None:
         child.kill()
         child.communicate()
