@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -163,6 +164,7 @@ def quantize(
     calibration: dict[str, Any] = {}
     request = method.statistics(prepared, config)
     if request is not None and request.tensors and bound is not None:
+        began = time.perf_counter()
         stats = _collect(prepared, bound, request, progress, executor)
         if request.extra and extra_of(stats) is None:  # the sharded pass gathers only ranges: the rest here
             stats = with_extra(stats, observe(prepared, bound, request))
@@ -170,6 +172,7 @@ def quantize(
             "samples": stats.num_samples,
             "method": request.calibration.method.name,
             "tensors": len(stats.observers),
+            "seconds": round(time.perf_counter() - began, 2),
         }
     # else: nothing to observe (data-free, or nothing quantizable found: the plan says why)
     plan = method.plan(prepared, config, stats)

@@ -198,6 +198,8 @@ def test_quantize_entropy_writes_model_and_complete_sidecar(
     assert side["config"]["method"] == "static-int8"
     assert side["config"]["calibration"] == "entropy"
     assert side["calibration"]["samples"] == N_CALIB
+    # where the time went, said on the line that reports the file
+    assert f"(calibration {side['calibration']['seconds']:.1f} s)" in flat(result.stdout)  # too fast to time: no search
 
     # a decision with an action and a reason for every node of the prepared model
     config = qs.config_from_dict(side["config"])

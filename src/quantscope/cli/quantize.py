@@ -42,6 +42,14 @@ def _speed_line(model: Any, q: Any) -> str:
     )
 
 
+def _phases(q: Any) -> str:
+    """Where the time went, when it was measured: calibration and static-int8's speed search."""
+    parts = [f"{label} {seconds:.1f} s" for label, seconds in (
+        ("calibration", q.calibration.get("seconds")), ("speed search", (q.plan.extra.get("latency") or {}).get("search_s")),
+    ) if seconds is not None]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _epilog() -> str:
     methods = "\n".join(
         f"  {name:<13} {(cls.__doc__ or '').strip().splitlines()[0]}" for name, cls in config_classes().items()
@@ -128,7 +136,7 @@ def _quantize(model_path: Path, method: str | None, output: str, calib: Path | N
     summary = q.plan.summary()
     console.print(
         f"[green]wrote[/] {markup(str(written))} ({fmt_bytes(written.stat().st_size)}, "
-        f"from {fmt_bytes(model_path.stat().st_size)}) in {elapsed:.1f} s"
+        f"from {fmt_bytes(model_path.stat().st_size)}) in {elapsed:.1f} s{_phases(q)}"
     )
     say(
         f"{config.method}: quantized {summary['quantized']} node(s) "
