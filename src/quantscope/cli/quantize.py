@@ -45,7 +45,7 @@ def _speed_line(model: Any, q: Any) -> str:
 def _phases(q: Any) -> str:
     """Where the time went, when it was measured: calibration and static-int8's speed search."""
     parts = [f"{label} {seconds:.1f} s" for label, seconds in (
-        ("calibration", q.calibration.get("seconds")), ("speed search", (q.plan.extra.get("latency") or {}).get("search_s")),
+        ("calibration", q.calibration_s), ("speed search", (q.plan.extra.get("latency") or {}).get("search_s")),
     ) if seconds is not None]
     return f" ({', '.join(parts)})" if parts else ""
 
