@@ -42,14 +42,17 @@ def prestart() -> None:
             _early = spawn()
 
 
-def take() -> subprocess.Popen[str]:
-    """The early child if one is waiting (alive), else a new one."""
+def _claim() -> subprocess.Popen[str] | None:
+    """The early child, now no longer waiting for anyone else, if it is alive."""
     global _early
     with _lock:
         child, _early = _early, None
-    if child is not None and child.poll() is None:
-        return child
-    return spawn()
+    return child if child is not None and child.poll() is None else None
+
+
+def take() -> subprocess.Popen[str]:
+    """The early child if one is waiting (alive), else a new one."""
+    return _claim() or spawn()
 
 
 def send(child: subprocess.Popen[str], argv: list[str], cwd: Path, timeout: float) -> tuple[str, str, bool]:
@@ -67,10 +70,8 @@ def send(child: subprocess.Popen[str], argv: list[str], cwd: Path, timeout: floa
 
 def discard() -> None:
     """End the early child if it was not used (the caller's work ended before its load check)."""
-    global _early
-    with _lock:
-        child, _early = _early, None
-    if child is not None and child.poll() is None:
+    child = _claim()
+    if child is not None:
         child.kill()
         child.communicate()
 

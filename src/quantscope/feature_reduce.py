@@ -4,8 +4,7 @@ SmoothQuant and bias correction read, per feature (the last axis, as a MatMul re
 minimum, maximum, sum and sum of squares over every other axis. Fetching each such tensor whole
 and reducing it in NumPy costs a copy of every activation per batch; here the copy of the model
 computes ``ReduceMin``/``ReduceMax``/``ReduceSum`` right after the tensor's producer, and only
-``[features]``
-vectors and the element count come out. Tensors of unknown rank, inside If/Loop/Scan bodies, of
+``[features]`` vectors and the element count come out. Tensors of unknown rank, inside If/Loop/Scan bodies, of
 a non-float type or asked for other statistics (``gram``, ``channel_mean``) are left to be
 fetched whole.
 
